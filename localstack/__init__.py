@@ -1,0 +1,1 @@
+"""Local stand-ins for Azure services, used for development and tests without cloud access."""

@@ -1,0 +1,105 @@
+"""Service Bus triggers through the real azure-servicebus SDK, against the local broker or Azure.
+
+Peek-lock like the Functions extension: receive up to maxConcurrentCalls messages, invoke the function for
+each (concurrently), complete on success, abandon on exception — the broker counts deliveries and moves a
+message to the dead-letter queue after the queue's MaxDeliveryCount. Locks are renewed while a function runs,
+up to host.json's maxAutoLockRenewalDuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import azure.functions as func
+from azure.functions.meta import Datum
+from azure.functions.servicebus import ServiceBusMessageInConverter
+from azure.servicebus import AutoLockRenewer, ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiveMode
+
+from localstack.host.invoke import invoke
+from localstack.host.loader import FunctionSpec
+
+log = logging.getLogger("localhost.servicebus")
+
+
+def parse_timespan(value: str) -> timedelta:
+    hours, minutes, seconds = (float(part) for part in value.split(":"))
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def to_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMessage:
+    """The trigger object exactly as the worker builds it: the library's converter over trigger metadata."""
+    properties = {_text(k): _text(v) for k, v in (message.application_properties or {}).items()}
+
+    def text(value: Any) -> Datum | None:
+        return None if value is None else Datum(str(value), "string")
+
+    metadata: dict[str, Datum | None] = {
+        "MessageId": text(message.message_id),
+        "CorrelationId": text(message.correlation_id),
+        "ContentType": text(message.content_type),
+        "Subject": text(message.subject),
+        "Label": text(message.subject),
+        # AMQP's header counts prior attempts (0 on first delivery); the Functions host reports 1-based.
+        "DeliveryCount": Datum((message.delivery_count or 0) + 1, "int"),
+        "SequenceNumber": Datum(message.sequence_number or 0, "int"),
+        "EnqueuedTimeUtc": text(message.enqueued_time_utc.isoformat() if message.enqueued_time_utc else None),
+        "LockedUntil": text(message.locked_until_utc.isoformat() if message.locked_until_utc else None),
+        "LockToken": text(message.lock_token),
+        "ApplicationProperties": Datum(json.dumps(properties, default=str), "json"),
+        "UserProperties": Datum(json.dumps(properties, default=str), "json"),
+    }
+    present = {key: value for key, value in metadata.items() if value is not None}
+    return ServiceBusMessageInConverter.decode(Datum(b"".join(message.body), "bytes"), trigger_metadata=present)
+
+
+class ServiceBusTriggerListener:
+    def __init__(self, spec: FunctionSpec, connection_string: str, host_config: dict[str, Any]) -> None:
+        self._spec = spec
+        self._connection_string = connection_string
+        self._queue = spec.trigger["queueName"]
+        servicebus = host_config.get("extensions", {}).get("serviceBus", {})
+        self._batch = int(servicebus.get("maxConcurrentCalls", 16))
+        self._renew_for = parse_timespan(servicebus.get("maxAutoLockRenewalDuration", "00:05:00"))
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("service bus trigger %s listening on queue %s", self._spec.name, self._queue)
+        while not stop.is_set():
+            try:
+                self._receive_until(stop)
+            except Exception:
+                log.exception("service bus trigger %s: connection failed; reconnecting", self._spec.name)
+                stop.wait(2)
+
+    def _receive_until(self, stop: threading.Event) -> None:
+        with (ServiceBusClient.from_connection_string(self._connection_string) as client,
+              client.get_queue_receiver(self._queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK) as receiver,
+              AutoLockRenewer(max_lock_renewal_duration=self._renew_for.total_seconds()) as renewer,
+              ThreadPoolExecutor(max_workers=self._batch, thread_name_prefix=self._spec.name) as pool):
+            while not stop.is_set():
+                messages = receiver.receive_messages(max_message_count=self._batch, max_wait_time=1)
+                for message in messages:
+                    renewer.register(receiver, message)
+                outcomes = list(pool.map(self._run_function, messages))
+                # Settle on the receiver's own thread: the SDK's receiver is not thread-safe.
+                for message, succeeded in zip(messages, outcomes, strict=True):
+                    if succeeded:
+                        receiver.complete_message(message)
+                    else:
+                        receiver.abandon_message(message)
+
+    def _run_function(self, message: ServiceBusReceivedMessage) -> bool:
+        try:
+            invoke(self._spec, to_function_message(message),
+                   reason=f"New ServiceBus message detected on '{self._queue}' (delivery {message.delivery_count})")
+        except Exception:
+            return False
+        return True

@@ -1,0 +1,144 @@
+"""HTTP triggers on 127.0.0.1: the routes the app declares, under host.json's routePrefix, with auth levels
+(anonymous / function / admin keys via `x-functions-key` or `?code=`) as the real host applies them."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+
+from localstack.host.invoke import invoke
+from localstack.host.keys import HostKeys
+from localstack.host.loader import FunctionSpec
+
+log = logging.getLogger("localhost.http")
+MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+_CONSTRAINTS = {"int": r"-?\d+", "alpha": r"[A-Za-z]+", "guid": r"[0-9A-Fa-f-]{36}", "bool": r"(?i:true|false)"}
+
+
+def _enum_value(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+@dataclass(frozen=True)
+class Route:
+    spec: FunctionSpec
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    auth_level: str
+
+    @classmethod
+    def from_spec(cls, spec: FunctionSpec, prefix: str, default_auth: str) -> Route:
+        template = spec.trigger.get("route") or spec.name
+        regex = ""
+        for literal, param in re.findall(r"([^{]*)(?:\{([^}]*)\})?", template.strip("/")):
+            regex += re.escape(literal)
+            if param:
+                regex += cls._param_regex(param, regex)
+        prefix_path = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        methods = frozenset(_enum_value(m).upper() for m in spec.trigger.get("methods") or []) or frozenset(
+            {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+        auth = _enum_value(spec.trigger.get("authLevel") or default_auth).lower()
+        return cls(spec, re.compile(f"^/{prefix_path}{regex}/?$"), methods, auth)
+
+    @staticmethod
+    def _param_regex(param: str, preceding: str) -> str:
+        name, _, constraint = param.lstrip("*").partition(":")
+        optional = name.endswith("?")
+        name = name.rstrip("?")
+        body = ".+" if param.startswith("*") else _CONSTRAINTS.get(constraint.rstrip("?"), r"[^/]+")
+        group = f"(?P<{name}>{body})"
+        if optional and preceding.endswith("/"):
+            return f"?{group}?"  # lets "items/" and "items" both match when the parameter is absent
+        return f"{group}?" if optional else group
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self.pattern.match(path)
+        return None if found is None else {k: v for k, v in found.groupdict().items() if v is not None}
+
+
+class HttpTriggerServer:
+    def __init__(self, specs: list[FunctionSpec], keys: HostKeys, host_config: dict[str, Any],
+                 host: str, port: int, default_auth: str = "function") -> None:
+        prefix = host_config.get("extensions", {}).get("http", {}).get("routePrefix", "api")
+        self.routes = [Route.from_spec(spec, prefix, default_auth) for spec in specs]
+        self._keys = keys
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def run(self, stop: threading.Event) -> None:
+        for route in self.routes:
+            log.info("http %s %s -> %s (%s)", ",".join(sorted(route.methods)), route.pattern.pattern,
+                     route.spec.name, route.auth_level)
+        threading.Thread(target=lambda: (stop.wait(), self._server.shutdown()), daemon=True).start()
+        self._server.serve_forever(poll_interval=0.2)
+        self._server.server_close()
+
+    def dispatch(self, method: str, raw_url: str, headers: dict[str, str], body: bytes) -> func.HttpResponse:
+        url = urlsplit(raw_url)
+        matches = [(route, params) for route in self.routes if (params := route.match(url.path)) is not None]
+        allowed = [(route, params) for route, params in matches if method in route.methods]
+        if not allowed:
+            return func.HttpResponse(status_code=404)
+        route, params = allowed[0]
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        if route.auth_level != "anonymous":
+            key = headers.get("x-functions-key") or query.get("code")
+            if not self._keys.allows(key, admin_only=route.auth_level == "admin"):
+                return func.HttpResponse("Unauthorized: a valid function key is required", status_code=401)
+        request = func.HttpRequest(method=method, url=raw_url, headers=headers, params=query,
+                                   route_params=params, body=body)
+        result = invoke(route.spec, request, reason=f"HTTP {method} {url.path}")
+        if isinstance(result, func.HttpResponse):
+            return result
+        return func.HttpResponse(b"" if result is None else str(result), status_code=200)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY_BYTES:
+                    self._send(func.HttpResponse("Request body too large", status_code=413))
+                    return
+                body = self.rfile.read(length) if length else b""
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                base = f"http://{self.headers.get('Host') or '127.0.0.1'}"
+                try:
+                    response = server.dispatch(self.command, base + self.path, headers, body)
+                except Exception:
+                    response = func.HttpResponse("Internal Server Error", status_code=500)
+                self._send(response)
+
+            def _send(self, response: func.HttpResponse) -> None:
+                payload = response.get_body() or b""
+                self.send_response(response.status_code)
+                for name, value in response.headers.items():
+                    if name.lower() != "content-length":
+                        self.send_header(name, value)
+                if response.mimetype and "content-type" not in {k.lower() for k in response.headers}:
+                    self.send_header("Content-Type", f"{response.mimetype}; charset={response.charset or 'utf-8'}")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("%s %s", self.address_string(), format % args)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+        return Handler

@@ -1,0 +1,1 @@
+"""Adapters: the real SDK behind each port."""

@@ -1,0 +1,46 @@
+"""Where everything lives in blob storage — one place, so the README's layout table and the code agree."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+DATASETS = "datasets"      # uploads: datasets/{use_case}/{dataset}.jsonl (blob trigger)
+RUNS = "runs"              # runs/{use_case}/{experiment_id}/...
+REPORTS = "reports"        # reports/{use_case}/...
+REGISTRY = "registry"      # local data + flow registry
+APPROVALS = "approvals"    # approvals/{approval_id}.json
+DEPLOYMENTS = "deployments"
+FEEDBACK = "feedback"
+AUDIT = "audit"            # audit/{correlation_id}/{time}-{type}-{id}.json: every event published
+SYSTEM = "system"          # idempotency records, dead letters, heartbeats
+
+ALL_CONTAINERS = (DATASETS, RUNS, REPORTS, REGISTRY, APPROVALS, DEPLOYMENTS, FEEDBACK, AUDIT, SYSTEM)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def safe_segment(value: str) -> str:
+    """One path segment from an arbitrary id: no slashes or traversal, stable for the same input."""
+    cleaned = _UNSAFE.sub("_", value).strip("._") or "_"
+    return cleaned[:200]
+
+
+def audit_name(correlation_id: str, occurred_at: datetime, event_type: str, event_id: str) -> str:
+    stamp = occurred_at.strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{safe_segment(correlation_id)}/{stamp}-{event_type}-{safe_segment(event_id)}.json"
+
+
+def idempotency_name(scope: str, key: str) -> str:
+    return f"idempotency/{safe_segment(scope)}/{safe_segment(key)}.json"
+
+
+def dead_letter_name(queue: str, message_id: str) -> str:
+    return f"deadletter/{safe_segment(queue)}/{safe_segment(message_id)}.json"
+
+
+def intake_report_name(use_case: str, dataset: str) -> str:
+    return f"{safe_segment(use_case)}/datasets/{safe_segment(dataset)}/intake.json"
+
+
+HEARTBEAT_NAME = "heartbeat/timer.json"

@@ -1,0 +1,101 @@
+"""Composition root: builds the real adapters from settings once per process, and exposes the entry points
+the trigger adapters in functions/ call. Nothing here imports azure.functions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any, Literal
+
+from shared import messagebus
+from shared.adapters.clock import SystemClock
+from shared.audit import EventJournal, JournalingPublisher
+from shared.blob_layout import HEARTBEAT_NAME, SYSTEM
+from shared.dead_letters import DeadLetterStore
+from shared.events.codec import MalformedEvent, decode
+from shared.handlers import Dependencies
+from shared.idempotency import IdempotencyStore
+from shared.observability import configure_telemetry, correlation
+from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher
+from shared.services.intake import dataset_uploaded_event
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger("genaiops.app")
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    status: Literal["handled", "replayed", "dead_lettered"]
+    event_type: str | None = None
+    published: int = 0
+
+
+class Application:
+    def __init__(self, settings: Settings, blobs: BlobStore, bus: EventPublisher, clock: Clock) -> None:
+        self.settings = settings
+        self.blobs = blobs
+        self.clock = clock
+        self.journal = EventJournal(blobs)
+        self.publisher = JournalingPublisher(bus, self.journal)
+        self.deps = Dependencies(settings=settings, blobs=blobs, publisher=self.publisher, clock=clock)
+        self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
+        self.dead_letters = DeadLetterStore(blobs, clock)
+
+    def on_blob_uploaded(self, container: str, blob_name: str, size: int, etag: str) -> str | None:
+        """Blob trigger entry: publish dataset.uploaded. Returns the event id, None for non-dataset blobs."""
+        event = dataset_uploaded_event(container, blob_name, size, etag)
+        if event is None:
+            log.info("ignoring %s/%s: not a dataset file", container, blob_name)
+            return None
+        with correlation(event.correlation_id):
+            self.publisher.publish([event])
+            log.info("dataset.uploaded %s for %s/%s", event.id, container, blob_name)
+        return event.id
+
+    def on_bus_message(self, body: bytes, *, message_id: str, delivery_count: int | None,
+                       properties: dict[str, Any]) -> MessageOutcome:
+        """Service Bus trigger entry. Malformed messages are dead-lettered here with their reason; any other
+        exception propagates so the host abandons the message and the broker retries it."""
+        try:
+            event = decode(body)
+        except MalformedEvent as bad:
+            self.dead_letters.record(queue=self.settings.events_queue, message_id=message_id, body=body,
+                                     reason=bad.reason, description=bad.description,
+                                     delivery_count=delivery_count, properties=properties)
+            log.warning("dead-lettered message %s: %s", message_id, bad)
+            return MessageOutcome("dead_lettered")
+        with correlation(event.correlation_id):
+            self.journal.record(event)  # events posted straight to the bus by others are journaled too
+            result = messagebus.handle(event, self.deps, self.idempotency)
+        return MessageOutcome("replayed" if result.replayed else "handled", event.type, len(result.published))
+
+    def record_heartbeat(self) -> None:
+        """Timer entry: proves the schedule runs (the health route reports the last tick)."""
+        self.blobs.write(SYSTEM, HEARTBEAT_NAME, f'{{"last_tick": "{self.clock.now().isoformat()}"}}'.encode())
+
+    def health(self) -> dict[str, Any]:
+        try:
+            last_tick = self.blobs.read(SYSTEM, HEARTBEAT_NAME)[0].decode()
+            storage = "ok"
+        except BlobNotFound:
+            last_tick, storage = None, "ok"
+        except Exception as exc:
+            last_tick, storage = None, f"error: {type(exc).__name__}"
+        return {"status": "ok" if storage == "ok" else "degraded", "environment": self.settings.environment,
+                "storage": storage, "timer": last_tick}
+
+
+@lru_cache(maxsize=1)
+def get_application() -> Application:
+    """Built on first use, not at import: keeps function_app.py's import (the cold start) cheap."""
+    # SDK imports here, not at module level: importing function_app.py must stay cheap.
+    from shared.adapters.azure_blob import AzureBlobStore, blob_service_client
+    from shared.adapters.servicebus import ServiceBusPublisher, servicebus_client
+
+    settings = get_settings()
+    configure_telemetry()
+    blobs = AzureBlobStore(blob_service_client(settings))
+    bus = ServiceBusPublisher(servicebus_client(settings), settings.events_queue)
+    return Application(settings, blobs, bus, SystemClock())

@@ -1,0 +1,306 @@
+"""Every event of the lifecycle, version 1. Payloads name things, they never carry secrets.
+
+Adding an event: a payload model, an event class with its `type` literal, an entry in the `AnyEvent` union.
+A breaking payload change is a new `version`; the codec rejects versions it does not know.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from shared.events.envelope import Event, Payload
+
+Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+Environment = Literal["pr", "dev", "prod", "local"]
+VariantSelection = dict[str, str]  # node name -> variant id, e.g. {"extract": "variant_1"}
+Metrics = dict[str, float]
+
+
+# --- datasets and data registration -------------------------------------------------------------
+
+class DatasetUploadedPayload(Payload):
+    container: Name
+    blob_name: Name = Field(description="Path inside the container, e.g. 'math_coding/math_data.jsonl'.")
+    use_case: Name | None = Field(default=None, description="First folder of the blob path, when there is one.")
+    dataset: Name = Field(description="File name without its extension.")
+    size_bytes: int = Field(ge=0)
+    etag: str
+
+
+class DataRegisteredPayload(Payload):
+    name: Name
+    version: str
+    content_hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    source: str
+    created: bool = Field(description="False when the content was unchanged and the latest version was reused.")
+
+
+# --- experiments and evaluation ----------------------------------------------------------------
+
+class ExperimentRequestedPayload(Payload):
+    use_case: Name
+    environment: Environment = "dev"
+    datasets: list[Name] | None = Field(default=None, description="Only these datasets; all when omitted.")
+    reason: Literal["dataset", "pipeline", "manual"] = "manual"
+
+
+class RunSummary(Payload):
+    run_id: str
+    variant: VariantSelection
+    dataset: Name
+    status: Literal["completed", "failed"]
+    lines: int = Field(ge=0)
+    failed_lines: int = Field(ge=0)
+    metrics: Metrics = Field(default_factory=dict)
+
+
+class ExperimentCompletedPayload(Payload):
+    use_case: Name
+    experiment_id: str
+    runs: list[RunSummary]
+    report_uri: str
+
+
+class ExperimentFailedPayload(Payload):
+    use_case: Name
+    experiment_id: str | None = None
+    reasons: list[str] = Field(min_length=1)
+
+
+class EvaluationCompletedPayload(Payload):
+    use_case: Name
+    experiment_id: str
+    runs: list[RunSummary]
+    report_uri: str
+
+
+# --- quality gate and flow registration --------------------------------------------------------
+
+class GateCheck(Payload):
+    metric: str
+    comparison: Literal[">=", "<=", ">", "<", "max_drop"]
+    threshold: float
+    actual: float | None
+    passed: bool
+
+
+class GateVerdictPayload(Payload):
+    use_case: Name
+    experiment_id: str
+    primary_metric: str
+    best_variant: VariantSelection
+    best_value: float | None
+    checks: list[GateCheck]
+    reasons: list[str] = Field(default_factory=list)
+    report_uri: str
+
+
+class FlowRegisteredPayload(Payload):
+    use_case: Name
+    experiment_id: str
+    name: Name
+    version: str
+    content_hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    variant: VariantSelection
+    metrics: Metrics
+    created: bool
+
+
+# --- approval ------------------------------------------------------------------------------------
+
+class ApprovalRequestedPayload(Payload):
+    approval_id: str
+    use_case: Name
+    flow_name: Name
+    flow_version: str
+    approvers: list[str] = Field(min_length=1)
+    expires_at: datetime
+    report_uri: str
+    approval_url: str
+
+
+class ApprovalDecisionPayload(Payload):
+    approval_id: str
+    use_case: Name
+    flow_name: Name
+    flow_version: str
+    decided_by: str
+    decided_at: datetime
+    comment: str = Field(default="", max_length=2000)
+
+
+# --- deployment and verification ---------------------------------------------------------------
+
+class DeploymentRequestedPayload(Payload):
+    use_case: Name
+    flow_name: Name
+    flow_version: str
+    environment: Environment
+    approval_id: str | None = None
+
+
+class DeploymentRefPayload(Payload):
+    use_case: Name
+    endpoint: Name
+    deployment: Name
+    flow_version: str
+    traffic: dict[str, int] = Field(description="Deployment name -> percent of traffic; sums to 100.")
+
+
+class SmokeResultPayload(Payload):
+    use_case: Name
+    endpoint: Name
+    deployment: Name
+    checks_passed: int = Field(ge=0)
+    checks_failed: int = Field(ge=0)
+    failures: list[str] = Field(default_factory=list)
+    report_uri: str
+
+
+class DeploymentRolledBackPayload(Payload):
+    use_case: Name
+    endpoint: Name
+    deployment: Name
+    reason: str
+    traffic: dict[str, int]
+
+
+# --- posted by CI/CD pipelines -----------------------------------------------------------------
+
+class PipelineTriggeredPayload(Payload):
+    pipeline: Name
+    run_id: str = Field(min_length=1, max_length=128)
+    commit: str = Field(default="", max_length=64)
+    branch: str = Field(default="", max_length=256)
+    environment: Environment
+    use_cases: list[Name] = Field(min_length=1)
+
+
+# --- the events --------------------------------------------------------------------------------
+
+class DatasetUploaded(Event):
+    type: Literal["dataset.uploaded"] = "dataset.uploaded"
+    payload: DatasetUploadedPayload
+
+
+class DataRegistered(Event):
+    type: Literal["data.registered"] = "data.registered"
+    payload: DataRegisteredPayload
+
+
+class ExperimentRequested(Event):
+    type: Literal["experiment.requested"] = "experiment.requested"
+    payload: ExperimentRequestedPayload
+
+
+class ExperimentCompleted(Event):
+    type: Literal["experiment.completed"] = "experiment.completed"
+    payload: ExperimentCompletedPayload
+
+
+class ExperimentFailed(Event):
+    type: Literal["experiment.failed"] = "experiment.failed"
+    payload: ExperimentFailedPayload
+
+
+class EvaluationCompleted(Event):
+    type: Literal["evaluation.completed"] = "evaluation.completed"
+    payload: EvaluationCompletedPayload
+
+
+class GatePassed(Event):
+    type: Literal["gate.passed"] = "gate.passed"
+    payload: GateVerdictPayload
+
+
+class GateFailed(Event):
+    type: Literal["gate.failed"] = "gate.failed"
+    payload: GateVerdictPayload
+
+
+class FlowRegistered(Event):
+    type: Literal["flow.registered"] = "flow.registered"
+    payload: FlowRegisteredPayload
+
+
+class ApprovalRequested(Event):
+    type: Literal["approval.requested"] = "approval.requested"
+    payload: ApprovalRequestedPayload
+
+
+class ApprovalGranted(Event):
+    type: Literal["approval.granted"] = "approval.granted"
+    payload: ApprovalDecisionPayload
+
+
+class ApprovalRejected(Event):
+    type: Literal["approval.rejected"] = "approval.rejected"
+    payload: ApprovalDecisionPayload
+
+
+class ApprovalExpired(Event):
+    type: Literal["approval.expired"] = "approval.expired"
+    payload: ApprovalDecisionPayload
+
+
+class DeploymentRequested(Event):
+    type: Literal["deployment.requested"] = "deployment.requested"
+    payload: DeploymentRequestedPayload
+
+
+class DeploymentCompleted(Event):
+    type: Literal["deployment.completed"] = "deployment.completed"
+    payload: DeploymentRefPayload
+
+
+class DeploymentVerified(Event):
+    type: Literal["deployment.verified"] = "deployment.verified"
+    payload: DeploymentRefPayload
+
+
+class SmokePassed(Event):
+    type: Literal["smoke.passed"] = "smoke.passed"
+    payload: SmokeResultPayload
+
+
+class SmokeFailed(Event):
+    type: Literal["smoke.failed"] = "smoke.failed"
+    payload: SmokeResultPayload
+
+
+class DeploymentRolledBack(Event):
+    type: Literal["deployment.rolled_back"] = "deployment.rolled_back"
+    payload: DeploymentRolledBackPayload
+
+
+class PipelineTriggered(Event):
+    type: Literal["pipeline.triggered"] = "pipeline.triggered"
+    payload: PipelineTriggeredPayload
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    DatasetUploaded, DataRegistered, ExperimentRequested, ExperimentCompleted, ExperimentFailed,
+    EvaluationCompleted, GatePassed, GateFailed, FlowRegistered, ApprovalRequested, ApprovalGranted,
+    ApprovalRejected, ApprovalExpired, DeploymentRequested, DeploymentCompleted, DeploymentVerified,
+    SmokePassed, SmokeFailed, DeploymentRolledBack, PipelineTriggered,
+)
+EVENT_TYPES: dict[str, type[Event]] = {cls.event_type(): cls for cls in ALL_EVENTS}
+
+AnyEvent = Annotated[
+    DatasetUploaded | DataRegistered | ExperimentRequested | ExperimentCompleted | ExperimentFailed
+    | EvaluationCompleted | GatePassed | GateFailed | FlowRegistered | ApprovalRequested | ApprovalGranted
+    | ApprovalRejected | ApprovalExpired | DeploymentRequested | DeploymentCompleted | DeploymentVerified
+    | SmokePassed | SmokeFailed | DeploymentRolledBack | PipelineTriggered,
+    Field(discriminator="type"),
+]
+ANY_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
+
+
+def event_class(event_type: str) -> type[Event]:
+    try:
+        return EVENT_TYPES[event_type]
+    except KeyError:
+        raise KeyError(f"unknown event type {event_type!r}; known: {', '.join(sorted(EVENT_TYPES))}") from None

@@ -1,0 +1,81 @@
+"""Run an action at most once per key, under at-least-once delivery (in the spirit of Powertools' utility).
+
+A record per (scope, key) in blob storage, created with an if-absent condition so only one delivery wins:
+- absent            -> claim it (in_progress, with a lease), run, store the result as completed;
+- completed         -> do not run again, return the stored result;
+- in progress       -> another delivery is working on it: raise, so the message is retried later;
+- lease expired     -> the worker died mid-way: take over with an ETag condition, run.
+If the action raises, the claim is released so a retry can run it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from shared.blob_layout import SYSTEM, idempotency_name
+from shared.ports import BlobNotFound, BlobStore, Clock, PreconditionFailed
+
+
+class AlreadyInProgress(RuntimeError):
+    """Another delivery of the same event holds the claim; retry after its lease."""
+
+
+class IdempotencyRecord(BaseModel):
+    status: Literal["in_progress", "completed"]
+    lease_expires_at: datetime
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Any
+    replayed: bool  # True when the action had already run and its stored result is returned
+
+
+class IdempotencyStore:
+    def __init__(self, blobs: BlobStore, clock: Clock, lease: timedelta = timedelta(minutes=10)) -> None:
+        self._blobs = blobs
+        self._clock = clock
+        self._lease = lease
+
+    def run_once(self, scope: str, key: str, action: Callable[[], Any]) -> Outcome:
+        """`action` must return something JSON-serialisable; that is what a replay returns."""
+        name = idempotency_name(scope, key)
+        claim_etag = self._claim(name, scope, key)
+        if isinstance(claim_etag, Outcome):
+            return claim_etag
+        try:
+            result = action()
+        except BaseException:
+            self._blobs.delete(SYSTEM, name, if_match=claim_etag)
+            raise
+        record = IdempotencyRecord(status="completed", lease_expires_at=self._clock.now(), result=result)
+        self._blobs.write(SYSTEM, name, record.model_dump_json().encode(), if_match=claim_etag)
+        return Outcome(result=result, replayed=False)
+
+    def _claim(self, name: str, scope: str, key: str) -> str | Outcome:
+        in_progress = IdempotencyRecord(status="in_progress", lease_expires_at=self._clock.now() + self._lease)
+        body = in_progress.model_dump_json().encode()
+        try:
+            return self._blobs.write(SYSTEM, name, body, if_absent=True)
+        except PreconditionFailed:
+            pass
+        try:
+            data, etag = self._blobs.read(SYSTEM, name)
+        except BlobNotFound:  # released between our write and read: try once more from scratch
+            return self._blobs.write(SYSTEM, name, body, if_absent=True)
+        existing = IdempotencyRecord.model_validate(json.loads(data))
+        if existing.status == "completed":
+            return Outcome(result=existing.result, replayed=True)
+        if existing.lease_expires_at > self._clock.now():
+            raise AlreadyInProgress(f"{scope}/{key} is being handled by another delivery")
+        try:
+            return self._blobs.write(SYSTEM, name, body, if_match=etag)
+        except PreconditionFailed:
+            raise AlreadyInProgress(f"{scope}/{key} was taken over by another delivery") from None

@@ -1,0 +1,81 @@
+"""Structured logs that carry the correlation id on every line, and App Insights when it is configured.
+
+Without APPLICATIONINSIGHTS_CONNECTION_STRING nothing is exported and nothing tries the network — the
+local stack and CI stay silent. With it, the Azure Monitor OpenTelemetry distro is configured once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from shared.redaction import redact_text
+
+_correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+_configured = False
+
+
+@contextlib.contextmanager
+def correlation(correlation_id: str) -> Iterator[None]:
+    token = _correlation_id.set(correlation_id)
+    try:
+        yield
+    finally:
+        _correlation_id.reset(token)
+
+
+class CorrelationFilter(logging.Filter):
+    """Stamps the current correlation id on every record (App Insights shows it as a custom dimension)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = _correlation_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "correlation_id": getattr(record, "correlation_id", _correlation_id.get()),
+            "msg": redact_text(record.getMessage()),
+        }
+        if record.exc_info:
+            entry["exc"] = redact_text(self.formatException(record.exc_info))
+        return json.dumps(entry)
+
+
+def configure_logging(level: int = logging.INFO, *, json_lines: bool = True) -> None:
+    """Called by processes we own (local host, CLI). Inside Azure the worker owns the handlers; we only add
+    the correlation filter to them."""
+    root = logging.getLogger()
+    if json_lines and not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    # Handler-level, so records propagated from child loggers get the id too.
+    for handler in root.handlers:
+        if not any(isinstance(f, CorrelationFilter) for f in handler.filters):
+            handler.addFilter(CorrelationFilter())
+    root.setLevel(level)
+    # The Azure SDKs log every HTTP request at INFO; keep ours readable.
+    for noisy in ("azure", "azure.core.pipeline.policies.http_logging_policy", "uamqp", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def configure_telemetry() -> bool:
+    """Wire OpenTelemetry to App Insights once, only when a connection string is set. Returns whether it did."""
+    global _configured  # noqa: PLW0603 - once per process, like the distro itself
+    if _configured or not os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+        return False
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    configure_azure_monitor(logger_name="genaiops")
+    _configured = True
+    return True

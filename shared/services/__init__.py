@@ -1,0 +1,1 @@
+"""Services: plain functions over ports. Handlers call exactly one of them."""

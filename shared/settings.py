@@ -1,0 +1,57 @@
+"""App settings, read from the environment (Azure app settings, or local.settings.json via the local host).
+
+Connection names follow the Functions convention: `<Name>` holds a connection string (local stack),
+`<Name>__blobServiceUri` / `<Name>__fullyQualifiedNamespace` select identity-based access (Azure).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STORAGE_CONNECTION = "GenAIOpsStorage"
+SERVICEBUS_CONNECTION = "ServiceBusConnection"
+EVENTS_QUEUE_SETTING = "EVENTS_QUEUE"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    environment: str = Field(default="local", validation_alias="GENAIOPS_ENV")
+    storage_connection_string: SecretStr | None = Field(default=None, validation_alias=STORAGE_CONNECTION)
+    storage_blob_uri: str | None = Field(default=None, validation_alias=f"{STORAGE_CONNECTION}__blobServiceUri")
+    servicebus_connection_string: SecretStr | None = Field(default=None, validation_alias=SERVICEBUS_CONNECTION)
+    servicebus_namespace: str | None = Field(
+        default=None, validation_alias=f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace"
+    )
+    events_queue: str = Field(default="genaiops-events", validation_alias=EVENTS_QUEUE_SETTING)
+    appinsights_connection_string: SecretStr | None = Field(
+        default=None, validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:7071",
+        validation_alias=AliasChoices("GENAIOPS_PUBLIC_BASE_URL", "WEBSITE_HOSTNAME"),
+        description="Where people reach the HTTP functions (approval links in events and notifications).",
+    )
+    idempotency_lease_seconds: int = Field(default=600, ge=1, validation_alias="IDEMPOTENCY_LEASE_SECONDS")
+
+    def require_storage(self) -> None:
+        if not (self.storage_connection_string or self.storage_blob_uri):
+            raise RuntimeError(
+                f"no blob storage configured: set {STORAGE_CONNECTION} (connection string) "
+                f"or {STORAGE_CONNECTION}__blobServiceUri (managed identity)"
+            )
+
+    def require_servicebus(self) -> None:
+        if not (self.servicebus_connection_string or self.servicebus_namespace):
+            raise RuntimeError(
+                f"no Service Bus configured: set {SERVICEBUS_CONNECTION} (connection string) "
+                f"or {SERVICEBUS_CONNECTION}__fullyQualifiedNamespace (managed identity)"
+            )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

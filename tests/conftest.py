@@ -1,0 +1,58 @@
+"""Shared fixtures: real services on free ports in a temporary folder, started once per session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from localstack.stack import LocalStack, Ports
+from shared.adapters.azure_blob import AzureBlobStore
+from shared.ports import BlobStore
+
+
+class ManualClock:
+    """A Clock port whose time the test moves (lease expiry, approval expiry)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def storage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Azurite alone, for storage-level tests."""
+    stack = LocalStack(state_dir=tmp_path_factory.mktemp("azurite"), ports=Ports.free())
+    stack.start_azurite()
+    yield stack
+    stack.down()
+
+
+@pytest.fixture(scope="session")
+def blob_store(storage_stack: LocalStack) -> BlobStore:
+    from azure.storage.blob import BlobServiceClient
+
+    return AzureBlobStore(BlobServiceClient.from_connection_string(storage_stack.storage_connection_string))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,108 @@
+"""The Application entry points over real Azurite storage; only the bus is a recorder (the e2e tests use
+the real broker)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from shared.blob_layout import REPORTS, intake_report_name
+from shared.bootstrap import Application
+from shared.events import Event
+from shared.events.codec import encode
+from shared.ports import BlobStore
+from shared.services.intake import dataset_uploaded_event
+from shared.settings import Settings
+from tests.conftest import ManualClock
+
+pytestmark = pytest.mark.azurite
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.sent: list[Event] = []
+
+    def publish(self, events: Sequence[Event]) -> None:
+        self.sent.extend(events)
+
+
+@pytest.fixture
+def app(blob_store: BlobStore, clock: ManualClock) -> tuple[Application, RecordingPublisher]:
+    bus = RecordingPublisher()
+    return Application(Settings(), blob_store, bus, clock), bus
+
+
+def upload(blob_store: BlobStore, name: str, content: bytes) -> Event:
+    etag = blob_store.write("datasets", name, content, content_type="application/x-ndjson")
+    event = dataset_uploaded_event("datasets", name, len(content), etag)
+    assert event is not None
+    return event
+
+
+def test_blob_upload_publishes_one_dataset_event_per_version(app, blob_store: BlobStore, unique: str) -> None:
+    application, bus = app
+    etag = blob_store.write("datasets", f"uc{unique}/train.jsonl", b'{"q": 1}\n')
+    first = application.on_blob_uploaded("datasets", f"uc{unique}/train.jsonl", 9, etag)
+    again = application.on_blob_uploaded("datasets", f"uc{unique}/train.jsonl", 9, etag)
+    assert first == again  # the same blob version always yields the same event id
+    assert [e.type for e in bus.sent] == ["dataset.uploaded", "dataset.uploaded"]
+    assert bus.sent[0].payload.use_case == f"uc{unique}"
+    assert application.on_blob_uploaded("datasets", f"uc{unique}/README.md", 3, etag) is None
+
+
+def test_valid_dataset_gets_a_report_with_hash_rows_and_columns(app, blob_store: BlobStore, unique: str) -> None:
+    application, _ = app
+    content = b'{"question": "1+1", "answer": "2"}\n\n{"question": "2+2", "answer": "4", "level": 1}\n'
+    event = upload(blob_store, f"uc{unique}/math.jsonl", content)
+    outcome = application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
+    assert outcome.status == "handled"
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "math"))[0])
+    assert report["status"] == "valid"
+    assert report["rows"] == 2
+    assert report["columns"] == ["question", "answer", "level"]
+    assert report["content_hash"] == "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+def test_bad_dataset_gets_an_error_report_not_a_crash(app, blob_store: BlobStore, unique: str) -> None:
+    application, _ = app
+    event = upload(blob_store, f"uc{unique}/bad.jsonl", b'{"ok": 1}\nnot json\n[1,2]\n')
+    assert application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1,
+                                      properties={}).status == "handled"
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "bad"))[0])
+    assert report["status"] == "invalid"
+    assert report["error_count"] == 2
+    assert report["errors"][0].startswith("line 2: not valid JSON")
+    assert report["errors"][1] == "line 3: each line must be a JSON object"
+
+
+def test_redelivered_event_runs_its_handler_once(app, blob_store: BlobStore, unique: str) -> None:
+    application, _ = app
+    event = upload(blob_store, f"uc{unique}/once.jsonl", b'{"a": 1}\n')
+    body = encode(event).body
+    first = application.on_bus_message(body, message_id=event.id, delivery_count=1, properties={})
+    report_before = blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "once"))
+    second = application.on_bus_message(body, message_id=event.id, delivery_count=2, properties={})
+    assert (first.status, second.status) == ("handled", "replayed")
+    assert blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "once")) == report_before  # not rewritten
+
+
+def test_malformed_message_is_dead_lettered_with_reason_and_redacted(app, unique: str) -> None:
+    application, _ = app
+    body = json.dumps({"type": "nope", "payload": {"api_key": "s3cr3t"}}).encode()
+    outcome = application.on_bus_message(body, message_id=f"m{unique}", delivery_count=1,
+                                         properties={"token": "t0ken"})
+    assert outcome.status == "dead_lettered"
+    letter = application.dead_letters.get(application.settings.events_queue, f"m{unique}")
+    assert letter.reason == "UnknownEventType"
+    assert "s3cr3t" not in letter.model_dump_json()
+    assert "t0ken" not in letter.model_dump_json()
+
+
+def test_journal_lists_a_runs_events_in_order(app, blob_store: BlobStore, unique: str) -> None:
+    application, _ = app
+    event = upload(blob_store, f"uc{unique}/j.jsonl", b'{"a": 1}\n')
+    application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
+    assert [e.id for e in application.journal.events_for(event.correlation_id)] == [event.id]

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.blob_layout import idempotency_name
+from shared.idempotency import AlreadyInProgress, IdempotencyStore
+from shared.ports import BlobStore
+from tests.conftest import ManualClock
+
+pytestmark = pytest.mark.azurite
+
+
+def test_second_run_replays_the_stored_result(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
+    store = IdempotencyStore(blob_store, clock)
+    calls: list[int] = []
+    first = store.run_once("scope", unique, lambda: calls.append(1) or {"n": len(calls)})
+    second = store.run_once("scope", unique, lambda: calls.append(1) or {"n": len(calls)})
+    assert calls == [1]
+    assert (first.replayed, second.replayed) == (False, True)
+    assert second.result == {"n": 1}
+
+
+def test_failed_action_releases_the_claim(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
+    store = IdempotencyStore(blob_store, clock)
+
+    def explode() -> None:
+        raise RuntimeError("transient")
+
+    with pytest.raises(RuntimeError):
+        store.run_once("scope", unique, explode)
+    assert store.run_once("scope", unique, lambda: "ok").result == "ok"
+
+
+def test_in_progress_claim_blocks_until_its_lease_expires(blob_store: BlobStore, clock: ManualClock,
+                                                          unique: str) -> None:
+    store = IdempotencyStore(blob_store, clock, lease=timedelta(minutes=5))
+    observed: list[str] = []
+
+    def concurrent_delivery() -> str:
+        # While the first delivery holds the claim, a second one must not run.
+        with pytest.raises(AlreadyInProgress):
+            store.run_once("scope", unique, lambda: observed.append("duplicate ran"))
+        return "first"
+
+    assert store.run_once("scope", unique, concurrent_delivery).result == "first"
+    assert observed == []
+
+
+def test_expired_lease_is_taken_over(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
+    store = IdempotencyStore(blob_store, clock, lease=timedelta(minutes=5))
+    crashed = IdempotencyStore(blob_store, clock, lease=timedelta(minutes=5))
+    # Simulate a worker that claimed the key and died: claim without completing.
+    crashed._claim(idempotency_name("scope", unique), "scope", unique)  # noqa: SLF001 - white-box set-up
+    with pytest.raises(AlreadyInProgress):
+        store.run_once("scope", unique, lambda: "too early")
+    clock.advance(minutes=6)
+    assert store.run_once("scope", unique, lambda: "took over").result == "took over"

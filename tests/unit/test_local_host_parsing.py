@@ -1,0 +1,77 @@
+"""The local host's parsing of bindings: NCRONTAB schedules, HTTP route templates, blob path patterns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from localstack.host.blob_trigger import BlobPath
+from localstack.host.http_trigger import Route
+from localstack.host.loader import FunctionSpec, HostConfigError
+from localstack.host.timer_trigger import Schedule
+
+T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)  # a Wednesday
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("*/5 * * * * *", datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC)),
+        ("0 */5 * * * *", datetime(2026, 11, 25, 12, 5, 0, tzinfo=UTC)),
+        ("0 30 9 * * 1-5", datetime(2026, 11, 26, 9, 30, 0, tzinfo=UTC)),
+        ("0 0 0 1 1 *", datetime(2027, 1, 1, 0, 0, 0, tzinfo=UTC)),
+        ("0 0 12 * * sun", datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)),
+        ("0 0 0 29 feb *", datetime(2028, 2, 29, 0, 0, 0, tzinfo=UTC)),
+        ("00:10:00", datetime(2026, 11, 25, 12, 10, 0, tzinfo=UTC)),
+    ],
+)
+def test_next_occurrence(expression: str, expected: datetime) -> None:
+    assert Schedule.parse(expression).next_after(T0) == expected
+
+
+@pytest.mark.parametrize("expression", ["* * * * *", "61 * * * * *", "0 0 0 31 2 *"])
+def test_bad_or_impossible_schedules_are_config_errors(expression: str) -> None:
+    with pytest.raises(HostConfigError):
+        Schedule.parse(expression).next_after(T0)
+
+
+def http_spec(route: str, auth: str = "function") -> FunctionSpec:
+    trigger = {"type": "httpTrigger", "name": "req", "route": route, "methods": ["GET"], "authLevel": auth}
+    return FunctionSpec("f", "httpTrigger", trigger, "req", lambda req: None)
+
+
+def test_route_template_binds_parameters_under_the_prefix() -> None:
+    route = Route.from_spec(http_spec("runs/{correlation_id}/events"), "api", "function")
+    assert route.match("/api/runs/abc-1/events") == {"correlation_id": "abc-1"}
+    assert route.match("/api/runs/abc/other") is None
+    assert route.match("/runs/abc/events") is None
+
+
+def test_route_constraints_and_optional_parameters() -> None:
+    typed = Route.from_spec(http_spec("items/{id:int}"), "api", "function")
+    assert typed.match("/api/items/42") == {"id": "42"}
+    assert typed.match("/api/items/x") is None
+    optional = Route.from_spec(http_spec("items/{id?}"), "api", "function")
+    assert optional.match("/api/items") == {}
+    assert optional.match("/api/items/7") == {"id": "7"}
+
+
+def test_auth_level_defaults_to_the_apps() -> None:
+    spec = http_spec("x")
+    del spec.trigger["authLevel"]
+    assert Route.from_spec(spec, "api", "function").auth_level == "function"
+
+
+def test_blob_path_binds_name_including_folders() -> None:
+    path = BlobPath.parse("datasets/{name}")
+    assert path.container == "datasets"
+    assert path.match("math_coding/data.jsonl") == {"name": "math_coding/data.jsonl"}
+    with pytest.raises(HostConfigError):
+        BlobPath.parse("{container}/x")
+
+
+def test_blob_path_with_literal_suffix() -> None:
+    path = BlobPath.parse("datasets/{use_case}/{file}.jsonl")
+    assert path.match("ner/train.jsonl") == {"use_case": "ner", "file": "train"}
+    assert path.match("ner/readme.md") is None
