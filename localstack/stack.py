@@ -117,6 +117,19 @@ class LocalStack:
             "--queueHost", "127.0.0.1", "--queuePort", str(self.ports.queue),
             "--tableHost", "127.0.0.1", "--tablePort", str(self.ports.table),
         ], ports=[self.ports.blob, self.ports.queue, self.ports.table])
+        self.provision_storage()
+
+    def provision_storage(self) -> None:
+        """Create the app's containers, as infra/storage.tf does in Azure."""
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.blob import BlobServiceClient
+
+        from shared.blob_layout import ALL_CONTAINERS
+
+        service = BlobServiceClient.from_connection_string(self.storage_connection_string)
+        for container in ALL_CONTAINERS:
+            with contextlib.suppress(ResourceExistsError):
+                service.create_container(container)
 
     def start_broker(self) -> None:
         self._start("broker", [
@@ -152,7 +165,7 @@ class LocalStack:
     def log_file(self, name: str) -> Path:
         return self.state_dir / f"{name}.log"
 
-    def _start(self, name: str, command: list[str], ports: list[int], ready=None) -> None:  # noqa: ANN001
+    def _start(self, name: str, command: list[str], ports: list[int], ready=None) -> None:
         pid = self._running_pid(name)
         if pid is not None:
             raise StackError(f"{name} is already running (pid {pid}); `make down` stops the local stack")

@@ -26,7 +26,7 @@ EXIT_FAILED_EVENT = 3
 EXIT_TIMEOUT = 4
 
 
-def _journal():  # noqa: ANN202 - built lazily so `schema` needs no storage
+def _journal():
     from shared.adapters.azure_blob import AzureBlobStore, blob_service_client
     from shared.audit import EventJournal
 

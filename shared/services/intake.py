@@ -44,6 +44,7 @@ def dataset_uploaded_event(container: str, blob_name: str, size: int, etag: str)
     and the whole chain after it stays exactly-once."""
     if not blob_name.endswith(DATASET_SUFFIXES):
         return None
+    etag = etag.strip('"')  # SDKs and hosts disagree on quoting; the identity of a version must not
     folder, file_name = posixpath.split(blob_name)
     version_key = derived_event_id(container, blob_name, etag)
     event = DatasetUploaded.create(

@@ -106,3 +106,10 @@ def test_journal_lists_a_runs_events_in_order(app, blob_store: BlobStore, unique
     event = upload(blob_store, f"uc{unique}/j.jsonl", b'{"a": 1}\n')
     application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
     assert [e.id for e in application.journal.events_for(event.correlation_id)] == [event.id]
+
+
+def test_event_identity_ignores_etag_quoting(app, unique: str) -> None:
+    application, _ = app
+    quoted = application.on_blob_uploaded("datasets", f"uc{unique}/q.jsonl", 3, '"0x8DB1"')
+    bare = application.on_blob_uploaded("datasets", f"uc{unique}/q.jsonl", 3, "0x8DB1")
+    assert quoted == bare

@@ -52,7 +52,7 @@ def test_expired_lease_is_taken_over(blob_store: BlobStore, clock: ManualClock, 
     store = IdempotencyStore(blob_store, clock, lease=timedelta(minutes=5))
     crashed = IdempotencyStore(blob_store, clock, lease=timedelta(minutes=5))
     # Simulate a worker that claimed the key and died: claim without completing.
-    crashed._claim(idempotency_name("scope", unique), "scope", unique)  # noqa: SLF001 - white-box set-up
+    crashed._claim(idempotency_name("scope", unique), "scope", unique)
     with pytest.raises(AlreadyInProgress):
         store.run_once("scope", unique, lambda: "too early")
     clock.advance(minutes=6)

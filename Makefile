@@ -1,0 +1,56 @@
+# Everyday commands. `make demo` and `make test` are the two a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+
+.PHONY: install demo test test-fast lint up down status schema bench lock clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.installed: $(PY) requirements.txt requirements-dev.txt
+	$(UV) pip install --quiet -p $(PY) -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed ## venv + Azurite
+
+demo: install ## start the local stack and drive an upload through the lifecycle
+	$(PY) -m localstack.demo
+
+test: install ## every test: unit, storage (Azurite) and end-to-end (full local stack)
+	$(PY) -m pytest
+
+test-fast: install ## unit tests only, no services
+	$(PY) -m pytest tests/unit
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+up: install
+	$(PY) -m localstack up
+
+down:
+	$(PY) -m localstack down
+
+status:
+	$(PY) -m localstack status
+
+schema: install ## write the event catalogue's JSON Schema
+	$(PY) -m shared.cli schema --out docs/events.schema.json
+
+bench: install
+	$(PY) benchmarks/cold_start.py
+
+lock: ## re-pin requirements from requirements/*.in
+	$(UV) pip compile -q -p 3.11 requirements/app.in -o requirements.txt --no-header
+	$(UV) pip compile -q -p 3.11 requirements/dev.in -o requirements-dev.txt --no-header
+
+clean: down
+	rm -rf .localstack

@@ -1,0 +1,58 @@
+"""The whole local stack — Azurite, the Service Bus-compatible broker and the local host running
+function_app.py — on free ports, exactly as `make demo` starts it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from localstack.stack import LocalStack, Ports
+
+E2E_MAX_DELIVERY_COUNT = 3
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = LocalStack(
+        state_dir=tmp_path_factory.mktemp("stack"), ports=Ports.free(),
+        max_delivery_count=E2E_MAX_DELIVERY_COUNT, lock_duration_seconds=10,
+        extra_settings={"HEARTBEAT_SCHEDULE": "*/2 * * * * *"},
+    )
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def storage(stack: LocalStack) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(stack.storage_connection_string)
+
+
+@pytest.fixture(scope="session")
+def http(stack: LocalStack) -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = "genaiops-e2e"
+    return session
+
+
+def wait_for(probe: Callable[[], Any], timeout: float = 30, interval: float = 0.25, what: str = "condition") -> Any:
+    """Poll until probe() returns something truthy; fail with a clear message on time-out."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+        except Exception as error:
+            last_error, value = error, None
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what} (last error: {last_error!r})")
