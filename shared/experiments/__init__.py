@@ -1,0 +1,1 @@
+"""Experiments: configuration, variant expansion, execution with promptflow, evaluation and reports."""
