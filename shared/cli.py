@@ -54,7 +54,7 @@ def wait(correlation_id: str, until: set[str], fail_on: set[str], timeout: float
     seen: set[str] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for event in journal.events_for(correlation_id):
+        for event in _since_last_trigger(journal.events_for(correlation_id)):
             if event.id in seen:
                 continue
             seen.add(event.id)
@@ -67,6 +67,12 @@ def wait(correlation_id: str, until: set[str], fail_on: set[str], timeout: float
         time.sleep(poll)
     print(f"timed out after {timeout:.0f} s waiting for {', '.join(sorted(until))}", file=sys.stderr)
     return EXIT_TIMEOUT
+
+
+def _since_last_trigger(events: list[Event]) -> list[Event]:
+    """A re-run pipeline stage reuses its correlation id: only what follows its latest trigger counts."""
+    starts = [index for index, event in enumerate(events) if event.type == "pipeline.triggered"]
+    return events[starts[-1]:] if starts else events
 
 
 def _csv(value: str) -> set[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STORAGE_CONNECTION = "GenAIOpsStorage"
@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("GENAIOPS_PUBLIC_BASE_URL", "WEBSITE_HOSTNAME"),
         description="Where people reach the HTTP functions (approval links in events and notifications).",
     )
+    @field_validator("public_base_url")
+    @classmethod
+    def _with_scheme(cls, value: str) -> str:
+        # Azure sets WEBSITE_HOSTNAME without a scheme; links in approval mails must be absolute https URLs.
+        value = value.rstrip("/")
+        return value if "://" in value else f"https://{value}"
+
     idempotency_lease_seconds: int = Field(default=600, ge=1, validation_alias="IDEMPOTENCY_LEASE_SECONDS")
 
     def require_storage(self) -> None:

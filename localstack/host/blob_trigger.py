@@ -109,7 +109,7 @@ class BlobTriggerListener:
             return 0  # deleted or replaced since listing: the next poll sees the current version
         try:
             invoke(self._spec, self._input_stream(blob, content), reason=f"New blob detected: {blob.name}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any function failure counts as a failed attempt
             attempts = self._attempts.get(key, 0) + 1
             self._attempts[key] = attempts
             if attempts < self._max_attempts:

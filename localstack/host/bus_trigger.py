@@ -100,6 +100,6 @@ class ServiceBusTriggerListener:
         try:
             invoke(self._spec, to_function_message(message),
                    reason=f"New ServiceBus message detected on '{self._queue}' (delivery {message.delivery_count})")
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged by invoke; the message is abandoned and redelivered
             return False
         return True

@@ -119,7 +119,7 @@ class HttpTriggerServer:
                 base = f"http://{self.headers.get('Host') or '127.0.0.1'}"
                 try:
                     response = server.dispatch(self.command, base + self.path, headers, body)
-                except Exception:
+                except Exception:  # noqa: BLE001 - the function failed: 500, like the real host
                     response = func.HttpResponse("Internal Server Error", status_code=500)
                 self._send(response)
 
@@ -136,7 +136,7 @@ class HttpTriggerServer:
                 if self.command != "HEAD":
                     self.wfile.write(payload)
 
-            def log_message(self, format: str, *args: Any) -> None:
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 log.debug("%s %s", self.address_string(), format % args)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle

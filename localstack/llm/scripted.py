@@ -22,7 +22,7 @@ from typing import Any
 Messages = list[dict[str, Any]]
 Responder = Callable[[Messages], str]
 
-_ARITHMETIC = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/x×])\s*(-?\d+(?:\.\d+)?)")
+_ARITHMETIC = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/xx])\s*(-?\d+(?:\.\d+)?)")
 
 
 def arithmetic_responder(messages: Messages) -> str:
@@ -33,7 +33,7 @@ def arithmetic_responder(messages: Messages) -> str:
         return "I don't know."
     left, op, right = found[-1]
     a, b = float(left), float(right)
-    value = {"+": a + b, "-": a - b, "*": a * b, "x": a * b, "×": a * b, "/": a / b if b else float("nan")}[op]
+    value = {"+": a + b, "-": a - b, "*": a * b, "x": a * b, "/": a / b if b else float("nan")}[op]
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
 
 

@@ -17,9 +17,9 @@ def blob_service_client(settings: Settings) -> BlobServiceClient:
     settings.require_storage()
     if settings.storage_connection_string:
         return BlobServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value())
-    from azure.identity import DefaultAzureCredential
+    from shared.adapters.credentials import azure_credential
 
-    return BlobServiceClient(account_url=str(settings.storage_blob_uri), credential=DefaultAzureCredential())
+    return BlobServiceClient(account_url=str(settings.storage_blob_uri), credential=azure_credential())
 
 
 class AzureBlobStore:

@@ -20,9 +20,9 @@ def servicebus_client(settings: Settings) -> ServiceBusClient:
     settings.require_servicebus()
     if settings.servicebus_connection_string:
         return ServiceBusClient.from_connection_string(settings.servicebus_connection_string.get_secret_value())
-    from azure.identity import DefaultAzureCredential
+    from shared.adapters.credentials import azure_credential
 
-    return ServiceBusClient(str(settings.servicebus_namespace), credential=DefaultAzureCredential())
+    return ServiceBusClient(str(settings.servicebus_namespace), credential=azure_credential())
 
 
 def to_servicebus_message(message: BusMessage) -> ServiceBusMessage:

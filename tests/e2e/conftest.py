@@ -50,7 +50,7 @@ def wait_for(probe: Callable[[], Any], timeout: float = 30, interval: float = 0.
     while time.monotonic() < deadline:
         try:
             value = probe()
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - keep polling; the last error is reported on time-out
             last_error, value = error, None
         if value:
             return value

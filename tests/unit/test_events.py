@@ -88,3 +88,12 @@ def test_dataset_uploaded_rejects_path_traversal_names() -> None:
     with pytest.raises(ValueError, match="blob_name"):
         DatasetUploaded.create({"container": "datasets", "blob_name": "../etc/passwd", "dataset": "x",
                                 "size_bytes": 1, "etag": "e"}, correlation_id="c")
+
+
+def test_committed_schema_matches_the_catalogue() -> None:
+    from pathlib import Path
+
+    from shared.events.schema import catalogue_schema_json
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "events.schema.json"
+    assert committed.read_text() == catalogue_schema_json(), "run `make schema` and commit docs/events.schema.json"

@@ -1,0 +1,104 @@
+# The GenAIOps Function App: Linux, Python 3.11, Flex Consumption, system-
+# assigned identity, identity-based connections only.
+
+resource "azurerm_service_plan" "this" {
+  name                = "asp-${local.name}"
+  resource_group_name = local.rg_name
+  location            = local.rg_location
+
+  os_type  = "Linux"
+  sku_name = "FC1" # Flex Consumption
+
+  tags = local.tags
+}
+
+locals {
+  # Every setting the code reads. No secrets: connections name an endpoint and
+  # the runtime authenticates with the app's managed identity.
+  function_app_settings_base = {
+    # Host storage, identity-based. The empty AzureWebJobsStorage overrides the
+    # key-based connection string the provider writes for Flex apps even when
+    # the deployment storage uses a managed identity (terraform-provider-azurerm
+    # #29149/#29693); the host then uses the __accountName form. Side effect:
+    # the provider never reads the empty value back, so every plan shows an
+    # in-place update of app_settings (#33211).
+    "AzureWebJobsStorage"              = ""
+    "AzureWebJobsStorage__accountName" = azurerm_storage_account.host.name
+    "AzureWebJobsStorage__credential"  = "managedidentity"
+
+    # Data storage: connection "GenAIOpsStorage" (blob trigger with
+    # source=EventGrid, blob clients). The queue URI is where the blob
+    # extension keeps its poison queue.
+    "GenAIOpsStorage__blobServiceUri"  = azurerm_storage_account.data.primary_blob_endpoint
+    "GenAIOpsStorage__queueServiceUri" = azurerm_storage_account.data.primary_queue_endpoint
+
+    # Service Bus: connection "ServiceBusConnection" (trigger + sender).
+    "ServiceBusConnection__fullyQualifiedNamespace" = local.servicebus_fqdn
+    "EVENTS_QUEUE"                                  = azurerm_servicebus_queue.events.name
+
+    "GENAIOPS_ENV" = var.environment
+
+    # APPLICATIONINSIGHTS_CONNECTION_STRING is set through
+    # site_config.application_insights_connection_string below (the provider
+    # owns that key); Entra ID auth for ingestion:
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" = "Authorization=AAD"
+
+    "KEY_VAULT_URI" = azurerm_key_vault.app.vault_uri
+
+    "AZURE_SUBSCRIPTION_ID"  = var.subscription_id
+    "AZURE_RESOURCE_GROUP"   = local.rg_name
+    "AZUREML_WORKSPACE_NAME" = azurerm_machine_learning_workspace.this.name
+
+    "AZURE_OPENAI_ENDPOINT" = var.azure_openai_endpoint
+    "AZURE_OPENAI_AUTH"     = var.azure_openai_auth
+
+    "APPROVERS" = join(",", var.approvers)
+  }
+
+  # Key-based Azure OpenAI only when asked for: the key stays in Key Vault and
+  # App Service resolves the reference with the app identity (Key Vault
+  # Secrets User), so the value never appears in Terraform or the portal.
+  function_app_settings_openai_key = var.azure_openai_auth == "key_vault" ? {
+    "AZURE_OPENAI_API_KEY" = "@Microsoft.KeyVault(SecretUri=${local.openai_key_secret_uri})"
+  } : {}
+}
+
+resource "azurerm_function_app_flex_consumption" "this" {
+  name                = "func-${local.name}"
+  resource_group_name = local.rg_name
+  location            = local.rg_location
+  service_plan_id     = azurerm_service_plan.this.id
+
+  runtime_name    = "python"
+  runtime_version = "3.11"
+
+  maximum_instance_count = var.function_maximum_instance_count
+  instance_memory_in_mb  = var.function_instance_memory_mb
+
+  # Deployment package, read with the app's own identity (Storage Blob Data
+  # Owner on the host account, rbac.tf).
+  storage_container_type      = "blobContainer"
+  storage_container_endpoint  = "${azurerm_storage_account.host.primary_blob_endpoint}${azurerm_storage_container.deployment.name}"
+  storage_authentication_type = "SystemAssignedIdentity"
+
+  https_only                                     = true
+  public_network_access_enabled                  = true
+  webdeploy_publish_basic_authentication_enabled = false
+
+  identity {
+    type = "SystemAssigned"
+  }
+
+  site_config {
+    application_insights_connection_string = azurerm_application_insights.this.connection_string
+    minimum_tls_version                    = "1.2"
+    scm_minimum_tls_version                = "1.2"
+  }
+
+  app_settings = merge(
+    local.function_app_settings_base,
+    local.function_app_settings_openai_key,
+  )
+
+  tags = local.tags
+}

@@ -1,0 +1,173 @@
+# Every role assignment of this stack, in one place for review.
+#
+# Rules: data-plane roles only, scoped to the single resource (or container /
+# queue) that needs them; never Owner, Contributor or User Access
+# Administrator. infra/README.md explains why each one is the least privilege
+# that works. tests/infra/test_terraform.py fails the build on a forbidden role.
+
+locals {
+  function_principal_id = azurerm_function_app_flex_consumption.this.identity[0].principal_id
+  pipeline_enabled      = var.pipeline_principal_object_id != ""
+  openai_role_enabled   = var.azure_openai_auth == "identity" && var.azure_openai_resource_id != ""
+}
+
+# --- Function App identity --------------------------------------------------------
+
+# Host storage: deployment package (Flex), leases, timers, blob receipts.
+resource "azurerm_role_assignment" "func_host_blob_owner" {
+  scope                = azurerm_storage_account.host.id
+  role_definition_name = "Storage Blob Data Owner"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions host storage: Flex deployment package, leases and blob receipts."
+}
+
+# Data storage: read uploads, write runs/reports/registry/approvals/audit.
+resource "azurerm_role_assignment" "func_data_blob_contributor" {
+  scope                = azurerm_storage_account.data.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: read datasets, write runs, reports, registry, approvals and audit records."
+}
+
+# Data storage queues: the blob extension's poison queue for the blob trigger.
+resource "azurerm_role_assignment" "func_data_queue_contributor" {
+  scope                = azurerm_storage_account.data.id
+  role_definition_name = "Storage Queue Data Contributor"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: blob trigger poison queue on the data account."
+}
+
+# Events queue (queue scope, not namespace): the app emits follow-up events...
+resource "azurerm_role_assignment" "func_events_sender" {
+  scope                = azurerm_servicebus_queue.events.id
+  role_definition_name = "Azure Service Bus Data Sender"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: publish events to the genaiops-events queue."
+}
+
+# ...and its Service Bus trigger consumes them.
+resource "azurerm_role_assignment" "func_events_receiver" {
+  scope                = azurerm_servicebus_queue.events.id
+  role_definition_name = "Azure Service Bus Data Receiver"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: Service Bus trigger on the genaiops-events queue."
+}
+
+# App vault: read secrets (Key Vault references, azure-openai-api-key).
+resource "azurerm_role_assignment" "func_kv_secrets_user" {
+  scope                = azurerm_key_vault.app.id
+  role_definition_name = "Key Vault Secrets User"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: read app secrets and resolve Key Vault references."
+}
+
+# Azure ML: data assets, models (flows), online endpoints and deployments.
+resource "azurerm_role_assignment" "func_aml_data_scientist" {
+  scope                = azurerm_machine_learning_workspace.this.id
+  role_definition_name = "AzureML Data Scientist"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: register data and flows, manage and score online endpoints."
+}
+
+# Application Insights with local auth disabled: Entra-ID telemetry ingestion.
+resource "azurerm_role_assignment" "func_appinsights_publisher" {
+  scope                = azurerm_application_insights.this.id
+  role_definition_name = "Monitoring Metrics Publisher"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: send telemetry to Application Insights with Entra ID."
+}
+
+# Azure OpenAI with Entra ID (optional; the account may live elsewhere).
+resource "azurerm_role_assignment" "func_openai_user" {
+  count = local.openai_role_enabled ? 1 : 0
+
+  scope                = var.azure_openai_resource_id
+  role_definition_name = "Cognitive Services OpenAI User"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: call Azure OpenAI deployments with Entra ID."
+}
+
+# --- CI/CD pipeline identity (events service connection) -----------------------------
+
+# Post pipeline.triggered (and other) events.
+resource "azurerm_role_assignment" "pipeline_events_sender" {
+  count = local.pipeline_enabled ? 1 : 0
+
+  scope                = azurerm_servicebus_queue.events.id
+  role_definition_name = "Azure Service Bus Data Sender"
+  principal_id         = var.pipeline_principal_object_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps pipeline: publish events to the genaiops-events queue."
+}
+
+# Read outcome records (container audit) while waiting, and linked reports.
+resource "azurerm_role_assignment" "pipeline_data_blob_reader" {
+  count = local.pipeline_enabled ? 1 : 0
+
+  scope                = azurerm_storage_account.data.id
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = var.pipeline_principal_object_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps pipeline: read outcome records and reports."
+}
+
+# `shared.cli publish` journals every event it sends to audit/{correlation_id}/ before
+# sending it (the record `wait` later reads), so the pipeline must write there too;
+# container scope keeps it out of runs, reports, registry, approvals, ...
+resource "azurerm_role_assignment" "pipeline_audit_blob_contributor" {
+  count = local.pipeline_enabled ? 1 : 0
+
+  scope                = local.audit_container_scope
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = var.pipeline_principal_object_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps pipeline: journal published events (container audit only)."
+
+  depends_on = [azurerm_storage_container.data]
+}
+
+# Upload datasets; container scope, so it cannot touch any other container.
+resource "azurerm_role_assignment" "pipeline_datasets_blob_contributor" {
+  count = local.pipeline_enabled ? 1 : 0
+
+  scope                = local.datasets_container_scope
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = var.pipeline_principal_object_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps pipeline: upload datasets (container datasets only)."
+
+  depends_on = [azurerm_storage_container.data]
+}
+
+# --- Event Grid system topic ---------------------------------------------------------
+
+# Write dead-lettered BlobCreated events; container scope (system) only.
+resource "azurerm_role_assignment" "eventgrid_deadletter_writer" {
+  scope                = local.system_container_scope
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_eventgrid_system_topic.data_storage.identity[0].principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Event Grid system topic: dead-letter undeliverable BlobCreated events into container system."
+
+  depends_on = [azurerm_storage_container.data]
+}
+
+# --- People / automation that maintain app secrets -----------------------------------
+
+resource "azurerm_role_assignment" "kv_secrets_officers" {
+  for_each = toset(var.key_vault_secrets_officer_object_ids)
+
+  scope                = azurerm_key_vault.app.id
+  role_definition_name = "Key Vault Secrets Officer"
+  principal_id         = each.value
+  description          = "Maintains GenAIOps app secrets such as azure-openai-api-key."
+}

@@ -1,0 +1,111 @@
+# Storage for the Function App host and for GenAIOps data.
+#
+# Both accounts are Entra-ID-only: shared keys are off, so no connection string
+# exists anywhere (app settings, pipeline, state). Containers are created
+# through Azure Resource Manager (`storage_account_id`), which works with keys
+# disabled.
+
+locals {
+  # Containers of the data account; the app's blob layout (see DESIGN.md).
+  data_containers = [
+    "datasets",    # uploads; BlobCreated here triggers data registration
+    "runs",        # run outputs and per-variant line results
+    "reports",     # summary.html, metrics.csv, results.csv, decision.json
+    "registry",    # local registry (data + flow versions)
+    "approvals",   # approval state
+    "deployments", # deployment and traffic state
+    "feedback",    # end-user feedback
+    "audit",       # outcome records the pipeline's `wait` reads
+    "system",      # internal state, Event Grid dead letters
+  ]
+
+  # Flex Consumption pulls the app package from this container.
+  deployment_container_name = "app-package"
+}
+
+# --- Host storage (AzureWebJobsStorage + deployment package) -------------------
+
+resource "azurerm_storage_account" "host" {
+  name                = "st${local.compact}h"
+  resource_group_name = local.rg_name
+  location            = local.rg_location
+
+  account_kind             = "StorageV2"
+  account_tier             = "Standard"
+  account_replication_type = var.storage_replication_type
+  access_tier              = "Hot"
+
+  min_tls_version                 = "TLS1_2"
+  https_traffic_only_enabled      = true
+  shared_access_key_enabled       = false
+  default_to_oauth_authentication = true
+  allow_nested_items_to_be_public = false
+
+  blob_properties {
+    # No versioning here: the host writes leases and blob receipts constantly.
+    delete_retention_policy {
+      days = var.blob_soft_delete_retention_days
+    }
+
+    container_delete_retention_policy {
+      days = var.blob_soft_delete_retention_days
+    }
+  }
+
+  tags = local.tags
+}
+
+resource "azurerm_storage_container" "deployment" {
+  name                  = local.deployment_container_name
+  storage_account_id    = azurerm_storage_account.host.id
+  container_access_type = "private"
+}
+
+# --- Data storage (datasets, runs, reports, registry, ...) ---------------------
+
+resource "azurerm_storage_account" "data" {
+  name                = "st${local.compact}d"
+  resource_group_name = local.rg_name
+  location            = local.rg_location
+
+  account_kind             = "StorageV2"
+  account_tier             = "Standard"
+  account_replication_type = var.storage_replication_type
+  access_tier              = "Hot"
+
+  min_tls_version                 = "TLS1_2"
+  https_traffic_only_enabled      = true
+  shared_access_key_enabled       = false
+  default_to_oauth_authentication = true
+  allow_nested_items_to_be_public = false
+
+  blob_properties {
+    versioning_enabled  = true
+    change_feed_enabled = true
+
+    delete_retention_policy {
+      days = var.blob_soft_delete_retention_days
+    }
+
+    container_delete_retention_policy {
+      days = var.blob_soft_delete_retention_days
+    }
+  }
+
+  tags = local.tags
+}
+
+resource "azurerm_storage_container" "data" {
+  for_each = toset(local.data_containers)
+
+  name                  = each.value
+  storage_account_id    = azurerm_storage_account.data.id
+  container_access_type = "private"
+}
+
+locals {
+  # Role assignment scopes for single containers (Resource Manager form).
+  datasets_container_scope = "${azurerm_storage_account.data.id}/blobServices/default/containers/datasets"
+  audit_container_scope    = "${azurerm_storage_account.data.id}/blobServices/default/containers/audit"
+  system_container_scope   = "${azurerm_storage_account.data.id}/blobServices/default/containers/system"
+}
