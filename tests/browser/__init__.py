@@ -1,0 +1,1 @@
+"""Tests that open the reports in a real (headless) browser."""
