@@ -81,7 +81,7 @@ class Application:
             storage = "ok"
         except BlobNotFound:
             last_tick, storage = None, "ok"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - health reports any failure instead of raising
             last_tick, storage = None, f"error: {type(exc).__name__}"
         return {"status": "ok" if storage == "ok" else "degraded", "environment": self.settings.environment,
                 "storage": storage, "timer": last_tick}
