@@ -1,0 +1,501 @@
+"""The proton event handler: AMQP connections, links, credit and deliveries mapped onto the queues.
+
+Link roles, seen from the broker:
+
+* producer  - client sender attached to a queue; every transfer is enqueued (batches split).
+* consumer  - client receiver attached to a queue (or its ``/$DeadLetterQueue``); gets messages
+  as its credit allows, peek-locked unless the client attached pre-settled (receive-and-delete).
+* request / reply - the link pair of a ``$cbs`` or ``<entity>/$management`` node.
+
+Every handler method runs on the reactor thread, so the queues need no locking of their own.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from proton import (
+    Condition,
+    Connection,
+    DataException,
+    Delivery,
+    Endpoint,
+    Event,
+    Handler,
+    Link,
+    Message,
+    MessageException,
+    Receiver,
+    Sender,
+    symbol,
+)
+
+from . import codec
+from .entities import DEAD_LETTER_SUFFIX, Namespace, Outcome, Queue, entity_path
+from .management import LOCK_LOST, NOT_ALLOWED, NOT_IMPLEMENTED, RequestNodes, is_request_node
+
+_LOG = logging.getLogger(__name__)
+
+INCOMING_CREDIT = 200
+DECODE_ERROR = "amqp:decode-error"
+MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
+INVALID_FIELD = "amqp:invalid-field"
+
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _guarded(method: _F) -> _F:
+    """Log instead of raising: one bad frame must not take the whole broker's reactor down."""
+
+    @functools.wraps(method)
+    def wrapper(self: BrokerHandler, event: Event) -> None:
+        try:
+            method(self, event)
+        except Exception:  # noqa: BLE001 - deliberate catch-all at the event boundary
+            _LOG.exception("error handling %s", event.type)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass
+class Consumer:
+    """A client receiver on a queue, and the peek-locked deliveries it has not settled yet."""
+
+    link: Sender
+    queue: Queue
+    receive_and_delete: bool
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _deliveries: dict[uuid.UUID, Delivery] = field(default_factory=dict)
+    _tokens: dict[Delivery, uuid.UUID] = field(default_factory=dict)  # proton cannot read binary tags back
+
+    def track(self, token: uuid.UUID, delivery: Delivery) -> None:
+        self._deliveries[token] = delivery
+        self._tokens[delivery] = token
+
+    def untrack_delivery(self, delivery: Delivery) -> uuid.UUID | None:
+        token = self._tokens.pop(delivery, None)
+        if token is not None:
+            self._deliveries.pop(token, None)
+        return token
+
+    def untrack_token(self, token: uuid.UUID) -> Delivery | None:
+        delivery = self._deliveries.pop(token, None)
+        if delivery is not None:
+            self._tokens.pop(delivery, None)
+        return delivery
+
+
+class LinkRefused(Exception):
+    """An attach the broker will not serve; carries the AMQP error condition to detach with."""
+
+    def __init__(self, condition: str, description: str) -> None:
+        super().__init__(description)
+        self.condition = condition
+
+
+class BrokerHandler(Handler):
+    """Serves Service Bus style AMQP traffic for the queues of one :class:`Namespace`."""
+
+    def __init__(self, namespace: Namespace, max_message_size: int) -> None:
+        super().__init__()
+        self.namespace = namespace
+        self._nodes = RequestNodes(namespace)
+        self._max_message_size = max_message_size
+        self._connections: dict[Connection, str] = {}
+        self._consumers: dict[Sender, Consumer] = {}
+        self._queue_consumers: dict[str, list[Consumer]] = {}
+        self._producers: dict[Receiver, Queue] = {}
+        self._request_links: set[Receiver] = set()
+        self._reply_links: dict[tuple[Connection, str], Sender] = {}
+        self._reply_backlog: dict[Sender, deque[bytes]] = {}
+        self._partial: dict[Delivery, bytearray] = {}
+
+    # -- connections and sessions -------------------------------------------------------
+    @_guarded
+    def on_connection_remote_open(self, event: Event) -> None:
+        connection = event.connection
+        if connection.state & Endpoint.LOCAL_UNINIT:
+            connection.open()
+        peer = f"{getattr(connection, 'url', '?')} container={connection.remote_container}"
+        self._connections[connection] = peer
+        _LOG.info("connection opened: %s", peer)
+
+    @_guarded
+    def on_connection_remote_close(self, event: Event) -> None:
+        self._drop_connection(event.connection)
+        if event.connection.state & Endpoint.LOCAL_ACTIVE:
+            event.connection.close()
+
+    @_guarded
+    def on_transport_closed(self, event: Event) -> None:
+        if event.connection is not None:
+            self._drop_connection(event.connection)
+
+    def _drop_connection(self, connection: Connection) -> None:
+        for link in self._links_of(lambda link: link.connection == connection):
+            self._forget_link(link)
+        peer = self._connections.pop(connection, None)
+        if peer is not None:
+            _LOG.info("connection closed: %s", peer)
+
+    def has_connections(self) -> bool:
+        return bool(self._connections)
+
+    def close_all(self) -> None:
+        """Close every client connection (broker shutdown)."""
+        for connection in list(self._connections):
+            if connection.state & Endpoint.LOCAL_ACTIVE:
+                connection.close()
+
+    def abort_all(self) -> None:
+        """Drop every client transport without waiting for the close handshake (stuck shutdown)."""
+        for connection in list(self._connections):
+            transport = connection.transport
+            if transport is not None:
+                transport.close_tail()
+                transport.close_head()
+
+    @_guarded
+    def on_session_remote_open(self, event: Event) -> None:
+        if event.session.state & Endpoint.LOCAL_UNINIT:
+            event.session.open()
+
+    @_guarded
+    def on_session_remote_close(self, event: Event) -> None:
+        session = event.session
+        for link in self._links_of(lambda link: link.session == session):
+            self._forget_link(link)
+        if session.state & Endpoint.LOCAL_ACTIVE:
+            session.close()
+
+    # -- links --------------------------------------------------------------------------
+    @_guarded
+    def on_link_remote_open(self, event: Event) -> None:
+        link = event.link
+        if not link.state & Endpoint.LOCAL_UNINIT:
+            return
+        _mirror_terminus(link)
+        try:
+            if link.is_sender:
+                self._attach_outgoing(link)
+            else:
+                self._attach_incoming(link)
+        except LinkRefused as refused:
+            _LOG.info("refused link %s: %s", link.name, refused)
+            link.open()
+            link.condition = _error(refused.condition, str(refused))
+            link.close()
+
+    def _attach_outgoing(self, link: Sender) -> None:
+        address = link.remote_source.address
+        if is_request_node(address):
+            self._reply_links[(link.connection, entity_path(address))] = link
+            self._reply_backlog[link] = deque()
+            link.open()
+            return
+        if _has_filter(link):
+            raise LinkRefused(NOT_IMPLEMENTED, "Sessions and filters are not supported by the local broker")
+        queue = self.namespace.queue(_queue_path(address))
+        consumer = Consumer(link, queue, receive_and_delete=link.remote_snd_settle_mode == Link.SND_SETTLED)
+        self._consumers[link] = consumer
+        self._queue_consumers.setdefault(queue.name, []).append(consumer)
+        link.open()
+        _LOG.debug("consumer attached to %s (receive_and_delete=%s)", queue.name, consumer.receive_and_delete)
+
+    def _attach_incoming(self, link: Receiver) -> None:
+        address = link.remote_target.address
+        if is_request_node(address):
+            self._request_links.add(link)
+        elif entity_path(address).endswith(DEAD_LETTER_SUFFIX):
+            raise LinkRefused(NOT_ALLOWED, "Messages cannot be sent to a dead-letter queue")
+        else:
+            self._producers[link] = self.namespace.queue(_queue_path(address))
+            link.max_message_size = self._max_message_size
+        link.open()
+        link.flow(INCOMING_CREDIT)
+
+    @_guarded
+    def on_link_remote_close(self, event: Event) -> None:
+        link = event.link
+        self._forget_link(link)
+        if link.state & Endpoint.LOCAL_ACTIVE:
+            link.close()
+
+    def _links_of(self, predicate: Callable[[Link], bool]) -> list[Link]:
+        links: list[Link] = [*self._consumers, *self._producers, *self._request_links, *self._reply_backlog]
+        return [link for link in links if predicate(link)]
+
+    def _forget_link(self, link: Link) -> None:
+        """Drop a link's state; a consumer's unsettled messages go back to its queue (count + 1)."""
+        consumer = self._consumers.pop(link, None)
+        if consumer is not None:
+            self._queue_consumers.get(consumer.queue.name, []).remove(consumer)
+            returned = consumer.queue.abandon_owner(consumer.owner)
+            if returned:
+                _LOG.debug("%d locked message(s) returned to %s on detach", returned, consumer.queue.name)
+            self.dispatch_related(consumer.queue)
+        self._producers.pop(link, None)
+        self._request_links.discard(link)
+        if self._reply_backlog.pop(link, None) is not None:
+            self._reply_links = {key: value for key, value in self._reply_links.items() if value != link}
+        for delivery in [d for d in self._partial if d.link == link]:
+            del self._partial[delivery]
+
+    @_guarded
+    def on_link_flow(self, event: Event) -> None:
+        link = event.link
+        if link in self._consumers:
+            self.dispatch(self._consumers[link].queue)
+        elif link in self._reply_backlog:
+            self._flush_replies(link)
+
+    # -- deliveries ---------------------------------------------------------------------
+    @_guarded
+    def on_delivery(self, event: Event) -> None:
+        delivery = event.delivery
+        if delivery.link.is_receiver:
+            self._on_transfer(delivery)
+        else:
+            self._on_disposition(delivery)
+
+    def _on_transfer(self, delivery: Delivery) -> None:
+        link = delivery.link
+        if not delivery.readable and not delivery.aborted:
+            return
+        buffer = self._partial.setdefault(delivery, bytearray())
+        chunk = link.recv(delivery.pending) if delivery.pending else b""
+        buffer.extend(chunk or b"")
+        if delivery.partial and not delivery.aborted:
+            return
+        payload = bytes(self._partial.pop(delivery))
+        link.advance()
+        if delivery.aborted:
+            delivery.settle()
+            return
+        if link in self._producers:
+            self._enqueue(delivery, self._producers[link], payload)
+        elif link in self._request_links:
+            self._answer(delivery, payload)
+        else:
+            _settle(delivery, Delivery.REJECTED, _error(NOT_ALLOWED, "Link is not attached to an entity"))
+        if link.credit < INCOMING_CREDIT // 2:
+            link.flow(INCOMING_CREDIT - link.credit)
+
+    def _enqueue(self, delivery: Delivery, queue: Queue, payload: bytes) -> None:
+        if len(payload) > self._max_message_size:
+            condition = _error(MESSAGE_SIZE_EXCEEDED, f"Message of {len(payload)} bytes exceeds the limit")
+            _settle(delivery, Delivery.REJECTED, condition)
+            return
+        try:
+            messages = codec.split_batch(payload)
+        except codec.MessageDecodeError as exc:
+            _settle(delivery, Delivery.REJECTED, _error(DECODE_ERROR, str(exc)))
+            return
+        for message in messages:
+            queue.enqueue(message)
+        _settle(delivery, Delivery.ACCEPTED)
+        _LOG.debug("enqueued %d message(s) on %s", len(messages), queue.name)
+        self.dispatch(queue)
+
+    def _answer(self, delivery: Delivery, payload: bytes) -> None:
+        link = delivery.link
+        request = Message()
+        try:
+            request.decode(payload)
+        except (MessageException, DataException, ValueError) as exc:
+            _settle(delivery, Delivery.REJECTED, _error(DECODE_ERROR, f"Undecodable request: {exc}"))
+            return
+        node = link.remote_target.address
+        result = self._nodes.handle(node, request)
+        response = Message(
+            correlation_id=request.id,
+            properties=result.reply.application_properties(),
+            body=result.reply.body,
+        )
+        _settle(delivery, Delivery.ACCEPTED)
+        self._send_reply(link, entity_path(request.reply_to or node), bytes(response.encode()))
+        for token in result.resolved_tokens:
+            self._settle_resolved_delivery(token)
+        if result.queue is not None:
+            self.dispatch_related(result.queue)
+
+    def _send_reply(self, request_link: Link, address: str, payload: bytes) -> None:
+        reply_link = self._reply_links.get((request_link.connection, address))
+        if reply_link is None:
+            _LOG.warning("no reply link attached for %s; dropping the response", address)
+            return
+        self._reply_backlog[reply_link].append(payload)
+        self._flush_replies(reply_link)
+
+    def _flush_replies(self, link: Sender) -> None:
+        backlog = self._reply_backlog[link]
+        while backlog and link.credit > 0:
+            delivery = link.delivery(uuid.uuid4().bytes)
+            link.send(backlog.popleft())
+            link.advance()
+            delivery.settle()  # replies are pre-settled: the SDK never acknowledges them
+
+    def _settle_resolved_delivery(self, token: uuid.UUID) -> None:
+        """A lock settled over $management: settle the matching link delivery too."""
+        for consumer in self._consumers.values():
+            delivery = consumer.untrack_token(token)
+            if delivery is not None:
+                delivery.settle()
+                return
+
+    # -- settlement of what the broker delivered ---------------------------------------------
+    def _on_disposition(self, delivery: Delivery) -> None:
+        consumer = self._consumers.get(delivery.link)
+        if consumer is None or consumer.receive_and_delete:
+            if delivery.settled:
+                delivery.settle()
+            return
+        state = delivery.remote_state
+        if state not in (Delivery.ACCEPTED, Delivery.REJECTED, Delivery.RELEASED, Delivery.MODIFIED):
+            if delivery.settled:  # settled without an outcome: treat like released
+                state = Delivery.RELEASED
+            else:
+                return
+        token = consumer.untrack_delivery(delivery)
+        if token is None:  # already resolved over $management
+            delivery.settle()
+            return
+        echo, condition = self._apply_outcome(consumer.queue, token, delivery, state)
+        if delivery.settled:
+            delivery.settle()  # the client settled first (e.g. released): nothing to confirm
+        else:
+            _settle(delivery, echo, condition, mirror=delivery.remote)
+        self.dispatch_related(consumer.queue)
+
+    def _apply_outcome(
+        self, queue: Queue, token: uuid.UUID, delivery: Delivery, state: int
+    ) -> tuple[int, Condition | None]:
+        """Apply the client's outcome; return the outcome to echo and the error, if any."""
+        remote = delivery.remote
+        if state == Delivery.ACCEPTED:
+            outcome = queue.complete(token)
+        elif state == Delivery.RELEASED:
+            outcome = queue.release(token)
+        elif state == Delivery.MODIFIED and remote.undeliverable:
+            # Defer (modified + undeliverable-here) is not supported. The lock is kept; the SDK raises
+            # and closes its link, which hands the message back like any other detach.
+            return Delivery.REJECTED, _error(NOT_IMPLEMENTED, "Defer is not supported by the local broker")
+        elif state == Delivery.MODIFIED:
+            outcome = queue.abandon(token) if remote.failed else queue.release(token)
+        else:
+            reason, description = _dead_letter_details(remote.condition)
+            outcome = queue.dead_letter(token, reason, description)
+        if outcome is Outcome.LOCK_LOST:
+            description = "The lock supplied is invalid. Either the lock expired, or the message was removed."
+            return Delivery.REJECTED, _error(LOCK_LOST, description)
+        if outcome is Outcome.NOT_ALLOWED:
+            return Delivery.REJECTED, _error(NOT_ALLOWED, "Cannot dead-letter from a dead-letter queue")
+        return state, None
+
+    # -- dispatch -----------------------------------------------------------------------
+    def dispatch_related(self, queue: Queue) -> None:
+        """Dispatch a queue and its dead-letter queue (either may just have gained messages)."""
+        self.dispatch(queue)
+        if queue.dead_letter_queue is not None:
+            self.dispatch(queue.dead_letter_queue)
+
+    def dispatch(self, queue: Queue) -> None:
+        """Hand available messages to the queue's consumers, round-robin, as far as their credit goes."""
+        consumers = self._queue_consumers.get(queue.name, [])
+        progress = True
+        while progress and queue.has_available():
+            progress = False
+            for consumer in list(consumers):
+                if consumer.link.credit > 0 and queue.has_available():
+                    self._deliver_one(consumer)
+                    progress = True
+            if consumers:
+                consumers.append(consumers.pop(0))  # next round starts with another consumer
+        for consumer in consumers:
+            if consumer.link.drain_mode and consumer.link.credit > 0:
+                consumer.link.drained()
+
+    def _deliver_one(self, consumer: Consumer) -> None:
+        link = consumer.link
+        if consumer.receive_and_delete:
+            message = consumer.queue.take_next()
+            if message is None:
+                return
+            delivery = link.delivery(uuid.uuid4().bytes_le)
+            link.send(message.stamped())
+            link.advance()
+            delivery.settle()
+            return
+        lock = consumer.queue.lock_next(consumer.owner)
+        if lock is None:
+            return
+        # The SDK reads the lock token from the 16-byte delivery tag (uuid bytes_le).
+        delivery = link.delivery(lock.token.bytes_le)
+        link.send(lock.message.stamped(lock.locked_until))
+        link.advance()
+        consumer.track(lock.token, delivery)
+
+    def expire_locks(self) -> None:
+        """Timer hook: expired locks go back to their queue, then waiting consumers get them."""
+        for queue in self.namespace.queues():
+            if queue.expire_locks():
+                self.dispatch_related(queue)
+
+
+def _settle(delivery: Delivery, state: int, condition: Condition | None = None, mirror: Any = None) -> None:
+    """Set the local outcome (optionally copying modified flags from the peer) and settle."""
+    if condition is not None:
+        delivery.local.condition = condition
+    if mirror is not None and state == Delivery.MODIFIED:
+        delivery.local.failed = mirror.failed
+        delivery.local.undeliverable = mirror.undeliverable
+    delivery.update(state)
+    delivery.settle()
+
+
+def _error(condition: str, description: str) -> Condition:
+    """An AMQP error with an info map: the SDK's send path indexes error[2], so info must be present."""
+    return Condition(condition, description, {symbol("com.microsoft:tracking-id"): uuid.uuid4().hex})
+
+
+def _dead_letter_details(condition: Condition | None) -> tuple[str | None, str | None]:
+    """DeadLetterReason / DeadLetterErrorDescription from a rejected outcome's error info."""
+    if condition is None:
+        return None, None
+    info = condition.info if isinstance(condition.info, dict) else {}
+    reason = info.get("DeadLetterReason")
+    description = info.get("DeadLetterErrorDescription", condition.description)
+    return (
+        str(reason) if reason is not None else None,
+        str(description) if description is not None else None,
+    )
+
+
+def _mirror_terminus(link: Link) -> None:
+    """Echo the client's addresses and settle modes: the SDK treats a missing source/target as refusal."""
+    link.source.address = link.remote_source.address
+    link.target.address = link.remote_target.address
+    link.snd_settle_mode = link.remote_snd_settle_mode
+    link.rcv_settle_mode = link.remote_rcv_settle_mode
+
+
+def _queue_path(address: str | None) -> str:
+    """The queue an address names; refuses what this broker cannot serve rather than misrouting it."""
+    path = entity_path(address)
+    if not path:
+        raise LinkRefused(INVALID_FIELD, "A queue address is required")
+    if "/subscriptions/" in path:
+        raise LinkRefused(NOT_IMPLEMENTED, "Topics and subscriptions are not supported by the local broker")
+    return path
+
+
+def _has_filter(link: Link) -> bool:
+    filters = link.remote_source.filter
+    filters.rewind()
+    return filters.next() is not None
