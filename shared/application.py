@@ -1,26 +1,27 @@
-"""Composition root: builds the real adapters from settings once per process, and exposes the entry points
-the trigger adapters in functions/ call. Nothing here imports azure.functions."""
+"""The application: the entry points the trigger adapters in functions/ call, over injected ports.
+Nothing here imports azure.functions; shared/bootstrap.py builds it with the real adapters."""
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any, Literal
 
 from shared import messagebus
-from shared.adapters.clock import SystemClock
 from shared.audit import EventJournal, JournalingPublisher
 from shared.blob_layout import HEARTBEAT_NAME, SYSTEM
 from shared.dead_letters import DeadLetterStore
 from shared.events.codec import MalformedEvent, decode
+from shared.experiments.runner import FlowRunner
 from shared.handlers import Dependencies
 from shared.idempotency import IdempotencyStore
-from shared.observability import configure_telemetry, correlation
+from shared.observability import correlation
 from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher
+from shared.services.experiments import ExperimentWorkspace
 from shared.services.intake import dataset_uploaded_event
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 
 log = logging.getLogger("genaiops.app")
 
@@ -33,13 +34,17 @@ class MessageOutcome:
 
 
 class Application:
-    def __init__(self, settings: Settings, blobs: BlobStore, bus: EventPublisher, clock: Clock) -> None:
+    def __init__(self, settings: Settings, blobs: BlobStore, bus: EventPublisher, clock: Clock,
+                 runner: FlowRunner) -> None:
         self.settings = settings
         self.blobs = blobs
         self.clock = clock
         self.journal = EventJournal(blobs)
         self.publisher = JournalingPublisher(bus, self.journal)
-        self.deps = Dependencies(settings=settings, blobs=blobs, publisher=self.publisher, clock=clock)
+        workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, runner=runner,
+                                        secrets_env=os.environ)
+        self.deps = Dependencies(settings=settings, blobs=blobs, publisher=self.publisher, clock=clock,
+                                 experiments=workspace)
         self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
         self.dead_letters = DeadLetterStore(blobs, clock)
 
@@ -85,17 +90,3 @@ class Application:
             last_tick, storage = None, f"error: {type(exc).__name__}"
         return {"status": "ok" if storage == "ok" else "degraded", "environment": self.settings.environment,
                 "storage": storage, "timer": last_tick}
-
-
-@lru_cache(maxsize=1)
-def get_application() -> Application:
-    """Built on first use, not at import: keeps function_app.py's import (the cold start) cheap."""
-    # SDK imports here, not at module level: importing function_app.py must stay cheap.
-    from shared.adapters.azure_blob import AzureBlobStore, blob_service_client
-    from shared.adapters.servicebus import ServiceBusPublisher, servicebus_client
-
-    settings = get_settings()
-    configure_telemetry()
-    blobs = AzureBlobStore(blob_service_client(settings))
-    bus = ServiceBusPublisher(servicebus_client(settings), settings.events_queue)
-    return Application(settings, blobs, bus, SystemClock())

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shared.events import DatasetUploaded, Event
+from shared.events import DatasetUploaded, Event, ExperimentRequested, PipelineTriggered
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.services import intake
+from shared.services.experiment_requests import requests_for_pipeline, requests_for_upload
+from shared.services.experiments import ExperimentWorkspace, run_experiment
 from shared.settings import Settings
 
 
@@ -22,16 +24,30 @@ class Dependencies:
     blobs: BlobStore
     publisher: EventPublisher
     clock: Clock
+    experiments: ExperimentWorkspace
 
 
 Handler = Callable[[Event, Dependencies], Sequence[Event]]
 
 
 def on_dataset_uploaded(event: DatasetUploaded, deps: Dependencies) -> Sequence[Event]:
-    intake.check_dataset(event, deps.blobs, deps.clock)
-    return []
+    report = intake.check_dataset(event, deps.blobs, deps.clock)
+    if report.status != "valid":
+        return []  # the intake report says why; nothing downstream runs on a broken dataset
+    return requests_for_upload(event, deps.settings.flows_dir, deps.settings.environment)
 
 
+def on_pipeline_triggered(event: PipelineTriggered, deps: Dependencies) -> Sequence[Event]:
+    return requests_for_pipeline(event)
+
+
+def on_experiment_requested(event: ExperimentRequested, deps: Dependencies) -> Sequence[Event]:
+    return run_experiment(event, deps.blobs, deps.clock, deps.experiments)
+
+
+# Keys narrow the event type each handler receives.
 HANDLERS: dict[type[Event], Handler] = {
-    DatasetUploaded: on_dataset_uploaded,  # type: ignore[dict-item]  # narrowed by the key
+    DatasetUploaded: on_dataset_uploaded,  # type: ignore[dict-item]
+    PipelineTriggered: on_pipeline_triggered,  # type: ignore[dict-item]
+    ExperimentRequested: on_experiment_requested,  # type: ignore[dict-item]
 }

@@ -6,7 +6,10 @@ Connection names follow the Functions convention: `<Name>` holds a connection st
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
+from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,7 +22,11 @@ EVENTS_QUEUE_SETTING = "EVENTS_QUEUE"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    environment: str = Field(default="local", validation_alias="GENAIOPS_ENV")
+    environment: Literal["pr", "dev", "prod", "local"] = Field(default="local", validation_alias="GENAIOPS_ENV")
+    flows_dir: Path = Field(default=Path(__file__).resolve().parent.parent / "flows",
+                            validation_alias="GENAIOPS_FLOWS_DIR", description="The use cases (deployed with the app)")
+    work_dir: Path = Field(default=Path(tempfile.gettempdir()) / "genaiops-work", validation_alias="GENAIOPS_WORK_DIR",
+                           description="Scratch space for materialized flow variants")
     storage_connection_string: SecretStr | None = Field(default=None, validation_alias=STORAGE_CONNECTION)
     storage_blob_uri: str | None = Field(default=None, validation_alias=f"{STORAGE_CONNECTION}__blobServiceUri")
     servicebus_connection_string: SecretStr | None = Field(default=None, validation_alias=SERVICEBUS_CONNECTION)

@@ -2,8 +2,8 @@
 
 It answers `POST /v1/chat/completions` (and the Azure OpenAI path `/openai/deployments/{d}/chat/completions`)
 both as plain JSON and as server-sent events when `stream: true` (promptflow's `pf.test` streams, `pf.run`
-does not). The answer comes from a responder function of the messages; an optional fixed delay makes
-latency predictable for benchmarks. `GET /stats` reports calls and peak concurrency.
+does not). The answer comes from a responder function of the messages (an exception becomes a 400 answer);
+an optional fixed delay makes latency predictable for benchmarks. `GET /stats` reports calls and peak concurrency.
 """
 
 from __future__ import annotations
@@ -107,7 +107,12 @@ class ScriptedLLM:
                     self._json(404, {"error": {"message": f"unsupported path {self.path}"}})
                     return
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                answer = llm.complete(request)
+                try:
+                    answer = llm.complete(request)
+                except Exception as refusal:  # noqa: BLE001 - a responder's exception is the API's 400 answer
+                    # 400 is not retried by the OpenAI client nor by promptflow: the line fails at once.
+                    self._json(400, {"error": {"message": str(refusal), "type": "invalid_request_error"}})
+                    return
                 model = request.get("model", "scripted")
                 if request.get("stream"):
                     self._stream(answer, model)

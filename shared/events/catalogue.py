@@ -44,6 +44,10 @@ class ExperimentRequestedPayload(Payload):
     use_case: Name
     environment: Environment = "dev"
     datasets: list[Name] | None = Field(default=None, description="Only these datasets; all when omitted.")
+    data_sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Configured dataset source -> blob://container/path that replaces it (an upload).",
+    )
     reason: Literal["dataset", "pipeline", "manual"] = "manual"
 
 

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import pytest
 
+from shared.adapters.promptflow_runner import PromptflowRunner
+from shared.application import Application
 from shared.blob_layout import REPORTS, intake_report_name
-from shared.bootstrap import Application
 from shared.events import Event
 from shared.events.codec import encode
 from shared.ports import BlobStore
@@ -32,7 +33,7 @@ class RecordingPublisher:
 @pytest.fixture
 def app(blob_store: BlobStore, clock: ManualClock) -> tuple[Application, RecordingPublisher]:
     bus = RecordingPublisher()
-    return Application(Settings(), blob_store, bus, clock), bus
+    return Application(Settings(), blob_store, bus, clock, PromptflowRunner()), bus
 
 
 def upload(blob_store: BlobStore, name: str, content: bytes) -> Event:

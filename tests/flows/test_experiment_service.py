@@ -1,0 +1,108 @@
+"""A whole experiment of the shipped math_coding use case: real promptflow runs of every variant combination
+over both datasets, evaluation, reports in Azurite — with metric values checked against the known data.
+The LLM is a scripted OpenAI-compatible server whose answers depend on the prompt variant."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from localstack.llm.scripted import Messages, ScriptedLLM, arithmetic_responder, scripted_llm
+from shared.adapters.promptflow_runner import PromptflowRunner
+from shared.blob_layout import REPORTS
+from shared.events import ExperimentCompleted, ExperimentFailed, ExperimentRequested
+from shared.ports import BlobStore
+from shared.services.experiments import ExperimentWorkspace, run_experiment
+from tests.conftest import ManualClock
+
+pytestmark = [pytest.mark.azurite, pytest.mark.timeout(300)]
+ROOT = Path(__file__).resolve().parents[2]
+FLOWS = ROOT / "flows"
+
+
+def tutor_responder(messages: Messages) -> str:
+    """Direct prompt: the number. Step-by-step prompt: working first, answer last — so parsing the *first*
+    number (extract_answer variant_1) picks an operand, not the result."""
+    answer = arithmetic_responder(messages)
+    system = str(messages[0].get("content", ""))
+    if "step by step" in system:
+        question = str(messages[-1].get("content", ""))
+        operands = re.findall(r"-?\d+", question)
+        return f"First take {operands[0]}, then apply the operation with {operands[1]}. Answer: {answer}"
+    return answer
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[ScriptedLLM]:
+    with scripted_llm(tutor_responder) as server:
+        yield server
+
+
+def workspace(llm: ScriptedLLM, tmp_path: Path) -> ExperimentWorkspace:
+    env = {"AOAI_BASE_URL": llm.base_url, "AOAI_API_KEY": "not-a-real-key"}
+    return ExperimentWorkspace(flows_root=FLOWS, work_root=tmp_path, runner=PromptflowRunner(), secrets_env=env)
+
+
+def expected_first_number_accuracy(dataset: Path) -> float:
+    rows = [json.loads(line) for line in dataset.read_text().splitlines() if line.strip()]
+    hits = sum(re.findall(r"-?\d+", row["question"])[0] == row["answer"] for row in rows)
+    return round(hits / len(rows), 4)
+
+
+def test_every_combination_runs_on_every_dataset_with_known_metrics(llm: ScriptedLLM, blob_store: BlobStore,
+                                                                   clock: ManualClock, tmp_path: Path) -> None:
+    request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local"}, correlation_id="t")
+    events = run_experiment(request, blob_store, clock, workspace(llm, tmp_path))
+
+    completed = next(e for e in events if isinstance(e, ExperimentCompleted))
+    assert [e.type for e in events] == ["experiment.completed", "evaluation.completed"]
+    runs = completed.payload.runs
+    assert len(runs) == 4 * 2  # 2 x 2 variants (full cross-product) x 2 datasets
+    assert {tuple(sorted(r.variant.items())) for r in runs} == {
+        (("extract_answer", e), ("solve", s)) for e in ("variant_0", "variant_1") for s in ("variant_0", "variant_1")}
+    for run in runs:
+        dataset_file = FLOWS / "math_coding" / "data" / f"{run.dataset}.jsonl"
+        stepwise_first = run.variant == {"solve": "variant_1", "extract_answer": "variant_1"}
+        expected = expected_first_number_accuracy(dataset_file) if stepwise_first else 1.0
+        assert run.metrics["accuracy"] == pytest.approx(expected), run.run_id
+        assert run.failed_lines == 0
+
+    prefix = f"math_coding/{completed.payload.experiment_id}/"
+    results = list(csv.DictReader(io.StringIO(blob_store.read(REPORTS, prefix + "results.csv")[0].decode())))
+    assert len(results) == 4 * (24 + 20)  # every line of every run, no page cap
+    summary = blob_store.read(REPORTS, prefix + "summary.html")[0].decode()
+    assert "math_coding" in summary
+    assert "not-a-real-key" not in summary
+
+
+def test_bad_configuration_fails_the_experiment_with_a_report(llm: ScriptedLLM, blob_store: BlobStore,
+                                                              clock: ManualClock, tmp_path: Path) -> None:
+    space = workspace(llm, tmp_path)
+    space = ExperimentWorkspace(space.flows_root, space.work_root, space.runner, secrets_env={})  # no secrets set
+    request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local"}, correlation_id="t2")
+    [failed] = run_experiment(request, blob_store, clock, space)
+    assert isinstance(failed, ExperimentFailed)
+    assert "AOAI_BASE_URL" in failed.payload.reasons[0]
+    report = json.loads(blob_store.read(REPORTS, f"math_coding/{failed.payload.experiment_id}/experiment.json")[0])
+    assert report["status"] == "failed"
+
+
+def test_failed_lines_above_the_limit_fail_the_experiment(blob_store: BlobStore, clock: ManualClock,
+                                                           tmp_path: Path) -> None:
+    def flaky(messages: Messages) -> str:
+        if "13" in str(messages[-1].get("content")):
+            raise RuntimeError("model overloaded")
+        return arithmetic_responder(messages)
+
+    with scripted_llm(flaky) as server:
+        request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local",
+                                              "datasets": ["math_test"]}, correlation_id="t3")
+        events = run_experiment(request, blob_store, clock, workspace(server, tmp_path))
+    assert [e.type for e in events] == ["experiment.failed"]
+    assert any("lines failed" in reason for reason in events[0].payload.reasons)
