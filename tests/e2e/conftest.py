@@ -10,17 +10,26 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
+from localstack.llm.scripted import ScriptedLLM, scripted_llm
 from localstack.stack import LocalStack, Ports
 
 E2E_MAX_DELIVERY_COUNT = 3
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def llm() -> Iterator[ScriptedLLM]:
+    """The LLM behind the flows' `aoai` connection: scripted, so metric values are known (stands in for Azure OpenAI)."""
+    with scripted_llm() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[LocalStack]:
     stack = LocalStack(
         state_dir=tmp_path_factory.mktemp("stack"), ports=Ports.free(),
         max_delivery_count=E2E_MAX_DELIVERY_COUNT, lock_duration_seconds=10,
-        extra_settings={"HEARTBEAT_SCHEDULE": "*/2 * * * * *"},
+        extra_settings={"HEARTBEAT_SCHEDULE": "*/2 * * * * *", "AOAI_BASE_URL": llm.base_url,
+                        "AOAI_API_KEY": "not-a-real-key"},
     )
     try:
         stack.up()
