@@ -23,14 +23,16 @@ from shared.redaction import redact_text
 
 
 def quiet_promptflow() -> None:
-    """Keep promptflow offline inside a Function: no trace exporter, no telemetry, no local service.
+    """Keep promptflow offline inside a Function: no trace exporter, no local trace service. (Telemetry belongs
+    to the SDK's PFClient, which this runner never creates.)
 
     Tracing stays *on* in-process because that is what fills token counts in the run's system metrics;
     spans only leave the process when an OpenTelemetry exporter is configured (App Insights in Azure)."""
     os.environ["PF_DISABLE_TRACING"] = "false"
-    os.environ.setdefault("PROMPTFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("TELEMETRY_ENABLED", "false")
-    os.environ.pop("PF_TRACE_DESTINATION", None)
+    # No local trace service or exporter set-up: the executor only records spans in-process.
+    os.environ["PF_TRACING_SKIP_LOCAL_SETUP"] = "true"
+    os.environ["PF_TRACING_SKIP_EXPORTER_SETUP"] = "true"
+    os.environ["PF_BUILTIN_TRACE_EXPORTERS_DISABLE"] = "true"
     os.environ.setdefault("PF_LOGGING_LEVEL", "WARNING")  # per-node INFO lines would drown the app's own logs
 
 
