@@ -18,7 +18,8 @@ E2E_MAX_DELIVERY_COUNT = 3
 
 @pytest.fixture(scope="session")
 def llm() -> Iterator[ScriptedLLM]:
-X
+    """The LLM behind the flows' `aoai` connection: scripted so metric values are known (stands in for Azure
+    OpenAI)."""
     with scripted_llm() as server:
         yield server
 
