@@ -1,9 +1,12 @@
-"""`make demo`: start the local stack, upload the sample datasets of every use case in flows/, and follow
-each upload through the app until its outcome is written, then print where everything is."""
+"""`make demo`: start the local stack (Azurite, broker, the real small model, the local host), upload each use
+case's test dataset, follow every upload through the app to its outcome, and copy the reports to out/reports/.
+
+    python -m localstack.demo [--datasets test|all]
+"""
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -11,10 +14,16 @@ from pathlib import Path
 from azure.storage.blob import BlobServiceClient
 
 from localstack.stack import ROOT, LocalStack, StackError
-from shared.blob_layout import AUDIT, DATASETS, REPORTS, intake_report_name
+from shared.adapters.azure_blob import AzureBlobStore
+from shared.audit import EventJournal
+from shared.blob_layout import DATASETS, REPORTS
+from shared.events import Event
+from shared.reports.tables import better_direction
 from shared.services.intake import dataset_uploaded_event
 
-TIMEOUT_SECONDS = 120
+TIMEOUT_SECONDS = 1200
+OUTCOMES = {"evaluation.completed", "experiment.failed"}
+OUT = ROOT / "out" / "reports"
 
 
 def ensure_stack(stack: LocalStack) -> None:
@@ -24,40 +33,90 @@ def ensure_stack(stack: LocalStack) -> None:
         return
     if any(running.values()):
         raise StackError(f"local stack is half up ({running}); run `make down` first")
+    print("starting Azurite, the Service Bus broker, the local model and the Functions host ...")
     stack.up()
 
 
-def wait_for_report(storage: BlobServiceClient, use_case: str, dataset: str) -> dict:
-    blob = storage.get_blob_client(REPORTS, intake_report_name(use_case, dataset))
+def upload(storage: BlobServiceClient, path: Path) -> str:
+    """Upload a dataset like a user would; returns the correlation id its events carry."""
+    use_case = path.parent.parent.name
+    blob_name = f"{use_case}/{path.name}"
+    content = path.read_bytes()
+    etag = storage.get_blob_client(DATASETS, blob_name).upload_blob(content, overwrite=True)["etag"]
+    event = dataset_uploaded_event(DATASETS, blob_name, len(content), etag)
+    assert event is not None
+    print(f"uploaded {path.relative_to(ROOT)} -> {DATASETS}/{blob_name}")
+    return event.correlation_id
+
+
+def follow(journal: EventJournal, correlation_ids: list[str]) -> dict[str, list[Event]]:
+    """Print each run's events as they happen, until every run reached an outcome."""
+    seen: set[str] = set()
+    timelines: dict[str, list[Event]] = {}
     deadline = time.monotonic() + TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        if blob.exists():
-            return json.loads(blob.download_blob().readall())
-        time.sleep(0.5)
-    raise StackError(f"no report for {use_case}/{dataset} after {TIMEOUT_SECONDS} s; see .localstack/host.log")
+        for correlation_id in correlation_ids:
+            timelines[correlation_id] = journal.events_for(correlation_id)
+            for event in timelines[correlation_id]:
+                if event.id not in seen:
+                    seen.add(event.id)
+                    print(f"  {event.occurred_at:%H:%M:%S} {event.type:<22} {_summary(event)}")
+        if all(any(e.type in OUTCOMES for e in events) for events in timelines.values()):
+            return timelines
+        time.sleep(1)
+    raise StackError(f"no outcome after {TIMEOUT_SECONDS} s; see .localstack/host.log")
 
 
-def main() -> int:
+def _summary(event: Event) -> str:
+    payload = event.payload.model_dump()
+    scored = [run for run in payload.get("runs", []) if run["metrics"]]
+    if scored:
+        metric = sorted(scored[0]["metrics"])[0]  # the first metric by name, in its better direction
+        sign = 1 if better_direction(metric) == "higher" else -1
+        best = max(scored, key=lambda run: sign * run["metrics"][metric])
+        return f"{payload['use_case']}: {len(payload['runs'])} runs; best by {metric}: {best['variant']} {best['metrics']}"
+    if "reasons" in payload:
+        return "; ".join(payload["reasons"])[:300]
+    return str(payload.get("use_case") or payload.get("blob_name") or "")
+
+
+def download_reports(storage: BlobServiceClient, timelines: dict[str, list[Event]]) -> list[Path]:
+    pages = []
+    for events in timelines.values():
+        for event in events:
+            experiment_id = getattr(event.payload, "experiment_id", None)
+            if event.type not in OUTCOMES or not experiment_id:
+                continue
+            prefix = f"{event.payload.use_case}/{experiment_id}/"
+            for blob in storage.get_container_client(REPORTS).list_blobs(name_starts_with=prefix):
+                target = OUT / blob.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(storage.get_blob_client(REPORTS, blob.name).download_blob().readall())
+            pages.append(OUT / prefix / "summary.html")
+    return pages
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localstack.demo")
+    parser.add_argument("--datasets", choices=["test", "all"], default="test",
+                        help="upload each use case's *_test.jsonl (default, a few minutes on 2 cores) or every file")
+    args = parser.parse_args(argv)
     stack = LocalStack()
     try:
         ensure_stack(stack)
         storage = BlobServiceClient.from_connection_string(stack.storage_connection_string)
-        datasets = sorted(ROOT.glob("flows/*/data/*.jsonl"))
-        for path in datasets:
-            use_case, name = path.parent.parent.name, path.stem
-            blob_name = f"{use_case}/{path.name}"
-            result = storage.get_blob_client(DATASETS, blob_name).upload_blob(path.read_bytes(), overwrite=True)
-            print(f"uploaded {path.relative_to(ROOT)} -> {DATASETS}/{blob_name}")
-            report = wait_for_report(storage, use_case, name)
-            event = dataset_uploaded_event(DATASETS, blob_name, path.stat().st_size, result["etag"])
-            print(f"  intake: {report['status']}, {report['rows']} rows, {report['content_hash'][:19]}...")
-            print(f"  report: {storage.url}{REPORTS}/{intake_report_name(use_case, name)}")
-            if event is not None:
-                print(f"  journal: {storage.url}{AUDIT}/{event.correlation_id}/")
+        pattern = "flows/*/data/*_test.jsonl" if args.datasets == "test" else "flows/*/data/*.jsonl"
+        correlation_ids = [upload(storage, path) for path in sorted(ROOT.glob(pattern))]
+        print("following the events (the local model answers every line of every variant combination) ...")
+        timelines = follow(EventJournal(AzureBlobStore(storage)), correlation_ids)
+        pages = download_reports(storage, timelines)
     except StackError as problem:
         print(f"demo: {problem}", file=sys.stderr)
         return 1
-    print(f"\nthe stack keeps running: functions at {stack.base_url}/api (logs in {Path(stack.state_dir)}/); "
+    print("\nreports (also in Azurite, container `reports`):")
+    for page in pages:
+        print(f"  file://{page}")
+    print(f"\nthe stack keeps running: functions at {stack.base_url}/api, logs in {stack.state_dir}/; "
           "`make down` stops it")
     return 0
 

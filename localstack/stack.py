@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,16 +36,17 @@ class Ports:
     table: int = 10002
     broker: int = 5672
     host: int = 7071
+    llm: int = 8089
 
     @classmethod
     def from_env(cls) -> Ports:
         defaults = cls()
         return cls(**{name: int(os.environ.get(f"LOCALSTACK_{name.upper()}_PORT", getattr(defaults, name)))
-                      for name in ("blob", "queue", "table", "broker", "host")})
+                      for name in ("blob", "queue", "table", "broker", "host", "llm")})
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(5)))
+        return cls(*(free_port() for _ in range(6)))
 
 
 def free_port() -> int:
@@ -66,6 +68,7 @@ class LocalStack:
     max_delivery_count: int = 10
     lock_duration_seconds: int = 30
     extra_settings: dict[str, str] = field(default_factory=dict)
+    with_model: bool = True  # serve the real local model; tests pass False and bring a scripted LLM
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     # --- connection settings ---------------------------------------------------------------------
@@ -95,6 +98,9 @@ class LocalStack:
             "ServiceBusConnection": self.servicebus_connection_string,
             "GENAIOPS_PUBLIC_BASE_URL": self.base_url,
         })
+        if self.with_model:
+            # The flows' `aoai` connection, as experiment.local.yaml declares it (an OpenAI-type connection).
+            template.update({"AOAI_BASE_URL": f"http://127.0.0.1:{self.ports.llm}/v1", "AOAI_API_KEY": "local-model"})
         template.update(self.extra_settings)
         return template
 
@@ -103,7 +109,18 @@ class LocalStack:
     def up(self) -> None:
         self.start_azurite()
         self.start_broker()
+        if self.with_model:
+            self.start_llm()
         self.start_host()
+
+    def start_llm(self) -> None:
+        from localstack.llm import local_model
+
+        if not local_model.is_installed():
+            raise StackError(f"the local model is not installed: {local_model.INSTALL_HINT}")
+        url = local_model.base_url(self.ports.llm)
+        self._start("llm", local_model.server_command(self.ports.llm), ports=[self.ports.llm],
+                    ready=lambda: local_model.is_ready(url), env=local_model.server_env())
 
     def start_azurite(self) -> None:
         azurite = ROOT / "node_modules" / ".bin" / "azurite"
@@ -151,7 +168,7 @@ class LocalStack:
 
     def down(self) -> list[str]:
         stopped = []
-        for name in ("host", "broker", "azurite"):
+        for name in ("host", "llm", "broker", "azurite"):
             pid = self._running_pid(name)
             if pid is not None:
                 self._terminate(name, pid)
@@ -160,12 +177,14 @@ class LocalStack:
         return stopped
 
     def status(self) -> dict[str, int | None]:
-        return {name: self._running_pid(name) for name in ("azurite", "broker", "host")}
+        return {name: self._running_pid(name) for name in ("azurite", "broker", "llm", "host")
+                if name != "llm" or self.with_model}
 
     def log_file(self, name: str) -> Path:
         return self.state_dir / f"{name}.log"
 
-    def _start(self, name: str, command: list[str], ports: list[int], ready=None) -> None:
+    def _start(self, name: str, command: list[str], ports: list[int], ready: Callable[[], bool] | None = None,
+               env: dict[str, str] | None = None) -> None:
         pid = self._running_pid(name)
         if pid is not None:
             raise StackError(f"{name} is already running (pid {pid}); `make down` stops the local stack")
@@ -174,7 +193,7 @@ class LocalStack:
             raise StackError(f"cannot start {name}: port(s) {busy} already in use by another program "
                              f"(set LOCALSTACK_*_PORT to use others, or stop it)")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         with self.log_file(name).open("ab") as log:
             process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)

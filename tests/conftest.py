@@ -30,7 +30,7 @@ class ManualClock:
 @pytest.fixture(scope="session")
 def storage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Azurite alone, for storage-level tests."""
-    stack = LocalStack(state_dir=tmp_path_factory.mktemp("azurite"), ports=Ports.free())
+    stack = LocalStack(state_dir=tmp_path_factory.mktemp("azurite"), ports=Ports.free(), with_model=False)
     stack.start_azurite()
     yield stack
     stack.down()

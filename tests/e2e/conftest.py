@@ -28,7 +28,7 @@ def llm() -> Iterator[ScriptedLLM]:
 def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[LocalStack]:
     stack = LocalStack(
         state_dir=tmp_path_factory.mktemp("stack"), ports=Ports.free(),
-        max_delivery_count=E2E_MAX_DELIVERY_COUNT, lock_duration_seconds=10,
+        max_delivery_count=E2E_MAX_DELIVERY_COUNT, lock_duration_seconds=10, with_model=False,
         extra_settings={"HEARTBEAT_SCHEDULE": "*/2 * * * * *", "AOAI_BASE_URL": llm.base_url,
                         "AOAI_API_KEY": "not-a-real-key"},
     )
