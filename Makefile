@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 
-.PHONY: install demo test test-fast lint up down status schema bench lock clean
+.PHONY: install model chromium demo test test-fast lint up down status schema bench lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,16 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(VENV)/.installed node_modules/.installed ## venv + Azurite
 
-demo: install ## start the local stack and drive an upload through the lifecycle
+model: install ## the small real local model (llama-cpp-python build, cached after the first time)
+	bash scripts/install-model.sh
+
+chromium: ## headless Chromium for the report screenshot tests (Debian package)
+	bash scripts/install-chromium.sh
+
+demo: install model ## start the local stack and drive uploads through the lifecycle
 	$(PY) -m localstack.demo
 
-test: install ## every test: unit, storage (Azurite) and end-to-end (full local stack)
+test: install model chromium ## every test: unit, storage, flows, end-to-end, browser, model
 	$(PY) -m pytest
 
 test-fast: install ## unit tests only, no services
@@ -47,6 +53,7 @@ schema: install ## write the event catalogue's JSON Schema
 
 bench: install
 	$(PY) benchmarks/cold_start.py
+	$(PY) benchmarks/experiment_runner.py
 
 lock: ## re-pin requirements from requirements/*.in
 	$(UV) pip compile -q -p 3.11 requirements/app.in -o requirements.txt --no-header
