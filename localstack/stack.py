@@ -167,14 +167,15 @@ class LocalStack:
         ], ports=[self.ports.host], ready=self._host_ready)
 
     def down(self) -> list[str]:
-        stopped = []
-        for name in ("host", "llm", "broker", "azurite"):
-            pid = self._running_pid(name)
-            if pid is not None:
-                self._terminate(name, pid)
-                stopped.append(name)
-            self._pid_file(name).unlink(missing_ok=True)
-        return stopped
+        return [name for name in ("host", "llm", "broker", "azurite") if self.stop(name)]
+
+    def stop(self, name: str) -> bool:
+        """Stop one service; True when it was running."""
+        pid = self._running_pid(name)
+        if pid is not None:
+            self._terminate(name, pid)
+        self._pid_file(name).unlink(missing_ok=True)
+        return pid is not None
 
     def status(self) -> dict[str, int | None]:
         return {name: self._running_pid(name) for name in ("azurite", "broker", "llm", "host")

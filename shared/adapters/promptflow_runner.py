@@ -33,6 +33,10 @@ def quiet_promptflow() -> None:
     os.environ["PF_TRACING_SKIP_LOCAL_SETUP"] = "true"
     os.environ["PF_TRACING_SKIP_EXPORTER_SETUP"] = "true"
     os.environ["PF_BUILTIN_TRACE_EXPORTERS_DISABLE"] = "true"
+    # promptflow builds an Azure Monitor exporter even with telemetry off; its control plane and statsbeat would
+    # call the internet (seen with strace here).
+    os.environ.setdefault("APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED", "true")
+    os.environ.setdefault("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
     os.environ.setdefault("PF_LOGGING_LEVEL", "WARNING")  # per-node INFO lines would drown the app's own logs
 
 

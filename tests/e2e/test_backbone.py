@@ -139,3 +139,18 @@ def test_timer_trigger_fires_on_its_schedule(stack: LocalStack, http: requests.S
                       what="a first heartbeat")}
     wait_for(lambda: ticks.add(http.get(f"{stack.base_url}/api/health", timeout=10).json()["timer"]) or len(ticks) > 1,
              what="a second heartbeat, 2 s later")
+
+
+def test_blob_receipts_survive_a_host_restart(stack: LocalStack, storage: BlobServiceClient,
+                                              http: requests.Session) -> None:
+    host_log = stack.log_file("host")
+    storage.get_blob_client("datasets", "backbone/restart.jsonl").upload_blob(b'{"a": 1}\n', overwrite=True)
+    wait_for(lambda: read_json(storage, REPORTS, intake_report_name("backbone", "restart")), what="first handling")
+    fired_before = host_log.read_text().count("New blob detected: backbone/")
+
+    stack.stop("host")
+    stack.start_host()  # a new process: only the receipts in storage can tell it what already fired
+    storage.get_blob_client("datasets", "backbone/after-restart.jsonl").upload_blob(b'{"b": 2}\n', overwrite=True)
+    wait_for(lambda: read_json(storage, REPORTS, intake_report_name("backbone", "after-restart")),
+             what="the restarted host to handle a new upload")
+    assert host_log.read_text().count("New blob detected: backbone/") == fired_before + 1

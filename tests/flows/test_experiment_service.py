@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -106,3 +106,35 @@ def test_failed_lines_above_the_limit_fail_the_experiment(blob_store: BlobStore,
         events = run_experiment(request, blob_store, clock, workspace(server, tmp_path))
     assert [e.type for e in events] == ["experiment.failed"]
     assert any("lines failed" in reason for reason in events[0].payload.reasons)
+
+
+def ner_responder(dataset: Path) -> Callable[[Messages], str]:
+    """Knows the labelled entities of every sentence; the few-shot prompt's answers end with a full stop, so only
+    the cleanse variant that strips punctuation gets them exactly right."""
+    truth = {row["text"]: row["results"] for row in map(json.loads, dataset.read_text().splitlines())}
+
+    def respond(messages: Messages) -> str:
+        text = str(messages[-1].get("content", "")).split("Text:", 1)[1].strip()
+        few_shot = len(messages) > 2
+        return truth[text] + ("." if few_shot else "")
+
+    return respond
+
+
+def test_named_entity_recognition_metrics_match_the_labels(blob_store: BlobStore, clock: ManualClock,
+                                                           tmp_path: Path) -> None:
+    dataset = FLOWS / "named_entity_recognition" / "data" / "ner_test.jsonl"
+    rows = [json.loads(line) for line in dataset.read_text().splitlines()]
+    with scripted_llm(ner_responder(dataset)) as server:
+        request = ExperimentRequested.create({"use_case": "named_entity_recognition", "environment": "local",
+                                              "datasets": ["ner_test"]}, correlation_id="ner")
+        events = run_experiment(request, blob_store, clock, workspace(server, tmp_path))
+    completed = next(e for e in events if isinstance(e, ExperimentCompleted))
+    metrics = {(run.variant["extract"], run.variant["cleanse"]): run.metrics for run in completed.payload.runs}
+    # Few-shot answers keep a trailing "." on the last entity unless cleanse strips punctuation.
+    partial = round(sum((len(r["results"].split(", ")) - 1) / len(r["results"].split(", ")) for r in rows)
+                    / len(rows), 4)
+    assert metrics[("variant_0", "variant_0")] == {"exact_match_rate": 1.0, "partial_match_rate": 1.0}
+    assert metrics[("variant_0", "variant_1")]["exact_match_rate"] == 1.0  # no "." to keep
+    assert metrics[("variant_1", "variant_0")]["exact_match_rate"] == 1.0  # cleanse v0 strips the "."
+    assert metrics[("variant_1", "variant_1")] == {"exact_match_rate": 0.0, "partial_match_rate": partial}

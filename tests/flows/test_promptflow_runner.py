@@ -73,3 +73,12 @@ def test_llm_errors_become_line_errors_without_leaking_the_key(runner: Promptflo
     [result] = runner.run_all([calc_spec("down", 2)], [broken], ExecutionLimits(line_timeout_seconds=30))
     assert result.failed_lines == 2
     assert "sk-secret-value" not in result.model_dump_json()
+
+
+def test_flex_flows_run_too(runner: PromptflowRunner) -> None:
+    rows = [{"text": "hello"}, {"text": "fail"}, {"text": "azure"}]
+    [result] = runner.run_all([RunSpec(run_id="flex", kind="standard", flow_dir=FLOWS / "flex_upper", flow="flex",
+                                       dataset="words", rows=rows)], [], ExecutionLimits())
+    assert result.status == "completed"
+    assert [line.outputs for line in result.lines] == [{"loud": "HELLO"}, None, {"loud": "AZURE"}]
+    assert "refusing to shout" in result.lines[1].error
