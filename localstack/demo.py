@@ -74,7 +74,8 @@ def _summary(event: Event) -> str:
         metric = sorted(scored[0]["metrics"])[0]  # the first metric by name, in its better direction
         sign = 1 if better_direction(metric) == "higher" else -1
         best = max(scored, key=lambda run: sign * run["metrics"][metric])
-        return f"{payload['use_case']}: {len(payload['runs'])} runs; best by {metric}: {best['variant']} {best['metrics']}"
+        return (f"{payload['use_case']}: {len(payload['runs'])} runs; "
+                f"best by {metric}: {best['variant']} {best['metrics']}")
     if "reasons" in payload:
         return "; ".join(payload["reasons"])[:300]
     return str(payload.get("use_case") or payload.get("blob_name") or "")
