@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, Protocol, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from shared.experiments.gate import GateConfig
 from shared.experiments.mappings import MappingError, ReferenceKind, parse_reference
 
 EXPERIMENT_FILE = "experiment.yaml"
@@ -437,7 +438,7 @@ class ExperimentConfig(_Strict):
     variants: VariantPolicy = Field(default_factory=VariantPolicy)
     hyperparameters: dict[str, list[Any]] = Field(default_factory=dict)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
-    gate: dict[str, Any] | None = None  # owned by the quality-gate feature; not validated here
+    gate: GateConfig | None = None  # see shared/experiments/gate.py
     deployment: dict[str, Any] | None = None  # owned by the deployment feature; not validated here
 
     # Set by load_experiment, not YAML keys.

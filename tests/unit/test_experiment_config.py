@@ -72,7 +72,9 @@ def test_the_fixture_use_case_loads_with_every_block() -> None:
     assert config.hyperparameters == {"temperature": [0.0, 0.7]}
     assert (config.execution.concurrency, config.execution.max_failure_rate) == (4, 0.1)
     assert config.execution.line_timeout_seconds == 60
-    assert config.gate == {"metrics": {"accuracy": {"min": 0.8}}, "anything": ["goes", "here"]}
+    assert config.gate is not None
+    assert config.gate.primary_metric == "accuracy"
+    assert [(t.metric, t.min) for t in config.gate.thresholds] == [("accuracy", 0.8)]
     assert config.deployment == {"target": "local", "traffic": {"blue": 90, "green": 10}}
     assert config.environment is None
     assert config.config_files == ((FLOWS / "math_coding" / "experiment.yaml").resolve(),)
