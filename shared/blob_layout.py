@@ -43,4 +43,13 @@ def intake_report_name(use_case: str, dataset: str) -> str:
     return f"{safe_segment(use_case)}/datasets/{safe_segment(dataset)}/intake.json"
 
 
+def decision_name(use_case: str, experiment_id: str) -> str:
+    return f"{safe_segment(use_case)}/{safe_segment(experiment_id)}/decision.json"
+
+
+def deployed_state_name(use_case: str) -> str:
+    """What serves production now (flow version + the metrics it was approved on); written by deployments."""
+    return f"{safe_segment(use_case)}/production.json"
+
+
 HEARTBEAT_NAME = "heartbeat/timer.json"

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shared.events import DatasetUploaded, Event, ExperimentRequested, PipelineTriggered
+from shared.events import DatasetUploaded, EvaluationCompleted, Event, ExperimentRequested, PipelineTriggered
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.services import intake
 from shared.services.experiment_requests import requests_for_pipeline, requests_for_upload
 from shared.services.experiments import ExperimentWorkspace, run_experiment
+from shared.services.gate import judge_experiment
 from shared.settings import Settings
 
 
@@ -45,9 +46,14 @@ def on_experiment_requested(event: ExperimentRequested, deps: Dependencies) -> S
     return run_experiment(event, deps.blobs, deps.clock, deps.experiments)
 
 
+def on_evaluation_completed(event: EvaluationCompleted, deps: Dependencies) -> Sequence[Event]:
+    return judge_experiment(event, deps.blobs, deps.settings.flows_dir)
+
+
 # Keys narrow the event type each handler receives.
 HANDLERS: dict[type[Event], Handler] = {
     DatasetUploaded: on_dataset_uploaded,  # type: ignore[dict-item]
     PipelineTriggered: on_pipeline_triggered,  # type: ignore[dict-item]
     ExperimentRequested: on_experiment_requested,  # type: ignore[dict-item]
+    EvaluationCompleted: on_evaluation_completed,  # type: ignore[dict-item]
 }

@@ -7,7 +7,7 @@ A breaking payload change is a new `version`; the codec rejects versions it does
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -94,9 +94,12 @@ class GateCheck(Payload):
 class GateVerdictPayload(Payload):
     use_case: Name
     experiment_id: str
+    environment: Environment = "dev"
     primary_metric: str
     best_variant: VariantSelection
+    best_hyperparameters: dict[str, Any] = Field(default_factory=dict)
     best_value: float | None
+    best_metrics: Metrics = Field(default_factory=dict)
     checks: list[GateCheck]
     reasons: list[str] = Field(default_factory=list)
     report_uri: str

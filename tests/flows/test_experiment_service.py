@@ -16,9 +16,10 @@ import pytest
 from localstack.llm.scripted import Messages, ScriptedLLM, arithmetic_responder, scripted_llm
 from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.blob_layout import REPORTS
-from shared.events import ExperimentCompleted, ExperimentFailed, ExperimentRequested
+from shared.events import EvaluationCompleted, Event, ExperimentCompleted, ExperimentFailed, ExperimentRequested
 from shared.ports import BlobStore
 from shared.services.experiments import ExperimentWorkspace, run_experiment
+from shared.services.gate import judge_experiment
 from tests.conftest import ManualClock
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(300)]
@@ -138,3 +139,35 @@ def test_named_entity_recognition_metrics_match_the_labels(blob_store: BlobStore
     assert metrics[("variant_0", "variant_1")]["exact_match_rate"] == 1.0  # no "." to keep
     assert metrics[("variant_1", "variant_0")]["exact_match_rate"] == 1.0  # cleanse v0 strips the "."
     assert metrics[("variant_1", "variant_1")] == {"exact_match_rate": 0.0, "partial_match_rate": partial}
+
+
+def judged(server: ScriptedLLM, blob_store: BlobStore, clock: ManualClock, tmp_path: Path) -> tuple[Event, dict]:
+    """Run math_coding in the dev environment (its Azure OpenAI connection pointed at the scripted server), then
+    the gate; return the verdict event and decision.json."""
+    request = ExperimentRequested.create({"use_case": "math_coding", "environment": "dev",
+                                          "datasets": ["math_test"]}, correlation_id=f"gate-{tmp_path.name}")
+    env = {"AOAI_API_BASE": server.base_url.removesuffix("/v1"), "AOAI_API_KEY": "not-a-real-key"}
+    space = ExperimentWorkspace(FLOWS, tmp_path, PromptflowRunner(), secrets_env=env)
+    evaluated = next(e for e in run_experiment(request, blob_store, clock, space)
+                     if isinstance(e, EvaluationCompleted))
+    [verdict] = judge_experiment(evaluated, blob_store, FLOWS)
+    prefix = f"math_coding/{evaluated.payload.experiment_id}/"
+    return verdict, json.loads(blob_store.read(REPORTS, prefix + "decision.json")[0])
+
+
+def test_gate_passes_the_best_combination(llm: ScriptedLLM, blob_store: BlobStore, clock: ManualClock,
+                                          tmp_path: Path) -> None:
+    verdict, decision = judged(llm, blob_store, clock, tmp_path)
+    assert verdict.type == "gate.passed", verdict.payload.reasons
+    # Three combinations score 1.0; the tie goes to the all-defaults baseline, listed first.
+    assert verdict.payload.best_variant == {"solve": "variant_0", "extract_answer": "variant_0"}
+    assert decision["gate"]["checks"][1]["note"] == "skipped: no deployed version yet"
+
+
+def test_gate_fails_below_the_threshold_with_reasons_in_the_report(blob_store: BlobStore, clock: ManualClock,
+                                                                   tmp_path: Path) -> None:
+    with scripted_llm(lambda messages: "0") as always_zero:
+        verdict, decision = judged(always_zero, blob_store, clock, tmp_path)
+    assert verdict.type == "gate.failed"
+    assert verdict.payload.reasons[0].startswith("accuracy >= 0.8 failed: actual 0")
+    assert decision["gate"]["passed"] is False
