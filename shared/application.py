@@ -19,6 +19,7 @@ from shared.handlers import Dependencies
 from shared.idempotency import IdempotencyStore
 from shared.observability import correlation
 from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher
+from shared.registry.port import Registry
 from shared.services.experiments import ExperimentWorkspace
 from shared.services.intake import dataset_uploaded_event
 from shared.settings import Settings
@@ -35,7 +36,7 @@ class MessageOutcome:
 
 class Application:
     def __init__(self, settings: Settings, blobs: BlobStore, bus: EventPublisher, clock: Clock,
-                 runner: FlowRunner) -> None:
+                 runner: FlowRunner, registry: Registry) -> None:
         self.settings = settings
         self.blobs = blobs
         self.clock = clock
@@ -44,7 +45,7 @@ class Application:
         workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, runner=runner,
                                         secrets_env=os.environ)
         self.deps = Dependencies(settings=settings, blobs=blobs, publisher=self.publisher, clock=clock,
-                                 experiments=workspace)
+                                 experiments=workspace, registry=registry)
         self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
         self.dead_letters = DeadLetterStore(blobs, clock)
 

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.application import Application
+    from shared.ports import BlobStore, Clock
+    from shared.registry.port import Registry
+    from shared.settings import Settings
 
 
 @lru_cache(maxsize=1)
@@ -22,6 +25,27 @@ def get_application() -> Application:
 
     settings = get_settings()
     configure_telemetry()
+    clock = SystemClock()
     blobs = AzureBlobStore(blob_service_client(settings))
     bus = ServiceBusPublisher(servicebus_client(settings), settings.events_queue)
-    return Application(settings, blobs, bus, SystemClock(), PromptflowRunner())
+    return Application(settings, blobs, bus, clock, PromptflowRunner(), build_registry(settings, blobs, clock))
+
+
+def build_registry(settings: Settings, blobs: BlobStore, clock: Clock) -> Registry:
+    if settings.registry_backend == "blob":
+        from shared.registry.blob_registry import BlobRegistry
+
+        return BlobRegistry(blobs, clock)
+    from shared.adapters.credentials import azure_credential
+    from shared.registry.azureml_registry import azureml_registry_from_settings, https_paths
+
+    missing = [name for name, value in (("AZURE_SUBSCRIPTION_ID", settings.azure_subscription_id),
+                                        ("AZURE_RESOURCE_GROUP", settings.azure_resource_group),
+                                        ("AZUREML_WORKSPACE_NAME", settings.azureml_workspace_name)) if not value]
+    if missing or not settings.storage_blob_uri:
+        needed = ", ".join(missing or ["GenAIOpsStorage__blobServiceUri"])
+        raise RuntimeError(f"REGISTRY_BACKEND=azureml needs {needed}")
+    # Data assets point at the uploaded blobs over https; the workspace identity reads them (Storage Blob Data Reader).
+    return azureml_registry_from_settings(
+        str(settings.azure_subscription_id), str(settings.azure_resource_group), str(settings.azureml_workspace_name),
+        azure_credential(), datastore_uri_for=https_paths(settings.storage_blob_uri))

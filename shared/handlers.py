@@ -8,12 +8,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shared.events import DatasetUploaded, EvaluationCompleted, Event, ExperimentRequested, PipelineTriggered
+from shared.events import (
+    DatasetUploaded,
+    EvaluationCompleted,
+    Event,
+    ExperimentRequested,
+    GatePassed,
+    PipelineTriggered,
+)
 from shared.ports import BlobStore, Clock, EventPublisher
+from shared.registry.port import Registry
 from shared.services import intake
 from shared.services.experiment_requests import requests_for_pipeline, requests_for_upload
 from shared.services.experiments import ExperimentWorkspace, run_experiment
 from shared.services.gate import judge_experiment
+from shared.services.registration import register_chosen_flow, register_upload
 from shared.settings import Settings
 
 
@@ -26,6 +35,7 @@ class Dependencies:
     publisher: EventPublisher
     clock: Clock
     experiments: ExperimentWorkspace
+    registry: Registry
 
 
 Handler = Callable[[Event, Dependencies], Sequence[Event]]
@@ -35,7 +45,8 @@ def on_dataset_uploaded(event: DatasetUploaded, deps: Dependencies) -> Sequence[
     report = intake.check_dataset(event, deps.blobs, deps.clock)
     if report.status != "valid":
         return []  # the intake report says why; nothing downstream runs on a broken dataset
-    return requests_for_upload(event, deps.settings.flows_dir, deps.settings.environment)
+    registered = register_upload(event, report, deps.registry)
+    return [registered, *requests_for_upload(event, deps.settings.flows_dir, deps.settings.environment)]
 
 
 def on_pipeline_triggered(event: PipelineTriggered, deps: Dependencies) -> Sequence[Event]:
@@ -43,11 +54,16 @@ def on_pipeline_triggered(event: PipelineTriggered, deps: Dependencies) -> Seque
 
 
 def on_experiment_requested(event: ExperimentRequested, deps: Dependencies) -> Sequence[Event]:
-    return run_experiment(event, deps.blobs, deps.clock, deps.experiments)
+    return run_experiment(event, deps.blobs, deps.clock, deps.experiments, deps.registry)
 
 
 def on_evaluation_completed(event: EvaluationCompleted, deps: Dependencies) -> Sequence[Event]:
     return judge_experiment(event, deps.blobs, deps.settings.flows_dir)
+
+
+def on_gate_passed(event: GatePassed, deps: Dependencies) -> Sequence[Event]:
+    return register_chosen_flow(event, deps.blobs, deps.registry, flows_root=deps.settings.flows_dir,
+                                work_root=deps.settings.work_dir)
 
 
 # Keys narrow the event type each handler receives.
@@ -56,4 +72,5 @@ HANDLERS: dict[type[Event], Handler] = {
     PipelineTriggered: on_pipeline_triggered,  # type: ignore[dict-item]
     ExperimentRequested: on_experiment_requested,  # type: ignore[dict-item]
     EvaluationCompleted: on_evaluation_completed,  # type: ignore[dict-item]
+    GatePassed: on_gate_passed,  # type: ignore[dict-item]
 }

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         return value if "://" in value else f"https://{value}"
 
+    registry_backend: Literal["blob", "azureml"] = Field(
+        default="blob", validation_alias="REGISTRY_BACKEND",
+        description="Where data and flow versions are registered: Azure ML, or blob storage (local stack)")
+    azure_subscription_id: str | None = Field(default=None, validation_alias="AZURE_SUBSCRIPTION_ID")
+    azure_resource_group: str | None = Field(default=None, validation_alias="AZURE_RESOURCE_GROUP")
+    azureml_workspace_name: str | None = Field(default=None, validation_alias="AZUREML_WORKSPACE_NAME")
+
     idempotency_lease_seconds: int = Field(default=600, ge=1, validation_alias="IDEMPOTENCY_LEASE_SECONDS")
 
     def require_storage(self) -> None:

@@ -25,14 +25,16 @@ from shared.events import (
 )
 from shared.experiments.config import ExperimentConfig, ExperimentConfigError, load_experiment
 from shared.experiments.connections import connection_specs
-from shared.experiments.datasets import DatasetError, load_rows
+from shared.experiments.datasets import DatasetError, load_dataset
 from shared.experiments.mappings import MappingError
 from shared.experiments.planning import evaluation_runs, failures, standard_runs
 from shared.experiments.results import ExperimentResult, RunResult
 from shared.experiments.runner import ExecutionLimits, FlowRunner
 from shared.experiments.variants import FlowVariantsError, discover_variants, expand, materialize
 from shared.ports import BlobStore, Clock
+from shared.registry.port import Registry
 from shared.reports.writer import ReportLocations, write_experiment_reports
+from shared.services.registration import register_datasets
 
 log = logging.getLogger("genaiops.experiments")
 SETUP_ERRORS = (ExperimentConfigError, FlowVariantsError, DatasetError, MappingError)
@@ -53,14 +55,14 @@ def experiment_id_for(event: ExperimentRequested) -> str:
     return f"{event.occurred_at:%Y%m%d-%H%M%S}-{event.id[:8]}"
 
 
-def run_experiment(event: ExperimentRequested, blobs: BlobStore, clock: Clock,
-                   workspace: ExperimentWorkspace) -> list[Event]:
+def run_experiment(event: ExperimentRequested, blobs: BlobStore, clock: Clock, workspace: ExperimentWorkspace,
+                   registry: Registry) -> list[Event]:
     request = event.payload
     experiment_id = experiment_id_for(event)
     started = clock.now()
     try:
         config = load_experiment(workspace.flows_root / request.use_case, request.environment)
-        result = _execute(config, experiment_id, event, blobs, workspace, started, clock)
+        result = _execute(config, experiment_id, event, blobs, workspace, registry, started, clock)
     except SETUP_ERRORS as problem:
         log.warning("experiment %s of %s cannot run: %s", experiment_id, request.use_case, problem)
         result = ExperimentResult(
@@ -73,15 +75,19 @@ def run_experiment(event: ExperimentRequested, blobs: BlobStore, clock: Clock,
 
 
 def _execute(config: ExperimentConfig, experiment_id: str, event: ExperimentRequested, blobs: BlobStore,
-             workspace: ExperimentWorkspace, started: Any, clock: Clock) -> ExperimentResult:
+             workspace: ExperimentWorkspace, registry: Registry, started: Any, clock: Clock) -> ExperimentResult:
     request = event.payload
     selected = set(request.datasets or [d.name for d in config.datasets])
     unknown = selected - {d.name for d in config.datasets}
     if unknown:
         raise ExperimentConfigError(f"{request.use_case}: no standard dataset named {', '.join(sorted(unknown))}")
-    standard_rows = {d.name: load_rows(d, blobs, request.data_sources) for d in config.datasets if d.name in selected}
-    evaluation_rows = {d.name: load_rows(d, blobs, request.data_sources)
+    standard_data = {d.name: load_dataset(d, blobs, request.data_sources)
+                     for d in config.datasets if d.name in selected}
+    evaluation_data = {d.name: load_dataset(d, blobs, request.data_sources)
                        for name in selected for _, d in config.evaluator_datasets_for(name)}
+    data_versions = register_datasets(registry, request.use_case, [*standard_data.values(), *evaluation_data.values()])
+    standard_rows = {name: data.rows for name, data in standard_data.items()}
+    evaluation_rows = {name: data.rows for name, data in evaluation_data.items()}
     combinations = expand(discover_variants(config.flow_dir), config.variants, config.hyperparameters)
     scratch = workspace.work_root / request.use_case / experiment_id
     materialized = [(c, materialize(config.flow_dir, c, scratch / c.id)) for c in combinations]
@@ -101,7 +107,7 @@ def _execute(config: ExperimentConfig, experiment_id: str, event: ExperimentRequ
         experiment_id=experiment_id, use_case=request.use_case, environment=request.environment,
         status="failed" if reasons else "completed", failures=reasons, standard_runs=standard,
         evaluation_runs=evaluations, started_at=started, finished_at=clock.now(),
-        decisions=_decisions(config, event, combinations_count=len(combinations)),
+        decisions={**_decisions(config, event, combinations_count=len(combinations)), "data_versions": data_versions},
     )
 
 

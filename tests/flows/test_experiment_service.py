@@ -16,10 +16,19 @@ import pytest
 from localstack.llm.scripted import Messages, ScriptedLLM, arithmetic_responder, scripted_llm
 from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.blob_layout import REPORTS
-from shared.events import EvaluationCompleted, Event, ExperimentCompleted, ExperimentFailed, ExperimentRequested
+from shared.events import (
+    EvaluationCompleted,
+    Event,
+    ExperimentCompleted,
+    ExperimentFailed,
+    ExperimentRequested,
+    GatePassed,
+)
 from shared.ports import BlobStore
+from shared.registry.blob_registry import BlobRegistry
 from shared.services.experiments import ExperimentWorkspace, run_experiment
 from shared.services.gate import judge_experiment
+from shared.services.registration import register_chosen_flow
 from tests.conftest import ManualClock
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(300)]
@@ -45,6 +54,11 @@ def llm() -> Iterator[ScriptedLLM]:
         yield server
 
 
+def execute(request: ExperimentRequested, blob_store: BlobStore, clock: ManualClock,
+        space: ExperimentWorkspace) -> list[Event]:
+    return run_experiment(request, blob_store, clock, space, BlobRegistry(blob_store, clock))
+
+
 def workspace(llm: ScriptedLLM, tmp_path: Path) -> ExperimentWorkspace:
     env = {"AOAI_BASE_URL": llm.base_url, "AOAI_API_KEY": "not-a-real-key"}
     return ExperimentWorkspace(flows_root=FLOWS, work_root=tmp_path, runner=PromptflowRunner(), secrets_env=env)
@@ -59,7 +73,7 @@ def expected_first_number_accuracy(dataset: Path) -> float:
 def test_every_combination_runs_on_every_dataset_with_known_metrics(llm: ScriptedLLM, blob_store: BlobStore,
                                                                    clock: ManualClock, tmp_path: Path) -> None:
     request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local"}, correlation_id="t")
-    events = run_experiment(request, blob_store, clock, workspace(llm, tmp_path))
+    events = execute(request, blob_store, clock, workspace(llm, tmp_path))
 
     completed = next(e for e in events if isinstance(e, ExperimentCompleted))
     assert [e.type for e in events] == ["experiment.completed", "evaluation.completed"]
@@ -87,7 +101,7 @@ def test_bad_configuration_fails_the_experiment_with_a_report(llm: ScriptedLLM, 
     space = workspace(llm, tmp_path)
     space = ExperimentWorkspace(space.flows_root, space.work_root, space.runner, secrets_env={})  # no secrets set
     request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local"}, correlation_id="t2")
-    [failed] = run_experiment(request, blob_store, clock, space)
+    [failed] = execute(request, blob_store, clock, space)
     assert isinstance(failed, ExperimentFailed)
     assert "AOAI_BASE_URL" in failed.payload.reasons[0]
     report = json.loads(blob_store.read(REPORTS, f"math_coding/{failed.payload.experiment_id}/experiment.json")[0])
@@ -104,7 +118,7 @@ def test_failed_lines_above_the_limit_fail_the_experiment(blob_store: BlobStore,
     with scripted_llm(flaky) as server:
         request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local",
                                               "datasets": ["math_test"]}, correlation_id="t3")
-        events = run_experiment(request, blob_store, clock, workspace(server, tmp_path))
+        events = execute(request, blob_store, clock, workspace(server, tmp_path))
     assert [e.type for e in events] == ["experiment.failed"]
     assert any("lines failed" in reason for reason in events[0].payload.reasons)
 
@@ -129,7 +143,7 @@ def test_named_entity_recognition_metrics_match_the_labels(blob_store: BlobStore
     with scripted_llm(ner_responder(dataset)) as server:
         request = ExperimentRequested.create({"use_case": "named_entity_recognition", "environment": "local",
                                               "datasets": ["ner_test"]}, correlation_id="ner")
-        events = run_experiment(request, blob_store, clock, workspace(server, tmp_path))
+        events = execute(request, blob_store, clock, workspace(server, tmp_path))
     completed = next(e for e in events if isinstance(e, ExperimentCompleted))
     metrics = {(run.variant["extract"], run.variant["cleanse"]): run.metrics for run in completed.payload.runs}
     # Few-shot answers keep a trailing "." on the last entity unless cleanse strips punctuation.
@@ -148,7 +162,7 @@ def judged(server: ScriptedLLM, blob_store: BlobStore, clock: ManualClock, tmp_p
                                           "datasets": ["math_test"]}, correlation_id=f"gate-{tmp_path.name}")
     env = {"AOAI_API_BASE": server.base_url.removesuffix("/v1"), "AOAI_API_KEY": "not-a-real-key"}
     space = ExperimentWorkspace(FLOWS, tmp_path, PromptflowRunner(), secrets_env=env)
-    evaluated = next(e for e in run_experiment(request, blob_store, clock, space)
+    evaluated = next(e for e in execute(request, blob_store, clock, space)
                      if isinstance(e, EvaluationCompleted))
     [verdict] = judge_experiment(evaluated, blob_store, FLOWS)
     prefix = f"math_coding/{evaluated.payload.experiment_id}/"
@@ -171,3 +185,20 @@ def test_gate_fails_below_the_threshold_with_reasons_in_the_report(blob_store: B
     assert verdict.type == "gate.failed"
     assert verdict.payload.reasons[0].startswith("accuracy >= 0.8 failed: actual 0")
     assert decision["gate"]["passed"] is False
+
+
+def test_passing_gate_registers_the_chosen_flow_once(llm: ScriptedLLM, blob_store: BlobStore, clock: ManualClock,
+                                                     tmp_path: Path) -> None:
+    verdict, _ = judged(llm, blob_store, clock, tmp_path)
+    assert isinstance(verdict, GatePassed)
+    registry = BlobRegistry(blob_store, clock)
+    first = register_chosen_flow(verdict, blob_store, registry, flows_root=FLOWS, work_root=tmp_path)[0]
+    again = register_chosen_flow(verdict, blob_store, registry, flows_root=FLOWS, work_root=tmp_path)[0]
+    assert first.payload.created
+    assert not again.payload.created
+    assert first.payload.version == again.payload.version
+    stored = registry.latest_flow(first.payload.name)
+    assert stored is not None
+    assert stored.properties["metric.math_accuracy.accuracy"] == "1"
+    assert json.loads(stored.properties["variant"]) == {"extract_answer": "variant_0", "solve": "variant_0"}
+    assert "data.math_test" in stored.properties

@@ -15,6 +15,7 @@ from shared.blob_layout import REPORTS, intake_report_name
 from shared.events import Event
 from shared.events.codec import encode
 from shared.ports import BlobStore
+from shared.registry.blob_registry import BlobRegistry
 from shared.services.intake import dataset_uploaded_event
 from shared.settings import Settings
 from tests.conftest import ManualClock
@@ -33,7 +34,7 @@ class RecordingPublisher:
 @pytest.fixture
 def app(blob_store: BlobStore, clock: ManualClock) -> tuple[Application, RecordingPublisher]:
     bus = RecordingPublisher()
-    return Application(Settings(), blob_store, bus, clock, PromptflowRunner()), bus
+    return Application(Settings(), blob_store, bus, clock, PromptflowRunner(), BlobRegistry(blob_store, clock)), bus
 
 
 def upload(blob_store: BlobStore, name: str, content: bytes) -> Event:
@@ -106,7 +107,10 @@ def test_journal_lists_a_runs_events_in_order(app, blob_store: BlobStore, unique
     application, _ = app
     event = upload(blob_store, f"uc{unique}/j.jsonl", b'{"a": 1}\n')
     application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
-    assert [e.id for e in application.journal.events_for(event.correlation_id)] == [event.id]
+    journal = application.journal.events_for(event.correlation_id)
+    assert [e.type for e in journal] == ["dataset.uploaded", "data.registered"]
+    assert journal[0].id == event.id
+    assert journal[1].causation_id == event.id
 
 
 def test_event_identity_ignores_etag_quoting(app, unique: str) -> None:
@@ -114,3 +118,32 @@ def test_event_identity_ignores_etag_quoting(app, unique: str) -> None:
     quoted = application.on_blob_uploaded("datasets", f"uc{unique}/q.jsonl", 3, '"0x8DB1"')
     bare = application.on_blob_uploaded("datasets", f"uc{unique}/q.jsonl", 3, "0x8DB1")
     assert quoted == bare
+
+
+def registered(application: Application, bus: RecordingPublisher, event: Event) -> dict:
+    application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
+    return next(e for e in reversed(bus.sent) if e.type == "data.registered").payload.model_dump()
+
+
+def test_data_is_registered_only_when_its_content_changes(app, blob_store: BlobStore, unique: str) -> None:
+    application, bus = app
+    name = f"uc{unique}/reg.jsonl"
+    first = registered(application, bus, upload(blob_store, name, b'{"a": 1}\n'))
+    same_again = registered(application, bus, upload(blob_store, name, b'{"a": 1}\n'))  # new blob version, same bytes
+    changed = registered(application, bus, upload(blob_store, name, b'{"a": 2}\n'))  # one byte differs
+    assert (first["version"], first["created"]) == ("1", True)
+    assert (same_again["version"], same_again["created"]) == ("1", False)
+    assert (changed["version"], changed["created"]) == ("2", True)
+
+
+def test_a_duplicate_upload_event_registers_nothing_twice(app, blob_store: BlobStore, unique: str) -> None:
+    application, bus = app
+    event = upload(blob_store, f"uc{unique}/dup.jsonl", b'{"a": 1}\n')
+    for delivery in (1, 2, 3):
+        application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=delivery, properties={})
+    versions = application.deps.registry.latest_data(f"uc{unique}-dup")
+    assert versions is not None
+    assert versions.version == "1"
+    sent = [e for e in bus.sent if e.type == "data.registered"]
+    assert [e.payload.created for e in sent] == [True, True, True]  # the stored follow-up is re-sent as it was
+    assert len({e.id for e in sent}) == 1  # with the same id, so downstream drops the copies

@@ -1,0 +1,72 @@
+"""Content hashes that decide whether something changed: a byte stream (a dataset) and a directory (a flow).
+
+`directory_hash` is the same on every machine for the same files: a sorted walk of relative POSIX paths, each file
+contributing its path and its content, both length-prefixed so no two different trees can produce the same byte
+stream (moving bytes from one file to the next, or renaming, changes the hash).
+
+Line endings are hashed as they are, not normalised: the hash stands for the bytes that get registered and
+deployed, and a CRLF checkout deploys CRLF files. Keep checkouts byte-identical across machines instead
+(`.gitattributes`: `* text=auto eol=lf`), so a Windows agent and a Linux agent agree.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+# Build and run droppings that do not change what a flow does; matched against every path component's name.
+DEFAULT_IGNORE: tuple[str, ...] = ("__pycache__", "*.pyc", ".promptflow", ".runs", ".git", ".DS_Store")
+
+_FORMAT = b"genaiops-dirhash-v1\0"  # a new layout gets a new tag, so old and new hashes never collide
+_CHUNK = 1024 * 1024
+
+
+def sha256_stream(chunks: Iterable[bytes]) -> str:
+    """"sha256:<hex>" of the concatenated chunks; memory stays at one chunk however long the stream."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def is_ignored(relative: str, ignore: Collection[str] = DEFAULT_IGNORE) -> bool:
+    return any(fnmatch.fnmatchcase(part, pattern) for part in relative.split("/") for pattern in ignore)
+
+
+def list_files(root: Path, ignore: Collection[str] = DEFAULT_IGNORE) -> list[tuple[str, Path]]:
+    """(relative POSIX path, absolute path) of every file under `root` that is not ignored, sorted by the relative
+    path. Symlinked directories are not followed (a link out of the flow folder is not part of the flow)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NotADirectoryError(str(root))
+    found: list[tuple[str, Path]] = []
+    for folder, dirs, names in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if not any(fnmatch.fnmatchcase(d, p) for p in ignore)]
+        for name in names:
+            path = here / name
+            relative = path.relative_to(root).as_posix()
+            if path.is_file() and not is_ignored(relative, ignore):
+                found.append((relative, path))
+    # Sort on the POSIX string, not on os.walk's order, which depends on the file system and creation order.
+    return sorted(found, key=lambda item: item[0])
+
+
+def directory_hash(path: Path, ignore: Collection[str] = DEFAULT_IGNORE) -> str:
+    """"sha256:<hex>" over every non-ignored file's relative path and content. Empty folders do not count."""
+    digest = hashlib.sha256(_FORMAT)
+    for relative, file in list_files(path, ignore):
+        encoded = relative.encode("utf-8")
+        size = file.stat().st_size
+        digest.update(len(encoded).to_bytes(8, "big") + encoded + size.to_bytes(8, "big"))
+        read = 0
+        with file.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+                read += len(chunk)
+        if read != size:  # the length prefix must describe the bytes that were hashed
+            raise RuntimeError(f"{relative} changed while it was being hashed")
+    return f"sha256:{digest.hexdigest()}"

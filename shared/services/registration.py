@@ -1,0 +1,91 @@
+"""Conditional registration: a dataset becomes a new data version, and the gate's chosen flow a new flow version,
+only when their content changed (content hashes; the registry compares with its latest version)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared.audit import EventJournal
+from shared.blob_layout import REPORTS
+from shared.events import DataRegistered, DatasetUploaded, Event, FlowRegistered, GatePassed, PipelineTriggered
+from shared.experiments.config import load_experiment
+from shared.experiments.datasets import LoadedDataset
+from shared.experiments.variants import Combination, materialize
+from shared.ports import BlobStore
+from shared.registry.port import Registry
+from shared.registry.service import register_flow_if_changed
+from shared.reports.writer import read_experiment_json, report_locations
+from shared.services.intake import IntakeReport
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def asset_name(*parts: str) -> str:
+    """Registry names allow letters, digits, '.', '_' and '-' only (Azure ML's rule)."""
+    return _UNSAFE.sub("-", "-".join(parts)).strip("-.")[:255]
+
+
+def register_upload(event: DatasetUploaded, report: IntakeReport, registry: Registry) -> DataRegistered:
+    """The intake already hashed the upload in one streaming pass; the registry decides if it is new."""
+    upload = event.payload
+    version, created = registry.register_data(
+        asset_name(report.use_case, upload.dataset), source_uri=f"blob://{upload.container}/{upload.blob_name}",
+        content_hash=report.content_hash, description=f"{report.rows} rows uploaded to {upload.container}",
+        tags={"use_case": report.use_case, "rows": str(report.rows)})
+    return event.follow_up(DataRegistered, {"name": version.name, "version": version.version,
+                                            "content_hash": report.content_hash, "source": version.source_uri,
+                                            "created": created})
+
+
+def register_datasets(registry: Registry, use_case: str, datasets: Sequence[LoadedDataset]) -> dict[str, str]:
+    """Every dataset an experiment used, registered if changed; returns dataset name -> data version."""
+    versions = {}
+    for data in {d.name: d for d in datasets}.values():
+        version, _ = registry.register_data(asset_name(use_case, data.name), source_uri=data.source_uri,
+                                            content_hash=data.content_hash, tags={"use_case": use_case})
+        versions[data.name] = version.version
+    return versions
+
+
+def _build_context(journal: EventJournal, correlation_id: str) -> dict[str, str]:
+    """Commit and build id of the pipeline run that asked for this, when a pipeline did."""
+    for event in journal.events_for(correlation_id):
+        if isinstance(event, PipelineTriggered):
+            run = event.payload
+            return {"git_commit": run.commit, "build_id": run.run_id, "pipeline": run.pipeline}
+    return {}
+
+
+def register_chosen_flow(event: GatePassed, blobs: BlobStore, registry: Registry, *, flows_root: Path,
+                         work_root: Path) -> list[Event]:
+    """Materialize the winning combination (variant baked in, hyperparameters applied) and register it."""
+    verdict = event.payload
+    report = report_locations(verdict.use_case, verdict.experiment_id).experiment_json
+    result, _ = read_experiment_json(blobs.read(REPORTS, report)[0])
+    config = load_experiment(flows_root / verdict.use_case, verdict.environment)
+    combination = Combination(variant=verdict.best_variant, hyperparameters=verdict.best_hyperparameters)
+    target = work_root / "register" / event.id
+    flow_dir = materialize(config.flow_dir, combination, target)
+    properties = {
+        "experiment_id": verdict.experiment_id, "environment": verdict.environment,
+        "variant": json.dumps(verdict.best_variant, sort_keys=True),
+        "hyperparameters": json.dumps(verdict.best_hyperparameters, sort_keys=True),
+        **{f"metric.{name}": f"{value:g}" for name, value in verdict.best_metrics.items()},
+        **{f"data.{name}": version for name, version in result.decisions.get("data_versions", {}).items()},
+        **_build_context(EventJournal(blobs), event.correlation_id),
+    }
+    try:
+        version, created = register_flow_if_changed(registry, name=asset_name(verdict.use_case), flow_dir=flow_dir,
+                                                    properties=properties, tags={"use_case": verdict.use_case})
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+    return [event.follow_up(FlowRegistered, {
+        "use_case": verdict.use_case, "experiment_id": verdict.experiment_id, "name": version.name,
+        "version": version.version, "content_hash": version.content_hash, "variant": verdict.best_variant,
+        "metrics": verdict.best_metrics, "created": created,
+    })]
+
