@@ -59,3 +59,12 @@ def test_upload_runs_the_experiment_and_writes_reports(stack: LocalStack, storag
     experiment = json.loads(storage.get_blob_client("reports", f"{prefix}/experiment.json").download_blob().readall())
     assert experiment["decisions"]["request"]["data_sources"] == {
         "data/math_test.jsonl": "blob://datasets/math_coding/math_test.jsonl"}
+
+    # The gate passes (locally it only guards against regressions) and the chosen flow is registered.
+    registered = wait_for(lambda: next((e for e in journal(stack, http, upload.correlation_id)
+                                        if e["type"] == "flow.registered"), None), timeout=60, what="flow.registered")
+    assert "gate.passed" in [e["type"] for e in journal(stack, http, upload.correlation_id)]
+    assert registered["payload"]["name"] == "math_coding"
+    assert registered["payload"]["variant"] == {"extract_answer": "variant_0", "solve": "variant_0"}
+    decision = json.loads(storage.get_blob_client("reports", f"{prefix}/decision.json").download_blob().readall())
+    assert decision["gate"]["passed"] is True
