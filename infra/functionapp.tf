@@ -51,6 +51,13 @@ locals {
 
     "AZURE_OPENAI_ENDPOINT" = var.azure_openai_endpoint
     "AZURE_OPENAI_AUTH"     = var.azure_openai_auth
+    # The flows' `aoai` connection reads ${api_base} / ${api_key} as AOAI_API_BASE / AOAI_API_KEY.
+    "AOAI_API_BASE" = var.azure_openai_endpoint
+
+    # Data assets and flow versions go to the Azure ML workspace above.
+    "REGISTRY_BACKEND" = "azureml"
+
+    "HEARTBEAT_SCHEDULE" = "0 */5 * * * *"
 
     "APPROVERS" = join(",", var.approvers)
   }
@@ -60,6 +67,7 @@ locals {
   # Secrets User), so the value never appears in Terraform or the portal.
   function_app_settings_openai_key = var.azure_openai_auth == "key_vault" ? {
     "AZURE_OPENAI_API_KEY" = "@Microsoft.KeyVault(SecretUri=${local.openai_key_secret_uri})"
+    "AOAI_API_KEY"         = "@Microsoft.KeyVault(SecretUri=${local.openai_key_secret_uri})"
   } : {}
 }
 

@@ -78,6 +78,9 @@ REQUIRED_APP_SETTINGS = frozenset(
         "AZURE_RESOURCE_GROUP",
         "AZUREML_WORKSPACE_NAME",
         "AZURE_OPENAI_ENDPOINT",
+        "AOAI_API_BASE",
+        "REGISTRY_BACKEND",
+        "HEARTBEAT_SCHEDULE",
         "APPROVERS",
     }
 )
