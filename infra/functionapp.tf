@@ -57,7 +57,9 @@ locals {
     # Data assets and flow versions go to the Azure ML workspace above.
     "REGISTRY_BACKEND" = "azureml"
 
-    "HEARTBEAT_SCHEDULE" = "0 */5 * * * *"
+    "HEARTBEAT_SCHEDULE"       = "0 */5 * * * *"
+    "APPROVAL_EXPIRY_SCHEDULE" = "0 */1 * * * *"
+    "APPROVAL_TIMEOUT_MINUTES" = "60"
 
     "APPROVERS" = join(",", var.approvers)
   }
