@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from shared import messagebus
+from shared.approvals.service import get_approval_settings, notifier_for
 from shared.audit import EventJournal, JournalingPublisher
 from shared.blob_layout import HEARTBEAT_NAME, SYSTEM
 from shared.dead_letters import DeadLetterStore
@@ -44,8 +45,10 @@ class Application:
         self.publisher = JournalingPublisher(bus, self.journal)
         workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, runner=runner,
                                         secrets_env=os.environ)
+        approvals = get_approval_settings()
         self.deps = Dependencies(settings=settings, blobs=blobs, publisher=self.publisher, clock=clock,
-                                 experiments=workspace, registry=registry)
+                                 experiments=workspace, registry=registry, approvals=approvals,
+                                 notifier=notifier_for(approvals))
         self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
         self.dead_letters = DeadLetterStore(blobs, clock)
 

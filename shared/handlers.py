@@ -8,11 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from shared.approvals.notifiers import Notifier
+from shared.approvals.service import ApprovalSettings
 from shared.events import (
+    ApprovalGranted,
     DatasetUploaded,
     EvaluationCompleted,
     Event,
     ExperimentRequested,
+    FlowRegistered,
     GatePassed,
     PipelineTriggered,
 )
@@ -23,6 +27,7 @@ from shared.services.experiment_requests import requests_for_pipeline, requests_
 from shared.services.experiments import ExperimentWorkspace, run_experiment
 from shared.services.gate import judge_experiment
 from shared.services.registration import register_chosen_flow, register_upload
+from shared.services.release import ask_for_approval, deployment_for
 from shared.settings import Settings
 
 
@@ -36,6 +41,8 @@ class Dependencies:
     clock: Clock
     experiments: ExperimentWorkspace
     registry: Registry
+    approvals: ApprovalSettings
+    notifier: Notifier
 
 
 Handler = Callable[[Event, Dependencies], Sequence[Event]]
@@ -66,6 +73,15 @@ def on_gate_passed(event: GatePassed, deps: Dependencies) -> Sequence[Event]:
                                 work_root=deps.settings.work_dir)
 
 
+def on_flow_registered(event: FlowRegistered, deps: Dependencies) -> Sequence[Event]:
+    return [ask_for_approval(event, blobs=deps.blobs, clock=deps.clock, settings=deps.settings,
+                             config=deps.approvals, notifier=deps.notifier)]
+
+
+def on_approval_granted(event: ApprovalGranted, deps: Dependencies) -> Sequence[Event]:
+    return [deployment_for(event, deps.settings)]
+
+
 # Keys narrow the event type each handler receives.
 HANDLERS: dict[type[Event], Handler] = {
     DatasetUploaded: on_dataset_uploaded,  # type: ignore[dict-item]
@@ -73,4 +89,6 @@ HANDLERS: dict[type[Event], Handler] = {
     ExperimentRequested: on_experiment_requested,  # type: ignore[dict-item]
     EvaluationCompleted: on_evaluation_completed,  # type: ignore[dict-item]
     GatePassed: on_gate_passed,  # type: ignore[dict-item]
+    FlowRegistered: on_flow_registered,  # type: ignore[dict-item]
+    ApprovalGranted: on_approval_granted,  # type: ignore[dict-item]
 }

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
+from localstack.host.app_service_auth import LocalAppServiceAuth
 from localstack.host.invoke import invoke
 from localstack.host.keys import HostKeys
 from localstack.host.loader import FunctionSpec
@@ -69,6 +70,7 @@ class HttpTriggerServer:
         prefix = host_config.get("extensions", {}).get("http", {}).get("routePrefix", "api")
         self.routes = [Route.from_spec(spec, prefix, default_auth) for spec in specs]
         self._keys = keys
+        self._auth = LocalAppServiceAuth.from_environment()  # App Service authentication in front of the routes
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
 
@@ -86,6 +88,9 @@ class HttpTriggerServer:
 
     def dispatch(self, method: str, raw_url: str, headers: dict[str, str], body: bytes) -> func.HttpResponse:
         url = urlsplit(raw_url)
+        if (answer := self._auth.handle(method, url, headers)) is not None:
+            return answer
+        headers = self._auth.authenticate(headers)
         matches = [(route, params) for route in self.routes if (params := route.match(url.path)) is not None]
         allowed = [(route, params) for route, params in matches if method in route.methods]
         if not allowed:
@@ -129,7 +134,7 @@ class HttpTriggerServer:
                 for name, value in response.headers.items():
                     if name.lower() != "content-length":
                         self.send_header(name, value)
-                if response.mimetype and "content-type" not in {k.lower() for k in response.headers}:
+                if response.mimetype and "content-type" not in {k.lower() for k, _ in response.headers.items()}:
                     self.send_header("Content-Type", f"{response.mimetype}; charset={response.charset or 'utf-8'}")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

@@ -13,6 +13,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
+from localstack.host.app_service_auth import local_session_token
 from localstack.host.keys import read_host_keys
 from localstack.stack import LocalStack
 from shared.services.intake import dataset_uploaded_event
@@ -68,3 +69,47 @@ def test_upload_runs_the_experiment_and_writes_reports(stack: LocalStack, storag
     assert registered["payload"]["variant"] == {"extract_answer": "variant_0", "solve": "variant_0"}
     decision = json.loads(storage.get_blob_client("reports", f"{prefix}/decision.json").download_blob().readall())
     assert decision["gate"]["passed"] is True
+
+    # An approver says yes over real HTTP (function key + App Service authentication identity)...
+    requested = wait_for(lambda: next((e for e in journal(stack, http, upload.correlation_id)
+                                       if e["type"] == "approval.requested"), None), timeout=60,
+                         what="approval.requested")
+    assert requested["payload"]["flow_version"] == registered["payload"]["version"]
+    approval_id = requested["payload"]["approval_id"]
+    headers = {"x-functions-key": read_host_keys(stack.storage_connection_string)["default"],
+               "Authorization": f"Bearer {local_session_token(stack.storage_connection_string, 'alice@contoso.com')}"}
+    answer = http.post(f"{stack.base_url}/api/approvals/{approval_id}/approve", json={"comment": "ship it"},
+                       headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert http.post(f"{stack.base_url}/api/approvals/{approval_id}/reject", json={"comment": "too late"},
+                     headers=headers, timeout=10).status_code == 409  # a decision is final
+
+    # ... and the deployment is requested for exactly the approved version.
+    deployment = wait_for(lambda: next((e for e in journal(stack, http, upload.correlation_id)
+                                        if e["type"] == "deployment.requested"), None), timeout=60,
+                          what="deployment.requested")
+    assert deployment["payload"]["flow_version"] == registered["payload"]["version"]
+    assert deployment["payload"]["approval_id"] == approval_id
+
+
+def test_a_regression_against_the_deployed_version_fails_the_gate(stack: LocalStack, storage: BlobServiceClient,
+                                                                  http: requests.Session) -> None:
+    # The version serving now was approved with a perfect score: anything less than 0.95 is a regression locally.
+    baseline = storage.get_blob_client("deployments", "math_coding/production.json")
+    baseline.upload_blob(json.dumps({"flow_version": "7", "metrics": {"math_accuracy.accuracy": 1.0}}),
+                         overwrite=True)
+    try:
+        wrong = b"".join(json.dumps({"question": f"What is {i} + 1?", "answer": "-1"}).encode() + b"\n"
+                         for i in range(5))  # every answer in this upload is labelled wrongly: accuracy 0
+        etag = storage.get_blob_client("datasets", "math_coding/math_test.jsonl").upload_blob(
+            wrong, overwrite=True)["etag"]
+        upload = dataset_uploaded_event("datasets", "math_coding/math_test.jsonl", len(wrong), etag)
+        assert upload is not None
+        verdict = wait_for(lambda: next((e for e in journal(stack, http, upload.correlation_id)
+                                         if e["type"] in ("gate.passed", "gate.failed")), None), timeout=120,
+                           what="the gate's verdict")
+        assert verdict["type"] == "gate.failed"
+        assert "deployed version 7" in verdict["payload"]["reasons"][0]
+        assert "flow.registered" not in [e["type"] for e in journal(stack, http, upload.correlation_id)]
+    finally:
+        baseline.delete_blob()
