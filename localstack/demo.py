@@ -1,5 +1,7 @@
 """`make demo`: start the local stack (Azurite, broker, the real small model, the local host), upload each use
-case's test dataset, follow every upload through the app to its outcome, and copy the reports to out/reports/.
+case's test dataset, follow every upload through the app — experiment, evaluation, gate, registration, approval
+(the demo approves as the local approver, over the same HTTP API a person uses) — and copy the reports to
+out/reports/.
 
     python -m localstack.demo [--datasets test|all]
 """
@@ -7,12 +9,16 @@ case's test dataset, follow every upload through the app to its outcome, and cop
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
 
+from localstack.host.app_service_auth import local_session_token
+from localstack.host.keys import read_host_keys
 from localstack.stack import ROOT, LocalStack, StackError
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
@@ -22,7 +28,10 @@ from shared.reports.tables import better_direction
 from shared.services.intake import dataset_uploaded_event
 
 TIMEOUT_SECONDS = 1200
-OUTCOMES = {"evaluation.completed", "experiment.failed"}
+DONE = {"deployment.requested"}  # how far the lifecycle goes today
+FAILED = {"experiment.failed", "gate.failed", "approval.rejected", "approval.expired"}
+REPORTED = {"evaluation.completed", "experiment.failed"}
+DEMO_APPROVER = "alice@contoso.com"  # local.settings.example.json's APPROVERS
 OUT = ROOT / "out" / "reports"
 
 
@@ -49,8 +58,23 @@ def upload(storage: BlobServiceClient, path: Path) -> str:
     return event.correlation_id
 
 
-def follow(journal: EventJournal, correlation_ids: list[str]) -> dict[str, list[Event]]:
-    """Print each run's events as they happen, until every run reached an outcome."""
+def approve(stack: LocalStack, event: Event) -> None:
+    """Play the approver: what a person does on the approval page, done over the same HTTP API."""
+    approval_id = event.payload.approval_id
+    key = read_host_keys(stack.storage_connection_string)["default"]
+    token = local_session_token(stack.storage_connection_string, DEMO_APPROVER)
+    print(f"  approval page: {stack.base_url}/.auth/login/local?user={DEMO_APPROVER}"
+          f"&redirect=/api/approvals/{approval_id}%3Fformat%3Dhtml%26code%3D{key}")
+    request = urllib.request.Request(
+        f"{stack.base_url}/api/approvals/{approval_id}/approve", method="POST",
+        data=json.dumps({"comment": "approved by the demo"}).encode(),
+        headers={"x-functions-key": key, "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        print(f"  approved as {DEMO_APPROVER}: HTTP {response.status}")
+
+
+def follow(stack: LocalStack, journal: EventJournal, correlation_ids: list[str]) -> dict[str, list[Event]]:
+    """Print each run's events as they happen, approve what asks for approval, until every run is done."""
     seen: set[str] = set()
     timelines: dict[str, list[Event]] = {}
     deadline = time.monotonic() + TIMEOUT_SECONDS
@@ -61,7 +85,9 @@ def follow(journal: EventJournal, correlation_ids: list[str]) -> dict[str, list[
                 if event.id not in seen:
                     seen.add(event.id)
                     print(f"  {event.occurred_at:%H:%M:%S} {event.type:<22} {_summary(event)}")
-        if all(any(e.type in OUTCOMES for e in events) for events in timelines.values()):
+                    if event.type == "approval.requested":
+                        approve(stack, event)
+        if all(any(e.type in DONE | FAILED for e in events) for events in timelines.values()):
             return timelines
         time.sleep(1)
     raise StackError(f"no outcome after {TIMEOUT_SECONDS} s; see .localstack/host.log")
@@ -76,6 +102,8 @@ def _summary(event: Event) -> str:
         best = max(scored, key=lambda run: sign * run["metrics"][metric])
         return (f"{payload['use_case']}: {len(payload['runs'])} runs; "
                 f"best by {metric}: {best['variant']} {best['metrics']}")
+    if "flow_version" in payload:
+        return f"{payload['use_case']}: {payload['flow_name']} v{payload['flow_version']}"
     if "reasons" in payload:
         return "; ".join(payload["reasons"])[:300]
     return str(payload.get("use_case") or payload.get("blob_name") or "")
@@ -86,7 +114,7 @@ def download_reports(storage: BlobServiceClient, timelines: dict[str, list[Event
     for events in timelines.values():
         for event in events:
             experiment_id = getattr(event.payload, "experiment_id", None)
-            if event.type not in OUTCOMES or not experiment_id:
+            if event.type not in REPORTED or not experiment_id:
                 continue
             prefix = f"{event.payload.use_case}/{experiment_id}/"
             for blob in storage.get_container_client(REPORTS).list_blobs(name_starts_with=prefix):
@@ -109,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         pattern = "flows/*/data/*_test.jsonl" if args.datasets == "test" else "flows/*/data/*.jsonl"
         correlation_ids = [upload(storage, path) for path in sorted(ROOT.glob(pattern))]
         print("following the events (the local model answers every line of every variant combination) ...")
-        timelines = follow(EventJournal(AzureBlobStore(storage)), correlation_ids)
+        timelines = follow(stack, EventJournal(AzureBlobStore(storage)), correlation_ids)
         pages = download_reports(storage, timelines)
     except StackError as problem:
         print(f"demo: {problem}", file=sys.stderr)

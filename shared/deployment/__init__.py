@@ -1,0 +1,56 @@
+"""Deployment: the Deployer port and the A/B traffic rule (port.py), Azure ML managed and Kubernetes online
+endpoints (azureml_deployer.py, kubernetes_deployer.py), and the Docker build context for App Service or any
+Docker host (container_build.py). Importing this package loads neither azure-ai-ml nor promptflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.deployment.port import (
+    Deployed,
+    Deployer,
+    DeploymentConfig,
+    DeploymentError,
+    DeploymentFailed,
+    DeploymentRequest,
+    DeploymentTarget,
+    EndpointNotFound,
+    InvalidTraffic,
+    ScoringTarget,
+    SmokeConfig,
+    TrafficSplit,
+    check_traffic,
+    deployment_name_for,
+    plan_traffic,
+    prior_deployment,
+    rollback_traffic,
+)
+
+if TYPE_CHECKING:
+    from azure.ai.ml import MLClient
+
+    from shared.deployment.azureml_deployer import AzureMLOnlineDeployer
+
+__all__ = [
+    "Deployed", "Deployer", "DeploymentConfig", "DeploymentError", "DeploymentFailed", "DeploymentRequest",
+    "DeploymentTarget", "EndpointNotFound", "InvalidTraffic", "ScoringTarget", "SmokeConfig", "TrafficSplit",
+    "azureml_deployer_for", "check_traffic", "deployment_name_for", "plan_traffic", "prior_deployment",
+    "rollback_traffic",
+]
+
+
+def azureml_deployer_for(target: DeploymentTarget, ml_client: MLClient, *, work_dir: Path,
+                     **options: Any) -> AzureMLOnlineDeployer:
+    """The Azure ML deployer for `target` (aml_managed or aml_kubernetes); `options` go to its constructor
+    (identity, auth_mode, base_image, operation_timeout_seconds, log_lines)."""
+    if target is DeploymentTarget.AML_MANAGED:
+        from shared.deployment.azureml_deployer import ManagedOnlineDeployer
+
+        return ManagedOnlineDeployer(ml_client, work_dir=work_dir, **options)
+    if target is DeploymentTarget.AML_KUBERNETES:
+        from shared.deployment.kubernetes_deployer import KubernetesOnlineDeployer
+
+        return KubernetesOnlineDeployer(ml_client, work_dir=work_dir, **options)
+    raise ValueError(f"target {target.value} is not an Azure ML online endpoint (local: the local deployer; "
+                     "container: build with container_build and deploy the image from the pipeline)")
