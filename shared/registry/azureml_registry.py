@@ -142,6 +142,15 @@ class AzureMLRegistry:
                 return None
             raise
 
+    def flow(self, name: str, version: str) -> FlowVersion | None:
+        validate_name(name)
+        try:
+            return self._flow_version(self._ml.models.get(name=name, version=version))
+        except AzureError as error:
+            if _is_not_found(error):
+                return None
+            raise
+
     def register_flow(self, name: str, *, flow_dir: Path, content_hash: str, properties: Mapping[str, str],
                       tags: Mapping[str, str] = EMPTY_TAGS) -> tuple[FlowVersion, bool]:
         from azure.ai.ml.constants import AssetTypes

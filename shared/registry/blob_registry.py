@@ -139,6 +139,12 @@ class BlobRegistry:
         record = self._flows.latest(validate_name(name))
         return _public(record) if record else None
 
+    def flow(self, name: str, version: str) -> FlowVersion | None:
+        try:
+            return _public(self._flows._read_version(validate_name(name), version))
+        except RegistryError:
+            return None
+
     def register_flow(self, name: str, *, flow_dir: Path, content_hash: str, properties: Mapping[str, str],
                       tags: Mapping[str, str] = EMPTY_TAGS) -> tuple[FlowVersion, bool]:
         validate_name(name)

@@ -61,6 +61,10 @@ class Registry(Protocol):
 
     def latest_flow(self, name: str) -> FlowVersion | None: ...
 
+    def flow(self, name: str, version: str) -> FlowVersion | None:
+        """One flow version (what a deployment asks for by number); None when it does not exist."""
+        ...
+
     def register_flow(self, name: str, *, flow_dir: Path, content_hash: str, properties: Mapping[str, str],
                       tags: Mapping[str, str] = EMPTY_TAGS) -> tuple[FlowVersion, bool]:
         """(version, created). `content_hash` is `directory_hash(flow_dir)`; the adapter stores exactly the files

@@ -202,3 +202,18 @@ def test_a_hash_that_does_not_describe_the_folder_is_refused(blob_store: BlobSto
         registry.register_flow(f"bad-{unique}", flow_dir=make_flow(tmp_path / "f", "x"), content_hash=content_hash(1),
                                properties={})
     assert registry.latest_flow(f"bad-{unique}") is None
+
+
+def test_a_flow_version_can_be_read_by_number(blob_store, clock, unique, tmp_path) -> None:
+    from shared.registry.blob_registry import BlobRegistry
+    from shared.registry.hashing import directory_hash
+
+    registry = BlobRegistry(blob_store, clock)
+    (tmp_path / "flow.dag.yaml").write_text("nodes: []\n")
+    name = f"flow-{unique}"
+    version, _ = registry.register_flow(name, flow_dir=tmp_path, content_hash=directory_hash(tmp_path),
+                                        properties={"metric.accuracy": "0.9"})
+    found = registry.flow(name, version.version)
+    assert found is not None
+    assert found.properties["metric.accuracy"] == "0.9"
+    assert registry.flow(name, "99") is None
