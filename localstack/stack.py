@@ -97,6 +97,7 @@ class LocalStack:
             "GenAIOpsStorage": self.storage_connection_string,
             "ServiceBusConnection": self.servicebus_connection_string,
             "GENAIOPS_PUBLIC_BASE_URL": self.base_url,
+            "GENAIOPS_WORK_DIR": str(self.state_dir / "work"),
         })
         if self.with_model:
             # The flows' `aoai` connection, as experiment.local.yaml declares it (an OpenAI-type connection).
@@ -167,7 +168,25 @@ class LocalStack:
         ], ports=[self.ports.host], ready=self._host_ready)
 
     def down(self) -> list[str]:
-        return [name for name in ("host", "llm", "broker", "azurite") if self.stop(name)]
+        stopped = [name for name in ("host", "llm", "broker") if self.stop(name)]
+        stopped += self.stop_endpoints()
+        return stopped + (["azurite"] if self.stop("azurite") else [])
+
+    def stop_endpoints(self) -> list[str]:
+        """Local endpoints (A/B routers and flow servers) outlive the host, like real endpoints; their state is in
+        Azurite, so they are stopped from there while it still runs."""
+        if self._running_pid("azurite") is None:
+            return []
+        from azure.storage.blob import BlobServiceClient
+
+        from shared.adapters.azure_blob import AzureBlobStore
+        from shared.adapters.clock import SystemClock
+        from shared.deployment.local_deployer import LocalDeployer
+
+        blobs = AzureBlobStore(BlobServiceClient.from_connection_string(self.storage_connection_string))
+        deployer = LocalDeployer(blobs, SystemClock(), work_dir=self.state_dir / "deployments",
+                                 connections_for=lambda use_case: [])
+        return [f"endpoint {endpoint}" for endpoint in deployer.stop_all()]
 
     def stop(self, name: str) -> bool:
         """Stop one service; True when it was running."""

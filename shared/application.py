@@ -21,6 +21,7 @@ from shared.idempotency import IdempotencyStore
 from shared.observability import correlation
 from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
+from shared.services.deployments import DeploymentWorkspace
 from shared.services.experiments import ExperimentWorkspace
 from shared.services.intake import dataset_uploaded_event
 from shared.settings import Settings
@@ -37,7 +38,7 @@ class MessageOutcome:
 
 class Application:
     def __init__(self, settings: Settings, blobs: BlobStore, bus: EventPublisher, clock: Clock,
-                 runner: FlowRunner, registry: Registry) -> None:
+                 runner: FlowRunner, registry: Registry, deployments: DeploymentWorkspace) -> None:
         self.settings = settings
         self.blobs = blobs
         self.clock = clock
@@ -48,7 +49,7 @@ class Application:
         approvals = get_approval_settings()
         self.deps = Dependencies(settings=settings, blobs=blobs, publisher=self.publisher, clock=clock,
                                  experiments=workspace, registry=registry, approvals=approvals,
-                                 notifier=notifier_for(approvals))
+                                 notifier=notifier_for(approvals), deployments=deployments)
         self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
         self.dead_letters = DeadLetterStore(blobs, clock)
 

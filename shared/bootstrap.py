@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.application import Application
+    from shared.deployment.port import Deployer
     from shared.ports import BlobStore, Clock
     from shared.registry.port import Registry
+    from shared.services.deployments import DeploymentWorkspace
     from shared.settings import Settings
 
 
@@ -28,7 +30,35 @@ def get_application() -> Application:
     clock = SystemClock()
     blobs = AzureBlobStore(blob_service_client(settings))
     bus = ServiceBusPublisher(servicebus_client(settings), settings.events_queue)
-    return Application(settings, blobs, bus, clock, PromptflowRunner(), build_registry(settings, blobs, clock))
+    return Application(settings, blobs, bus, clock, PromptflowRunner(), build_registry(settings, blobs, clock),
+                       build_deployments(settings, blobs, clock))
+
+
+def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> DeploymentWorkspace:
+    """One local deployer per process (it holds the flow servers' handles); Azure ML deployers on demand."""
+    from shared.deployment.local_deployer import LocalDeployer, experiment_connections
+    from shared.deployment.port import DeploymentConfig, DeploymentError, DeploymentTarget
+    from shared.services.deployments import DeploymentWorkspace
+    from shared.smoke.service import SmokeTester
+
+    local = LocalDeployer(blobs, clock, work_dir=settings.work_dir / "deployments",
+                          connections_for=experiment_connections(settings.flows_dir, settings.environment))
+
+    def deployer_for(config: DeploymentConfig) -> Deployer:
+        if config.target is DeploymentTarget.LOCAL:
+            return local
+        if config.target is DeploymentTarget.CONTAINER:
+            raise DeploymentError("target container is built and rolled out by the pipeline (az acr build + App "
+                                  "Service), from shared.deployment.container_build; the app does not deploy it")
+        from shared.adapters.credentials import azure_credential
+        from shared.deployment import azureml_deployer_for
+        from shared.deployment.azureml_deployer import azureml_client_from_env
+
+        return azureml_deployer_for(config.target, azureml_client_from_env(azure_credential()),
+                                    work_dir=settings.work_dir / "deployments")
+
+    return DeploymentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, deployer_for=deployer_for,
+                               tester=SmokeTester(blobs, clock))
 
 
 def build_registry(settings: Settings, blobs: BlobStore, clock: Clock) -> Registry:

@@ -13,6 +13,7 @@ from shared.approvals.service import ApprovalSettings
 from shared.events import (
     ApprovalGranted,
     DatasetUploaded,
+    DeploymentRequested,
     EvaluationCompleted,
     Event,
     ExperimentRequested,
@@ -23,6 +24,7 @@ from shared.events import (
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services import intake
+from shared.services.deployments import DeploymentWorkspace, deploy_approved_flow
 from shared.services.experiment_requests import requests_for_pipeline, requests_for_upload
 from shared.services.experiments import ExperimentWorkspace, run_experiment
 from shared.services.gate import judge_experiment
@@ -43,6 +45,7 @@ class Dependencies:
     registry: Registry
     approvals: ApprovalSettings
     notifier: Notifier
+    deployments: DeploymentWorkspace
 
 
 Handler = Callable[[Event, Dependencies], Sequence[Event]]
@@ -82,6 +85,10 @@ def on_approval_granted(event: ApprovalGranted, deps: Dependencies) -> Sequence[
     return [deployment_for(event, deps.settings)]
 
 
+def on_deployment_requested(event: DeploymentRequested, deps: Dependencies) -> Sequence[Event]:
+    return deploy_approved_flow(event, deps.blobs, deps.registry, deps.deployments)
+
+
 # Keys narrow the event type each handler receives.
 HANDLERS: dict[type[Event], Handler] = {
     DatasetUploaded: on_dataset_uploaded,  # type: ignore[dict-item]
@@ -91,4 +98,5 @@ HANDLERS: dict[type[Event], Handler] = {
     GatePassed: on_gate_passed,  # type: ignore[dict-item]
     FlowRegistered: on_flow_registered,  # type: ignore[dict-item]
     ApprovalGranted: on_approval_granted,  # type: ignore[dict-item]
+    DeploymentRequested: on_deployment_requested,  # type: ignore[dict-item]
 }

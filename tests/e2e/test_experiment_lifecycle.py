@@ -91,6 +91,14 @@ def test_upload_runs_the_experiment_and_writes_reports(stack: LocalStack, storag
     assert deployment["payload"]["flow_version"] == registered["payload"]["version"]
     assert deployment["payload"]["approval_id"] == approval_id
 
+    # Deployed locally beside nothing (the first version takes all traffic), smoke-tested, verified.
+    verified = wait_for(lambda: next((e for e in journal(stack, http, upload.correlation_id)
+                                      if e["type"] in ("deployment.verified", "deployment.rolled_back")), None),
+                        timeout=180, what="the deployment's outcome")
+    assert verified["type"] == "deployment.verified", verified
+    assert verified["payload"]["traffic"] == {verified["payload"]["deployment"]: 100}
+    assert "smoke.passed" in [e["type"] for e in journal(stack, http, upload.correlation_id)]
+
 
 def test_a_regression_against_the_deployed_version_fails_the_gate(stack: LocalStack, storage: BlobServiceClient,
                                                                   http: requests.Session) -> None:

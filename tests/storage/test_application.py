@@ -12,6 +12,7 @@ import pytest
 from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.application import Application
 from shared.blob_layout import REPORTS, intake_report_name
+from shared.bootstrap import build_deployments
 from shared.events import Event
 from shared.events.codec import encode
 from shared.ports import BlobStore
@@ -34,7 +35,10 @@ class RecordingPublisher:
 @pytest.fixture
 def app(blob_store: BlobStore, clock: ManualClock) -> tuple[Application, RecordingPublisher]:
     bus = RecordingPublisher()
-    return Application(Settings(), blob_store, bus, clock, PromptflowRunner(), BlobRegistry(blob_store, clock)), bus
+    settings = Settings()
+    application = Application(settings, blob_store, bus, clock, PromptflowRunner(), BlobRegistry(blob_store, clock),
+                              build_deployments(settings, blob_store, clock))
+    return application, bus
 
 
 def upload(blob_store: BlobStore, name: str, content: bytes) -> Event:

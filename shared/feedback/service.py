@@ -1,0 +1,194 @@
+"""User feedback on one answer of a deployed flow: validated, rate-limited, stored as one blob per submission.
+
+A submission names the request it rates (the `x-request-id` the endpoint answered with), the deployment that
+served it, and either a rating 1-5 or a thumbs up/down, with an optional comment (at most 2000 characters).
+It is stored at `feedback/{use_case}/{endpoint}/{date}/{uuid}.json`; the A/B report reads them back.
+
+Abuse limits, applied before anything is parsed:
+- the body is capped (`max_body_bytes`, 32 KiB by default: a 2000-character comment fits in any script, even
+  with every character \\u-escaped as JSON allows);
+- each caller has a token bucket (`burst` submissions at once, refilled at `rate_per_minute`). The buckets live
+  **in the memory of one Function instance**: a scaled-out app allows that much per instance, and a restart
+  forgets them. That is a guard against a runaway client, not a quota; put API Management or Front Door rate
+  limiting in front of the app when a hard, global limit is needed.
+
+The caller id is the signed-in principal (App Service authentication), else a hash of the function key used, else
+the client IP (Azure's front end puts it first in X-Forwarded-For). Only a hash of it is stored with the feedback:
+an IP address is personal data, and a key is a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.blob_layout import FEEDBACK, safe_segment
+from shared.ports import BlobStore, Clock
+from shared.redaction import redact_text
+
+MAX_COMMENT_CHARS = 2000
+DEFAULT_MAX_BODY_BYTES = 32 * 1024
+_ID = r"^[A-Za-z0-9._:-]{1,128}$"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class FeedbackRejected(ValueError):
+    """A submission refused; `status` is the HTTP answer (400, 413, 429), `retry_after` seconds for 429."""
+
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Feedback(BaseModel):
+    """What a user sends."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    request_id: str = Field(pattern=_ID, description="the x-request-id of the answer being rated")
+    deployment: str = Field(pattern=_NAME, description="the deployment that served it (x-served-by)")
+    rating: int | None = Field(default=None, ge=1, le=5)
+    thumbs: Literal["up", "down"] | None = None
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS)
+
+    @model_validator(mode="after")
+    def _one_score(self) -> Feedback:
+        if (self.rating is None) == (self.thumbs is None):
+            raise ValueError("give either rating (1-5) or thumbs ('up' or 'down'), exactly one")
+        if self.comment is not None:
+            # Control characters have no place in a comment; secrets pasted by mistake are masked.
+            self.comment = redact_text(_CONTROL.sub("", self.comment)) or None
+        return self
+
+
+class FeedbackRecord(Feedback):
+    """What is stored."""
+
+    id: str
+    use_case: str
+    endpoint: str
+    received_at: datetime
+    caller: str = Field(description="a hash of the caller id, never the id itself")
+
+
+class TokenBucket:
+    """Per-caller token buckets in this process's memory (see the module notes). Thread-safe; bounded in size."""
+
+    def __init__(self, rate_per_minute: float = 30.0, burst: int = 10, *, max_callers: int = 10_000,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        if rate_per_minute <= 0 or burst < 1:
+            raise ValueError("rate_per_minute must be > 0 and burst >= 1")
+        self.rate_per_second = rate_per_minute / 60
+        self.burst = burst
+        self.max_callers = max_callers
+        self._now = monotonic
+        self._lock = threading.Lock()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # caller -> (tokens, updated at)
+
+    def take(self, caller: str) -> float:
+        """Spend one token: 0.0 when allowed, else the seconds until one is available."""
+        now = self._now()
+        with self._lock:
+            tokens, updated = self._buckets.pop(caller, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - updated) * self.rate_per_second)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate_per_second
+            self._buckets[caller] = (tokens, now)  # most recent last
+            while len(self._buckets) > self.max_callers:
+                self._buckets.popitem(last=False)  # forgetting an idle caller only ever gives it a full bucket
+            return wait
+
+
+def caller_id(headers: Mapping[str, str], client_ip: str | None = None) -> str:
+    """Who is calling, for the rate limit: principal, else function key (hashed), else client IP."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    if principal := lowered.get("x-ms-client-principal-id"):
+        return f"principal:{principal}"
+    if key := lowered.get("x-functions-key"):
+        return f"key:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    forwarded = (lowered.get("x-forwarded-for") or "").split(",")[0].strip()
+    if forwarded:
+        return f"ip:{_without_port(forwarded)}"
+    return f"ip:{client_ip}" if client_ip else "anonymous"
+
+
+def _without_port(address: str) -> str:
+    """Azure appends the client's port: '203.0.113.7:51234', '[2001:db8::1]:443'; a bare IPv6 has no port."""
+    if address.startswith("["):
+        return address[1:].split("]", maxsplit=1)[0]
+    return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+
+
+def feedback_name(use_case: str, endpoint: str, received_at: datetime, feedback_id: str) -> str:
+    return (f"{safe_segment(use_case)}/{safe_segment(endpoint)}/{received_at.strftime('%Y-%m-%d')}/"
+            f"{safe_segment(feedback_id)}.json")
+
+
+class FeedbackService:
+    def __init__(self, blobs: BlobStore, clock: Clock, limiter: TokenBucket | None = None, *,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.blobs = blobs
+        self.clock = clock
+        self.limiter = limiter or TokenBucket()
+        self.max_body_bytes = max_body_bytes
+
+    def submit(self, use_case: str, endpoint: str, body: bytes, caller: str) -> FeedbackRecord:
+        """Validate and store one submission; raises FeedbackRejected with the HTTP status to answer."""
+        if len(body) > self.max_body_bytes:
+            raise FeedbackRejected(413, f"feedback body is {len(body)} bytes; the limit is {self.max_body_bytes}")
+        wait = self.limiter.take(caller)
+        if wait > 0:
+            raise FeedbackRejected(429, "too many feedback submissions; slow down", retry_after=max(1, round(wait)))
+        for what, value in (("use case", use_case), ("endpoint", endpoint)):
+            if not re.match(_NAME, value or ""):
+                raise FeedbackRejected(400, f"invalid {what} {value!r}")
+        try:
+            document = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as bad:
+            raise FeedbackRejected(400, f"feedback must be a JSON object: {bad}") from None
+        if not isinstance(document, dict):
+            raise FeedbackRejected(400, "feedback must be a JSON object")
+        try:
+            feedback = Feedback.model_validate(document)
+        except ValidationError as invalid:
+            raise FeedbackRejected(400, _problems(invalid)) from None
+        received_at = self.clock.now()
+        record = FeedbackRecord(
+            **feedback.model_dump(), id=str(uuid.uuid4()), use_case=use_case, endpoint=endpoint,
+            received_at=received_at, caller=hashlib.sha256(caller.encode()).hexdigest()[:16],
+        )
+        self.blobs.write(FEEDBACK, feedback_name(use_case, endpoint, received_at, record.id),
+                         record.model_dump_json().encode(), if_absent=True)
+        return record
+
+
+def _problems(invalid: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in invalid.errors())
+
+
+def load_feedback(blobs: BlobStore, use_case: str, endpoint: str) -> list[FeedbackRecord]:
+    """Every stored submission for the endpoint, oldest first; unreadable blobs are skipped."""
+    prefix = f"{safe_segment(use_case)}/{safe_segment(endpoint)}/"
+    records = []
+    for info in blobs.list(FEEDBACK, prefix):
+        data, _ = blobs.read(FEEDBACK, info.name)
+        try:
+            records.append(FeedbackRecord.model_validate_json(data))
+        except ValidationError:
+            continue
+    return sorted(records, key=lambda record: record.received_at)

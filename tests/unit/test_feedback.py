@@ -1,0 +1,192 @@
+"""Feedback validation, the body size limit and the per-caller rate limit — everything decided before storage
+(storing is tested against Azurite in tests/storage/test_feedback_store.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from shared.feedback.service import (
+    DEFAULT_MAX_BODY_BYTES,
+    MAX_COMMENT_CHARS,
+    Feedback,
+    FeedbackRejected,
+    FeedbackService,
+    TokenBucket,
+    caller_id,
+)
+from tests.conftest import ManualClock
+
+GOOD = {"request_id": "3f2b9c1e-5d1a-4c8e-9a57-0c6a1b2d3e4f", "deployment": "blue", "rating": 4}
+
+
+class UntouchableStore:
+    """A BlobStore for paths that must be refused before anything is stored."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"storage touched ({name}) by a submission that should have been refused")
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def service(limiter: TokenBucket | None = None, max_body_bytes: int = 8192) -> FeedbackService:
+    return FeedbackService(UntouchableStore(), ManualClock(),  # type: ignore[arg-type]
+                           limiter or TokenBucket(rate_per_minute=600, burst=100), max_body_bytes=max_body_bytes)
+
+
+# --- validation ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    GOOD,
+    {**GOOD, "rating": 1}, {**GOOD, "rating": 5},
+    {"request_id": "abc", "deployment": "green", "thumbs": "up"},
+    {"request_id": "abc", "deployment": "green", "thumbs": "down", "comment": "wrong answer"},
+    {**GOOD, "comment": "é" * MAX_COMMENT_CHARS},  # characters, not bytes
+])
+def test_valid_feedback(body: dict[str, Any]) -> None:
+    Feedback.model_validate(body)
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ({**GOOD, "rating": 0}, "rating"),
+    ({**GOOD, "rating": 6}, "rating"),
+    ({**GOOD, "rating": 4.5}, "rating"),
+    ({"request_id": "abc", "deployment": "blue"}, "exactly one"),
+    ({**GOOD, "thumbs": "up"}, "exactly one"),
+    ({"request_id": "abc", "deployment": "blue", "thumbs": "sideways"}, "thumbs"),
+    ({**GOOD, "comment": "x" * (MAX_COMMENT_CHARS + 1)}, "comment"),
+    ({**GOOD, "request_id": ""}, "request_id"),
+    ({**GOOD, "request_id": "../../etc/passwd"}, "request_id"),
+    ({**GOOD, "deployment": "blue/../green"}, "deployment"),
+    ({**GOOD, "user_email": "a@b.c"}, "user_email"),
+    ({"deployment": "blue", "rating": 3}, "request_id"),
+])
+def test_invalid_feedback_names_the_field(body: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        Feedback.model_validate(body)
+    with pytest.raises(FeedbackRejected, match=problem) as refused:
+        service().submit("math_coding", "math-dev", json.dumps(body).encode(), caller="ip:203.0.113.7")
+    assert refused.value.status == 400
+
+
+def test_comment_is_cleaned_of_control_characters_and_secrets() -> None:
+    feedback = Feedback.model_validate({**GOOD, "comment": "bad\x00 answer; my api_key=sk-123 leaked\x1b"})
+    assert feedback.comment == "bad answer; my api_key=*** leaked"
+    assert Feedback.model_validate({**GOOD, "comment": "   "}).comment is None
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"\xff\xfe", b'"text"'])
+def test_a_body_that_is_not_a_json_object_is_refused(body: bytes) -> None:
+    with pytest.raises(FeedbackRejected, match="JSON object") as refused:
+        service().submit("math_coding", "math-dev", body, caller="ip:203.0.113.7")
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(("use_case", "endpoint"), [("../x", "math-dev"), ("math_coding", "a/b"), ("", "e")])
+def test_unsafe_names_in_the_route_are_refused(use_case: str, endpoint: str) -> None:
+    with pytest.raises(FeedbackRejected) as refused:
+        service().submit(use_case, endpoint, json.dumps(GOOD).encode(), caller="ip:203.0.113.7")
+    assert refused.value.status == 400
+
+
+# --- size limit --------------------------------------------------------------------------------------------------
+
+
+def test_an_oversized_body_is_refused_before_it_is_parsed() -> None:
+    limiter = TokenBucket(rate_per_minute=60, burst=1)
+    small = service(limiter, max_body_bytes=256)
+    with pytest.raises(FeedbackRejected, match="257 bytes; the limit is 256") as refused:
+        small.submit("math_coding", "math-dev", b"{" + b" " * 255 + b"}", caller="ip:203.0.113.7")
+    assert refused.value.status == 413
+    assert limiter.take("ip:203.0.113.7") == 0.0  # the refused body did not even spend a token
+
+
+def test_the_default_limit_fits_the_longest_comment_in_any_script() -> None:
+    # The worst case: characters outside the BMP, \\u-escaped as a surrogate pair (12 bytes each).
+    escaped = json.dumps({**GOOD, "comment": "😀" * MAX_COMMENT_CHARS}).encode()
+    assert len(escaped) <= DEFAULT_MAX_BODY_BYTES
+    assert service(max_body_bytes=DEFAULT_MAX_BODY_BYTES).max_body_bytes == 32 * 1024
+
+
+# --- rate limit --------------------------------------------------------------------------------------------------
+
+
+def test_token_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
+    clock = FakeMonotonic()
+    bucket = TokenBucket(rate_per_minute=30, burst=3, monotonic=clock)  # one token every 2 s
+    assert [bucket.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take("a") == pytest.approx(2.0)
+    clock.now += 1.0
+    assert bucket.take("a") == pytest.approx(1.0)  # half a token so far; refusals spend nothing
+    clock.now += 1.0
+    assert bucket.take("a") == 0.0
+    clock.now += 3600
+    assert [bucket.take("a") for _ in range(4)][:3] == [0.0, 0.0, 0.0]  # refilled, but never beyond the burst
+
+
+def test_callers_have_their_own_buckets() -> None:
+    clock = FakeMonotonic()
+    bucket = TokenBucket(rate_per_minute=1, burst=1, monotonic=clock)
+    assert bucket.take("ip:203.0.113.7") == 0.0
+    assert bucket.take("ip:203.0.113.7") > 0
+    assert bucket.take("ip:198.51.100.2") == 0.0
+
+
+def test_the_bucket_table_is_bounded() -> None:
+    bucket = TokenBucket(rate_per_minute=1, burst=1, max_callers=100, monotonic=FakeMonotonic())
+    for n in range(1000):
+        bucket.take(f"ip:10.0.{n // 256}.{n % 256}")
+    assert len(bucket._buckets) == 100
+
+
+def test_the_service_answers_429_with_retry_after() -> None:
+    clock = FakeMonotonic()
+    limited = service(TokenBucket(rate_per_minute=6, burst=2, monotonic=clock))
+    bad = json.dumps({**GOOD, "rating": 9}).encode()  # invalid bodies spend tokens too: probing is not free
+    for _ in range(2):
+        with pytest.raises(FeedbackRejected) as refused:
+            limited.submit("math_coding", "math-dev", bad, caller="ip:203.0.113.7")
+        assert refused.value.status == 400
+    with pytest.raises(FeedbackRejected, match="too many") as refused:
+        limited.submit("math_coding", "math-dev", bad, caller="ip:203.0.113.7")
+    assert (refused.value.status, refused.value.retry_after) == (429, 10)
+
+
+def test_token_bucket_rejects_nonsense_settings() -> None:
+    with pytest.raises(ValueError, match="rate_per_minute"):
+        TokenBucket(rate_per_minute=0)
+    with pytest.raises(ValueError, match="burst"):
+        TokenBucket(burst=0)
+
+
+# --- who is calling ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("headers", "client_ip", "expected"), [
+    ({"X-MS-CLIENT-PRINCIPAL-ID": "user-1", "x-forwarded-for": "203.0.113.7:5000"}, None, "principal:user-1"),
+    ({"x-forwarded-for": "203.0.113.7:51234, 10.0.0.4"}, None, "ip:203.0.113.7"),
+    ({"x-forwarded-for": "[2001:db8::1]:443"}, None, "ip:2001:db8::1"),
+    ({"x-forwarded-for": "2001:db8::1"}, None, "ip:2001:db8::1"),
+    ({}, "127.0.0.1", "ip:127.0.0.1"),
+    ({}, None, "anonymous"),
+])
+def test_caller_id(headers: dict[str, str], client_ip: str | None, expected: str) -> None:
+    assert caller_id(headers, client_ip) == expected
+
+
+def test_a_function_key_is_a_caller_but_never_kept_in_clear() -> None:
+    key = "very-secret-function-key"
+    caller = caller_id({"x-functions-key": key, "x-forwarded-for": "203.0.113.7"})
+    assert caller.startswith("key:")
+    assert key not in caller
+    assert caller == caller_id({"X-Functions-Key": key})
