@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from functions import approvals, dataset_uploads, events, health, journal, timers
+from functions import ab_testing, approvals, dataset_uploads, events, health, journal, timers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for module in (approvals, dataset_uploads, events, health, journal, timers):
+for module in (ab_testing, approvals, dataset_uploads, events, health, journal, timers):
     app.register_functions(module.blueprint)

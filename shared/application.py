@@ -16,6 +16,7 @@ from shared.blob_layout import HEARTBEAT_NAME, SYSTEM
 from shared.dead_letters import DeadLetterStore
 from shared.events.codec import MalformedEvent, decode
 from shared.experiments.runner import FlowRunner
+from shared.feedback.service import FeedbackService, TokenBucket
 from shared.handlers import Dependencies
 from shared.idempotency import IdempotencyStore
 from shared.observability import correlation
@@ -52,6 +53,9 @@ class Application:
                                  notifier=notifier_for(approvals), deployments=deployments)
         self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
         self.dead_letters = DeadLetterStore(blobs, clock)
+        # One per instance: the rate limit lives in this object's memory.
+        self.feedback = FeedbackService(blobs, clock, TokenBucket(settings.feedback_rate_per_minute,
+                                                                  settings.feedback_burst))
 
     def on_blob_uploaded(self, container: str, blob_name: str, size: int, etag: str) -> str | None:
         """Blob trigger entry: publish dataset.uploaded. Returns the event id, None for non-dataset blobs."""

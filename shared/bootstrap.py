@@ -42,7 +42,8 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
     from shared.smoke.service import SmokeTester
 
     local = LocalDeployer(blobs, clock, work_dir=settings.work_dir / "deployments",
-                          connections_for=experiment_connections(settings.flows_dir, settings.environment))
+                          connections_for=experiment_connections(settings.flows_dir, settings.environment),
+                          router_seed=settings.local_router_seed)
 
     def deployer_for(config: DeploymentConfig) -> Deployer:
         if config.target is DeploymentTarget.LOCAL:

@@ -14,6 +14,7 @@ from shared.events import (
     ApprovalGranted,
     DatasetUploaded,
     DeploymentRequested,
+    DeploymentTrafficRequested,
     EvaluationCompleted,
     Event,
     ExperimentRequested,
@@ -24,6 +25,7 @@ from shared.events import (
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services import intake
+from shared.services.ab_testing import change_traffic, deployer_of
 from shared.services.deployments import DeploymentWorkspace, deploy_approved_flow
 from shared.services.experiment_requests import requests_for_pipeline, requests_for_upload
 from shared.services.experiments import ExperimentWorkspace, run_experiment
@@ -89,6 +91,11 @@ def on_deployment_requested(event: DeploymentRequested, deps: Dependencies) -> S
     return deploy_approved_flow(event, deps.blobs, deps.registry, deps.deployments)
 
 
+def on_traffic_requested(event: DeploymentTrafficRequested, deps: Dependencies) -> Sequence[Event]:
+    deployer = deployer_of(deps.deployments, deps.settings.flows_dir, event.payload.use_case, deps.settings.environment)
+    return [change_traffic(event, deployer)]
+
+
 # Keys narrow the event type each handler receives.
 HANDLERS: dict[type[Event], Handler] = {
     DatasetUploaded: on_dataset_uploaded,  # type: ignore[dict-item]
@@ -99,4 +106,5 @@ HANDLERS: dict[type[Event], Handler] = {
     FlowRegistered: on_flow_registered,  # type: ignore[dict-item]
     ApprovalGranted: on_approval_granted,  # type: ignore[dict-item]
     DeploymentRequested: on_deployment_requested,  # type: ignore[dict-item]
+    DeploymentTrafficRequested: on_traffic_requested,  # type: ignore[dict-item]
 }

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     azure_resource_group: str | None = Field(default=None, validation_alias="AZURE_RESOURCE_GROUP")
     azureml_workspace_name: str | None = Field(default=None, validation_alias="AZUREML_WORKSPACE_NAME")
 
+    feedback_rate_per_minute: float = Field(default=30.0, gt=0, validation_alias="FEEDBACK_RATE_PER_MINUTE")
+    feedback_burst: int = Field(default=10, ge=1, validation_alias="FEEDBACK_BURST")
+
+    local_router_seed: int | None = Field(
+        default=None, validation_alias="LOCAL_ROUTER_SEED",
+        description="Seeds the local A/B routers' traffic draw (tests); unset = unpredictable, as in production")
+
     idempotency_lease_seconds: int = Field(default=600, ge=1, validation_alias="IDEMPOTENCY_LEASE_SECONDS")
 
     def require_storage(self) -> None:

@@ -37,6 +37,16 @@ def arithmetic_responder(messages: Messages) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
 
 
+def _validate(request: dict[str, Any]) -> None:
+    """The parameter checks the OpenAI API makes, so a misconfigured flow fails here as it would there."""
+    temperature = request.get("temperature", 1)
+    if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+        raise ValueError(f"temperature must be between 0 and 2, got {temperature!r}")
+    max_tokens = request.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+
+
 def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
@@ -76,6 +86,7 @@ class ScriptedLLM:
             self.calls = self.peak_concurrency = 0
 
     def complete(self, request: dict[str, Any]) -> str:
+        _validate(request)
         with self._lock:
             self.calls += 1
             self._active += 1

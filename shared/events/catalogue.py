@@ -175,6 +175,18 @@ class DeploymentRolledBackPayload(Payload):
     traffic: dict[str, int]
 
 
+class TrafficRequestPayload(Payload):
+    use_case: Name
+    endpoint: Name
+    deployment: Name
+    action: Literal["promote", "retire"] = Field(
+        description="promote: this deployment takes 100%; retire: it goes to 0% and its share back to the others")
+
+
+class TrafficChangedPayload(TrafficRequestPayload):
+    traffic: dict[str, int]
+
+
 # --- posted by CI/CD pipelines -----------------------------------------------------------------
 
 class PipelineTriggeredPayload(Payload):
@@ -283,6 +295,16 @@ class DeploymentRolledBack(Event):
     payload: DeploymentRolledBackPayload
 
 
+class DeploymentTrafficRequested(Event):
+    type: Literal["deployment.traffic_requested"] = "deployment.traffic_requested"
+    payload: TrafficRequestPayload
+
+
+class DeploymentTrafficChanged(Event):
+    type: Literal["deployment.traffic_changed"] = "deployment.traffic_changed"
+    payload: TrafficChangedPayload
+
+
 class PipelineTriggered(Event):
     type: Literal["pipeline.triggered"] = "pipeline.triggered"
     payload: PipelineTriggeredPayload
@@ -292,7 +314,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DatasetUploaded, DataRegistered, ExperimentRequested, ExperimentCompleted, ExperimentFailed,
     EvaluationCompleted, GatePassed, GateFailed, FlowRegistered, ApprovalRequested, ApprovalGranted,
     ApprovalRejected, ApprovalExpired, DeploymentRequested, DeploymentCompleted, DeploymentVerified,
-    SmokePassed, SmokeFailed, DeploymentRolledBack, PipelineTriggered,
+    SmokePassed, SmokeFailed, DeploymentRolledBack, DeploymentTrafficRequested, DeploymentTrafficChanged,
+    PipelineTriggered,
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type(): cls for cls in ALL_EVENTS}
 
@@ -300,7 +323,8 @@ AnyEvent = Annotated[
     DatasetUploaded | DataRegistered | ExperimentRequested | ExperimentCompleted | ExperimentFailed
     | EvaluationCompleted | GatePassed | GateFailed | FlowRegistered | ApprovalRequested | ApprovalGranted
     | ApprovalRejected | ApprovalExpired | DeploymentRequested | DeploymentCompleted | DeploymentVerified
-    | SmokePassed | SmokeFailed | DeploymentRolledBack | PipelineTriggered,
+    | SmokePassed | SmokeFailed | DeploymentRolledBack | DeploymentTrafficRequested | DeploymentTrafficChanged
+    | PipelineTriggered,
     Field(discriminator="type"),
 ]
 ANY_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)

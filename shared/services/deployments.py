@@ -16,6 +16,7 @@ from shared.blob_layout import DEPLOYMENTS, REPORTS, deployed_state_name
 from shared.deployment.port import (
     Deployer,
     DeploymentConfig,
+    DeploymentFailed,
     DeploymentRequest,
     EndpointNotFound,
     deployment_name_for,
@@ -88,9 +89,16 @@ def deploy_approved_flow(event: DeploymentRequested, blobs: BlobStore, registry:
         before = deployer.get_traffic(endpoint)
     except EndpointNotFound:
         before = {}
-    deployer.deploy(DeploymentRequest(use_case=request.use_case, flow_name=request.flow_name,
-                                      flow_version=request.flow_version, flow_dir=flow_dir, deployment_name=name,
-                                      config=settings))
+    try:
+        deployer.deploy(DeploymentRequest(use_case=request.use_case, flow_name=request.flow_name,
+                                          flow_version=request.flow_version, flow_dir=flow_dir,
+                                          deployment_name=name, config=settings))
+    except DeploymentFailed as failure:
+        # It never served: nothing to smoke-test, the prior keeps its traffic. Not retried — it would fail again.
+        shutil.rmtree(scratch, ignore_errors=True)
+        return [event.follow_up(DeploymentRolledBack, {
+            "use_case": request.use_case, "endpoint": endpoint, "deployment": name,
+            "reason": f"deployment failed: {failure}"[:2000], "traffic": before})]
     ref = {"use_case": request.use_case, "endpoint": endpoint, "deployment": name, "flow_version": request.flow_version}
     events: list[Event] = [event.follow_up(DeploymentCompleted, {**ref, "traffic": deployer.get_traffic(endpoint)})]
     report = smoke_test_deployment(deployer, workspace.tester, use_case=request.use_case,

@@ -31,7 +31,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterato
         max_delivery_count=E2E_MAX_DELIVERY_COUNT, lock_duration_seconds=10, with_model=False,
         extra_settings={"HEARTBEAT_SCHEDULE": "*/2 * * * * *", "AOAI_BASE_URL": llm.base_url,
                         "AOAI_API_KEY": "not-a-real-key",
-                        "APPROVERS": "alice@contoso.com,Bob@Contoso.com", "APPROVAL_EXPIRY_SCHEDULE": "*/1 * * * * *"},
+                        "APPROVERS": "alice@contoso.com,Bob@Contoso.com", "APPROVAL_EXPIRY_SCHEDULE": "*/1 * * * * *",
+                        "LOCAL_ROUTER_SEED": "20261125"},
     )
     try:
         stack.up()

@@ -11,15 +11,20 @@ from pathlib import Path
 
 import pytest
 import requests
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.storage.blob import BlobServiceClient
 
 from localstack.host.app_service_auth import local_session_token
 from localstack.host.keys import read_host_keys
 from localstack.stack import LocalStack
+from shared.events import DeploymentTrafficRequested, GatePassed
+from shared.events.codec import encode
 from shared.services.intake import dataset_uploaded_event
 from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+ENDPOINT = "math-coding-local"
+LIFECYCLE: dict[str, str] = {}  # what the first test deployed, for the A/B test that follows it in this module
 DATA = Path(__file__).resolve().parents[2] / "flows" / "math_coding" / "data" / "math_test.jsonl"
 
 
@@ -97,6 +102,7 @@ def test_upload_runs_the_experiment_and_writes_reports(stack: LocalStack, storag
                         timeout=180, what="the deployment's outcome")
     assert verified["type"] == "deployment.verified", verified
     assert verified["payload"]["traffic"] == {verified["payload"]["deployment"]: 100}
+    LIFECYCLE.update(experiment_id=final["payload"]["experiment_id"], deployment=verified["payload"]["deployment"])
     assert "smoke.passed" in [e["type"] for e in journal(stack, http, upload.correlation_id)]
 
 
@@ -121,3 +127,90 @@ def test_a_regression_against_the_deployed_version_fails_the_gate(stack: LocalSt
         assert "flow.registered" not in [e["type"] for e in journal(stack, http, upload.correlation_id)]
     finally:
         baseline.delete_blob()
+
+
+def approve_when_asked(stack: LocalStack, http: requests.Session, correlation_id: str) -> None:
+    requested = wait_for(lambda: next((e for e in journal(stack, http, correlation_id)
+                                       if e["type"] == "approval.requested"), None), timeout=60,
+                         what="approval.requested")
+    headers = {"x-functions-key": read_host_keys(stack.storage_connection_string)["default"],
+               "Authorization": f"Bearer {local_session_token(stack.storage_connection_string, 'alice@contoso.com')}"}
+    answer = http.post(f"{stack.base_url}/api/approvals/{requested['payload']['approval_id']}/approve",
+                       json={"comment": "e2e"}, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def ship(stack: LocalStack, http: requests.Session, correlation_id: str, variant: dict[str, str],
+         hyperparameters: dict[str, object]) -> dict:
+    """A passing gate for another combination of the first experiment: registration, approval, deployment."""
+    gate = GatePassed.create({
+        "use_case": "math_coding", "experiment_id": LIFECYCLE["experiment_id"], "environment": "local",
+        "primary_metric": "accuracy", "best_variant": variant, "best_hyperparameters": hyperparameters,
+        "best_value": 1.0, "best_metrics": {"math_accuracy.accuracy": 1.0}, "checks": [],
+        "report_uri": "reports/math_coding/summary.html"}, correlation_id=correlation_id)
+    message = encode(gate)
+    with ServiceBusClient.from_connection_string(stack.servicebus_connection_string) as client, \
+            client.get_queue_sender("genaiops-events") as sender:
+        sender.send_messages(ServiceBusMessage(message.body, message_id=message.message_id))
+    approve_when_asked(stack, http, correlation_id)
+    return wait_for(lambda: next((e for e in journal(stack, http, correlation_id)
+                                  if e["type"] in ("deployment.verified", "deployment.rolled_back")), None),
+                    timeout=180, what=f"the deployment of {variant} {hyperparameters}")
+
+
+@pytest.mark.timeout(600)
+def test_second_version_takes_its_share_and_a_broken_one_is_rolled_back(
+        stack: LocalStack, storage: BlobServiceClient, http: requests.Session) -> None:
+    assert LIFECYCLE, "runs after the lifecycle test, which deploys the first version"
+    first = LIFECYCLE["deployment"]
+    second = ship(stack, http, "ab-second", {"solve": "variant_1", "extract_answer": "variant_0"}, {})
+    assert second["type"] == "deployment.verified"
+    new = second["payload"]["deployment"]
+    assert second["payload"]["traffic"] == {first: 70, new: 30}  # the prior keeps its configured share
+
+    # Real traffic through the local A/B router.
+    state = json.loads(storage.get_blob_client("deployments", f"math_coding/{ENDPOINT}.json").download_blob().readall())
+    router = f"http://127.0.0.1:{state['router_port']}/score"
+    served: list[tuple[str, str]] = []
+    for i in range(240):
+        answer = http.post(router, json={"question": f"What is {i} + 1?"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["answer"] == str(i + 1)
+        served.append((answer.headers["x-served-by"], answer.headers["x-request-id"]))
+    share = sum(1 for deployment, _ in served if deployment == first) / len(served)
+    assert 0.62 <= share <= 0.78, share  # 70/30 within a few points
+
+    # Users rate the answers; the A/B report compares the two deployments.
+    key = read_host_keys(stack.storage_connection_string)["default"]
+    for deployment, request_id in served[:60]:
+        rating = 5 if deployment == first else 2
+        answer = http.post(f"{stack.base_url}/api/feedback/math_coding/{ENDPOINT}", headers={"x-functions-key": key},
+                           json={"request_id": request_id, "deployment": deployment, "rating": rating}, timeout=10)
+        assert answer.status_code in (201, 429), answer.text
+    report = http.get(f"{stack.base_url}/api/ab-report/math_coding/{ENDPOINT}", params={"format": "json"},
+                      headers={"x-functions-key": key}, timeout=30)
+    assert report.status_code == 200, report.text
+    stats = {d["deployment"]: d for d in report.json()["deployments"]}
+    assert stats[first]["requests"] + stats[new]["requests"] >= 240
+    html = storage.get_blob_client("reports", f"math_coding/deployments/{ENDPOINT}/ab_report.html")
+    assert html.exists()
+
+    # A deliberately broken version: it starts, but its temperature is out of the API's range, so every request
+    # is refused by the model.
+    broken = ship(stack, http, "ab-broken", {"solve": "variant_0", "extract_answer": "variant_0"},
+                  {"solve.temperature": 5.0})
+    assert broken["type"] == "deployment.rolled_back"
+    assert broken["payload"]["traffic"] == {first: 70, new: 30, broken["payload"]["deployment"]: 0}
+    assert "smoke.failed" in [e["type"] for e in journal(stack, http, "ab-broken")]
+
+    # Promote the winner through an event.
+    promote = DeploymentTrafficRequested.create({"use_case": "math_coding", "endpoint": ENDPOINT,
+                                                 "deployment": first, "action": "promote"}, correlation_id="ab-promote")
+    message = encode(promote)
+    with ServiceBusClient.from_connection_string(stack.servicebus_connection_string) as client, \
+            client.get_queue_sender("genaiops-events") as sender:
+        sender.send_messages(ServiceBusMessage(message.body, message_id=message.message_id))
+    changed = wait_for(lambda: next((e for e in journal(stack, http, "ab-promote")
+                                     if e["type"] == "deployment.traffic_changed"), None), timeout=60,
+                       what="deployment.traffic_changed")
+    assert changed["payload"]["traffic"][first] == 100
