@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from localstack.stack import free_port
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 CONNECTIONS_ENV = "GENAIOPS_SERVING_CONNECTIONS"
 _PLACEHOLDER = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}$")
@@ -40,12 +42,6 @@ _WITHHELD = ("GenAIOpsStorage", "AzureWebJobsStorage", "ServiceBusConnection", "
 
 class ServingError(RuntimeError):
     """A server that could not start, did not become ready, or was given an unusable configuration."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def port_free(port: int) -> bool:
