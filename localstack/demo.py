@@ -13,6 +13,7 @@ import json
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
@@ -28,8 +29,8 @@ from shared.reports.tables import better_direction
 from shared.services.intake import dataset_uploaded_event
 
 TIMEOUT_SECONDS = 1200
-DONE = {"deployment.requested"}  # how far the lifecycle goes today
-FAILED = {"experiment.failed", "gate.failed", "approval.rejected", "approval.expired"}
+DONE = {"deployment.verified"}
+FAILED = {"experiment.failed", "gate.failed", "approval.rejected", "approval.expired", "deployment.rolled_back"}
 REPORTED = {"evaluation.completed", "experiment.failed"}
 DEMO_APPROVER = "alice@contoso.com"  # local.settings.example.json's APPROVERS
 OUT = ROOT / "out" / "reports"
@@ -93,19 +94,33 @@ def follow(stack: LocalStack, journal: EventJournal, correlation_ids: list[str])
     raise StackError(f"no outcome after {TIMEOUT_SECONDS} s; see .localstack/host.log")
 
 
+def _best_run(payload: dict) -> str:
+    scored = [run for run in payload["runs"] if run["metrics"]]
+    if not scored:
+        return f"{payload['use_case']}: {len(payload['runs'])} runs"
+    metric = sorted(scored[0]["metrics"])[0]  # the first metric by name, in its better direction
+    sign = 1 if better_direction(metric) == "higher" else -1
+    best = max(scored, key=lambda run: sign * run["metrics"][metric])
+    return f"{payload['use_case']}: {len(payload['runs'])} runs; best by {metric}: {best['variant']} {best['metrics']}"
+
+
+# The first key a payload has picks how its line reads.
+SUMMARIES: list[tuple[str, Callable[[dict], str]]] = [
+    ("runs", _best_run),
+    ("traffic", lambda p: f"{p['use_case']}: {p['endpoint']} traffic {p['traffic']}"),
+    ("checks_passed", lambda p: f"{p['deployment']}: {p['checks_passed']} checks passed, {p['checks_failed']} failed"),
+    ("flow_version", lambda p: f"{p['use_case']}: {p['flow_name']} v{p['flow_version']}"),
+    ("content_hash", lambda p: f"{p['name']} v{p['version']} ({'new' if p['created'] else 'unchanged'})"),
+    ("primary_metric", lambda p: f"{p['use_case']}: best {p['best_variant']} {p['primary_metric']}={p['best_value']}"),
+    ("reasons", lambda p: "; ".join(p["reasons"])[:300]),
+]
+
+
 def _summary(event: Event) -> str:
     payload = event.payload.model_dump()
-    scored = [run for run in payload.get("runs", []) if run["metrics"]]
-    if scored:
-        metric = sorted(scored[0]["metrics"])[0]  # the first metric by name, in its better direction
-        sign = 1 if better_direction(metric) == "higher" else -1
-        best = max(scored, key=lambda run: sign * run["metrics"][metric])
-        return (f"{payload['use_case']}: {len(payload['runs'])} runs; "
-                f"best by {metric}: {best['variant']} {best['metrics']}")
-    if "flow_version" in payload:
-        return f"{payload['use_case']}: {payload['flow_name']} v{payload['flow_version']}"
-    if "reasons" in payload:
-        return "; ".join(payload["reasons"])[:300]
+    for key, summarize in SUMMARIES:
+        if key in payload:
+            return summarize(payload)
     return str(payload.get("use_case") or payload.get("blob_name") or "")
 
 
@@ -123,6 +138,16 @@ def download_reports(storage: BlobServiceClient, timelines: dict[str, list[Event
                 target.write_bytes(storage.get_blob_client(REPORTS, blob.name).download_blob().readall())
             pages.append(OUT / prefix / "summary.html")
     return pages
+
+
+def endpoints(storage: BlobServiceClient) -> list[dict]:
+    """The local endpoints the app deployed (their state is in the deployments container)."""
+    found = []
+    for blob in storage.get_container_client("deployments").list_blobs():
+        state = json.loads(storage.get_blob_client("deployments", blob.name).download_blob().readall())
+        if state.get("kind") == "local-endpoint":
+            found.append(state)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nreports (also in Azurite, container `reports`):")
     for page in pages:
         print(f"  file://{page}")
+    for endpoint in endpoints(storage):
+        print(f"deployed: {endpoint['use_case']} at http://127.0.0.1:{endpoint['router_port']}/score "
+              f"(traffic {endpoint['traffic']}); A/B report: {stack.base_url}/api/ab-report/{endpoint['use_case']}/"
+              f"{endpoint['endpoint']} (function key: `python -m localstack keys`)")
     print(f"\nthe stack keeps running: functions at {stack.base_url}/api, logs in {stack.state_dir}/; "
           "`make down` stops it")
     return 0
