@@ -110,5 +110,54 @@ resource "azurerm_function_app_flex_consumption" "this" {
     local.function_app_settings_openai_key,
   )
 
+  # App Service authentication (Easy Auth v2) with Entra ID, so the approval
+  # routes receive X-MS-CLIENT-PRINCIPAL / X-MS-CLIENT-PRINCIPAL-NAME for a
+  # signed-in approver (sign-in: /.auth/login/aad). It never blocks a request:
+  # AllowAnonymous keeps health, feedback, the Event Grid webhook and pipeline
+  # calls working (function keys still protect the routes) and the app itself
+  # answers 401 to a decision without an identity. Only present when
+  # local.approver_auth_enabled (switch + client id of a pre-created app
+  # registration); no client secret: ID-token (implicit) sign-in.
+  dynamic "auth_settings_v2" {
+    for_each = local.approver_auth_enabled ? [local.approver_auth_client_id] : []
+
+    content {
+      auth_enabled           = true
+      require_authentication = false
+      unauthenticated_action = "AllowAnonymous"
+      default_provider       = "azureactivedirectory"
+      require_https          = true
+
+      active_directory_v2 {
+        client_id            = auth_settings_v2.value
+        tenant_auth_endpoint = local.approver_auth_tenant_endpoint
+        allowed_audiences    = ["api://${auth_settings_v2.value}"]
+      }
+
+      # No token store: the app only needs the principal headers, and a
+      # token store on Flex would need a SAS-based blob setting.
+      login {
+        token_store_enabled = false
+      }
+    }
+  }
+
   tags = local.tags
+}
+
+locals {
+  approver_auth_client_id = trimspace(var.approver_auth_client_id)
+  approver_auth_enabled   = var.approver_auth_enabled && local.approver_auth_client_id != ""
+  approver_auth_tenant_id = var.approver_auth_tenant_id != "" ? var.approver_auth_tenant_id : data.azurerm_client_config.current.tenant_id
+  # Entra ID v2 issuer (public cloud).
+  approver_auth_tenant_endpoint = "https://login.microsoftonline.com/${local.approver_auth_tenant_id}/v2.0"
+}
+
+# Warn (not fail) when an environment asks for Easy Auth but no client id was
+# passed: the app then answers 401 to every decision.
+check "approver_auth_client_id_set" {
+  assert {
+    condition     = !var.approver_auth_enabled || local.approver_auth_client_id != ""
+    error_message = "approver_auth_enabled is true but approver_auth_client_id is empty: App Service authentication stays off and approval decisions get 401. Set TF_VAR_approver_auth_client_id (see infra/README.md)."
+  }
 }

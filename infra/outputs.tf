@@ -15,6 +15,11 @@ output "function_app_default_hostname" {
   value       = azurerm_function_app_flex_consumption.this.default_hostname
 }
 
+output "approver_auth_redirect_uri" {
+  description = "Web redirect URI to register on the approver Entra ID app registration (Easy Auth callback)."
+  value       = "https://${azurerm_function_app_flex_consumption.this.default_hostname}/.auth/login/aad/callback"
+}
+
 output "function_app_principal_id" {
   description = "Object ID of the Function App's system-assigned identity."
   value       = local.function_principal_id

@@ -154,6 +154,34 @@ variable "approvers" {
   default     = []
 }
 
+variable "approver_auth_enabled" {
+  description = "Turn on App Service authentication (Easy Auth v2, Entra ID) for approvers. Takes effect only together with approver_auth_client_id."
+  type        = bool
+  default     = false
+}
+
+variable "approver_auth_client_id" {
+  description = "Application (client) ID of the pre-created Entra ID app registration approvers sign in with (not a secret). Empty leaves App Service authentication off."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.approver_auth_client_id == "" || can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", trimspace(var.approver_auth_client_id)))
+    error_message = "approver_auth_client_id must be empty or an application (client) ID GUID."
+  }
+}
+
+variable "approver_auth_tenant_id" {
+  description = "Entra ID tenant of the approver app registration. Empty means the tenant Terraform runs in."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.approver_auth_tenant_id == "" || can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", var.approver_auth_tenant_id))
+    error_message = "approver_auth_tenant_id must be empty or a tenant GUID."
+  }
+}
+
 variable "azure_openai_endpoint" {
   description = "Azure OpenAI endpoint (https://<name>.openai.azure.com/); exported as AZURE_OPENAI_ENDPOINT. Empty disables it."
   type        = string

@@ -65,6 +65,10 @@ fi
 if [[ -n "$(value_of AZURE_OPENAI_RESOURCE_ID)" ]]; then
   export TF_VAR_azure_openai_resource_id="$AZURE_OPENAI_RESOURCE_ID"
 fi
+if [[ -n "$(value_of APPROVER_AUTH_CLIENT_ID)" ]]; then
+  # Entra app registration for approver sign-in (App Service authentication); created outside Terraform.
+  export TF_VAR_approver_auth_client_id="$APPROVER_AUTH_CLIENT_ID"
+fi
 
 var_file="environments/${env_name}.tfvars"
 

@@ -20,3 +20,6 @@ log_retention_days                   = 30
 key_vault_soft_delete_retention_days = 7
 
 azure_openai_auth = "identity"
+
+# No human approvals in the PR environment (it stops at gate.passed).
+approver_auth_enabled = false

@@ -20,3 +20,8 @@ log_retention_days                   = 90
 key_vault_soft_delete_retention_days = 90
 
 azure_openai_auth = "identity"
+
+# App Service authentication (Entra ID) for approvers. The client id of the
+# pre-created app registration comes from the pipeline
+# (TF_VAR_approver_auth_client_id); without it auth stays off (plan warns).
+approver_auth_enabled = true

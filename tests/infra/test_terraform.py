@@ -574,6 +574,85 @@ def test_blob_trigger_event_subscription_targets_the_datasets_container() -> Non
     )
 
 
+APPROVER_AUTH_VARIABLES = ("approver_auth_enabled", "approver_auth_client_id", "approver_auth_tenant_id")
+
+
+def approver_auth_block() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(dynamic block, its content) of auth_settings_v2 on the Function App."""
+    app = resource("azurerm_function_app_flex_consumption", "this")
+    assert "auth_settings_v2" not in app, "auth_settings_v2 must be a dynamic block (off unless configured)"
+    dynamics = [entry["auth_settings_v2"] for entry in app.get("dynamic", []) if "auth_settings_v2" in entry]
+    assert len(dynamics) == 1, "expected exactly one dynamic auth_settings_v2 block on the Function App"
+    return dynamics[0], block(dynamics[0], "content")
+
+
+def test_function_app_has_entra_id_easy_auth_for_approvers() -> None:
+    _, content = approver_auth_block()
+    assert content["auth_enabled"] is True
+    assert content["default_provider"] == "azureactivedirectory"  # sign-in at /.auth/login/aad
+    aad = block(content, "active_directory_v2")
+    assert aad["client_id"] == "${auth_settings_v2.value}"
+    assert aad["tenant_auth_endpoint"] == "${local.approver_auth_tenant_endpoint}"
+    endpoint = locals_()["approver_auth_tenant_endpoint"]
+    assert endpoint == "https://login.microsoftonline.com/${local.approver_auth_tenant_id}/v2.0"
+    # Identity only: no client secret in config (ID-token sign-in), no token store (would need a SAS setting).
+    assert "client_secret" not in aad
+    assert "client_secret_setting_name" not in aad
+    assert block(content, "login")["token_store_enabled"] is False
+
+
+def test_easy_auth_never_blocks_other_routes_and_triggers() -> None:
+    """Health, feedback, the Event Grid webhook and pipeline calls must keep working without a sign-in."""
+    _, content = approver_auth_block()
+    assert content["require_authentication"] is False
+    assert content["unauthenticated_action"] == "AllowAnonymous"
+
+
+def test_easy_auth_is_conditional_on_the_client_id_and_off_by_default() -> None:
+    dynamic, _ = approver_auth_block()
+    assert dynamic["for_each"] == "${local.approver_auth_enabled ? [local.approver_auth_client_id] : []}"
+    known = locals_()
+    assert known["approver_auth_client_id"] == "${trimspace(var.approver_auth_client_id)}"
+    assert known["approver_auth_enabled"] == (
+        '${var.approver_auth_enabled && local.approver_auth_client_id != ""}'
+    )
+    assert default_of("approver_auth_enabled") is False
+    assert default_of("approver_auth_client_id") == ""
+    assert default_of("approver_auth_tenant_id") == ""
+    # Empty tenant falls back to the tenant Terraform runs in.
+    assert "data.azurerm_client_config.current.tenant_id" in known["approver_auth_tenant_id"]
+
+
+def test_easy_auth_variables_are_declared_and_validated() -> None:
+    declared = variables()
+    for name in APPROVER_AUTH_VARIABLES:
+        assert name in declared, f"variable {name} is not declared"
+    for name in ("approver_auth_client_id", "approver_auth_tenant_id"):
+        condition = declared[name]["validation"][0]["condition"]
+        assert f'var.{name} == ""' in condition, f"{name} must allow empty"
+        assert "regex(" in condition, f"{name} must be validated as a GUID"
+
+
+def test_easy_auth_is_switched_on_for_dev_and_prod_without_placeholders() -> None:
+    expected = {"pr": False, "dev": True, "prod": True}
+    for path in TFVARS_FILES:
+        values = parse_hcl(path)
+        assert values.get("approver_auth_enabled", False) is expected[path.stem], path.name
+        # Organisation-specific ids come from the pipeline (TF_VAR_*), never a placeholder in tfvars.
+        assert "approver_auth_client_id" not in values, path.name
+        assert "approver_auth_tenant_id" not in values, path.name
+
+
+def test_missing_client_id_is_reported_by_a_check() -> None:
+    checks: dict[str, Any] = {}
+    for _, doc in all_tf():
+        for entry in doc.get("check", []):
+            checks.update(entry)
+    condition = block(checks["approver_auth_client_id_set"], "assert")["condition"]
+    assert "var.approver_auth_enabled" in condition
+    assert "local.approver_auth_client_id" in condition
+
+
 def test_outputs_cover_what_the_pipeline_and_people_need() -> None:
     required = {
         "function_app_name",
@@ -584,6 +663,7 @@ def test_outputs_cover_what_the_pipeline_and_people_need() -> None:
         "events_queue_name",
         "key_vault_uri",
         "aml_workspace_name",
+        "approver_auth_redirect_uri",
     }
     declared = outputs()
     assert required <= set(declared), f"missing outputs: {sorted(required - set(declared))}"
