@@ -32,8 +32,7 @@ from localstack.llm.scripted import scripted_llm  # noqa: E402 - after the path 
 from shared.experiments.config import load_experiment  # noqa: E402
 from shared.experiments.planning import standard_runs  # noqa: E402
 from shared.experiments.runner import ConnectionSpec, ExecutionLimits  # noqa: E402
-from shared.experiments.variants import discover_variants, expand, materialize  # noqa: E402
-from shared.services.experiments import _flow_inputs  # noqa: E402
+from shared.experiments.variants import discover_variants, expand, flow_inputs, materialize  # noqa: E402
 
 USE_CASE = ROOT / "flows" / "math_coding"
 
@@ -45,7 +44,7 @@ def plan(scratch: Path):
     combinations = expand(discover_variants(config.flow_dir), config.variants, config.hyperparameters)
     materialized = [(c, materialize(config.flow_dir, c, scratch / c.id)) for c in combinations]
     rows = {d.name: parse_jsonl(d.local_path.read_bytes(), d.name) for d in config.datasets}
-    return config, standard_runs(config, "bench", materialized, rows, _flow_inputs(config.flow_dir))
+    return config, standard_runs(config, "bench", materialized, rows, flow_inputs(config.flow_dir))
 
 
 def project_way(specs: list, base_url: str, concurrency: int) -> float:

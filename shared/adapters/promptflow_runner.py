@@ -14,11 +14,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from shared.experiments.results import LineResult, RunResult
 from shared.experiments.runner import ConnectionSpec, ExecutionLimits, RunSpec
+from shared.experiments.variants import flow_file
 from shared.redaction import redact_text
 
 
@@ -72,7 +72,8 @@ class PromptflowRunner:
         failed: dict[str, RunResult] = {}
         for spec in specs:
             try:
-                executor = FlowExecutor.create(_flow_file(spec), executor_connections, spec.flow_dir.resolve(),
+                _, definition = flow_file(spec.flow_dir)
+                executor = FlowExecutor.create(definition.resolve(), executor_connections, spec.flow_dir.resolve(),
                                                raise_ex=False, line_timeout_sec=limits.line_timeout_seconds)
             except Exception as exc:  # noqa: BLE001 - a flow that cannot load is a failed run, reported
                 failed[spec.run_id] = _failed_run(spec, f"flow could not be loaded: {_error_message(exc)}")
@@ -149,13 +150,6 @@ class PromptflowRunner:
         failed_nodes = [name for name, info in (result.node_run_infos or {}).items()
                         if str(getattr(info.status, "value", info.status)) == "Failed"]
         return metrics, (f"aggregation node(s) failed: {', '.join(failed_nodes)}" if failed_nodes else None)
-
-
-def _flow_file(spec: RunSpec) -> Path:
-    for name in ("flow.dag.yaml", "flow.flex.yaml", "flow.dag.yml", "flow.flex.yml"):
-        if (spec.flow_dir / name).exists():
-            return (spec.flow_dir / name).resolve()
-    raise FileNotFoundError(f"{spec.flow_dir} has no flow.dag.yaml or flow.flex.yaml")
 
 
 def _failed_run(spec: RunSpec, error: str) -> RunResult:

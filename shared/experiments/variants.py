@@ -106,7 +106,8 @@ def _text(value: Any) -> str:
 # --- reading a flow ----------------------------------------------------------------------------------------------
 
 
-def _flow_file(flow_dir: Path) -> tuple[FlowKind, Path]:
+def flow_file(flow_dir: Path) -> tuple[FlowKind, Path]:
+    """The flow's kind and definition file (DAG first, then flex, then prompty)."""
     for kind, names in (("dag", DAG_FILES), ("flex", FLEX_FILES)):
         for name in names:
             if (flow_dir / name).is_file():
@@ -115,6 +116,21 @@ def _flow_file(flow_dir: Path) -> tuple[FlowKind, Path]:
     if prompty:
         return "prompty", prompty[0]
     raise FlowVariantsError(f"{flow_dir}: no flow.dag.yaml, flow.flex.yaml or .prompty file; is this a flow folder?")
+
+
+def flow_document(flow_dir: Path) -> dict[str, Any]:
+    """The flow's YAML definition (DAG or flex) as a mapping; empty for a prompty flow."""
+    kind, path = flow_file(Path(flow_dir))
+    if kind == "prompty":
+        return {}
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return document if isinstance(document, dict) else {}
+
+
+def flow_inputs(flow_dir: Path) -> list[str]:
+    """The names of the flow's declared inputs, in file order."""
+    inputs = flow_document(flow_dir).get("inputs") or {}
+    return [str(name) for name in inputs] if isinstance(inputs, dict) else []
 
 
 def _load_dag(path: Path) -> dict[str, Any]:
@@ -157,7 +173,7 @@ def _variants_of(path: Path, dag: Mapping[str, Any]) -> tuple[tuple[str, ...], d
 
 def discover_variants(flow_dir: Path) -> FlowVariants:
     """The flow's nodes with variants (sorted ids, default); flex and prompty flows have none."""
-    kind, path = _flow_file(Path(flow_dir))
+    kind, path = flow_file(Path(flow_dir))
     if kind != "dag":
         return FlowVariants(kind=kind)
     nodes, variants = _variants_of(path, _load_dag(path))
@@ -337,7 +353,7 @@ def materialize(flow_dir: Path, combination: Combination, target_dir: Path) -> P
     flow_dir, target = Path(flow_dir).resolve(), Path(target_dir).resolve()
     if target == flow_dir or flow_dir in target.parents or target in flow_dir.parents:
         raise FlowVariantsError(f"target {target} overlaps the flow {flow_dir}; materialize somewhere else")
-    kind, flow_file = _flow_file(flow_dir)
+    kind, definition = flow_file(flow_dir)
     flow = discover_variants(flow_dir)
     chosen = _checked(flow, combination.variant, f"combination {combination.id}")
     _check_hyperparameter_nodes(flow, combination.hyperparameters)
@@ -345,12 +361,12 @@ def materialize(flow_dir: Path, combination: Combination, target_dir: Path) -> P
     dag: dict[str, Any] | None = None
     includes: list[Any] = []
     if kind == "dag":
-        dag = _inline_variants(_load_dag(flow_file), chosen)
+        dag = _inline_variants(_load_dag(definition), chosen)
         includes = dag.pop("additional_includes", None) or []
         _apply_hyperparameters(dag["nodes"], combination.hyperparameters)
     missing = [str(include) for include in includes if not (flow_dir / str(include)).exists()]
     if missing:  # checked before target is touched, so a bad flow leaves nothing half-written
-        raise FlowVariantsError(f"{flow_file}: additional_includes not found: {', '.join(missing)}")
+        raise FlowVariantsError(f"{definition}: additional_includes not found: {', '.join(missing)}")
 
     if target.exists():
         shutil.rmtree(target)  # a redelivered event re-materializes from scratch
@@ -360,5 +376,5 @@ def materialize(flow_dir: Path, combination: Combination, target_dir: Path) -> P
         _include(flow_dir, include, target)
     if dag is not None:
         text = yaml.safe_dump(dag, sort_keys=False, allow_unicode=True, default_flow_style=False)
-        (target / flow_file.name).write_text(text, encoding="utf-8")
+        (target / definition.name).write_text(text, encoding="utf-8")
     return target

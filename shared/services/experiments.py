@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from shared.events import (
     EvaluationCompleted,
     Event,
@@ -30,7 +28,7 @@ from shared.experiments.mappings import MappingError
 from shared.experiments.planning import evaluation_runs, failures, standard_runs
 from shared.experiments.results import ExperimentResult, RunResult
 from shared.experiments.runner import ExecutionLimits, FlowRunner
-from shared.experiments.variants import FlowVariantsError, discover_variants, expand, materialize
+from shared.experiments.variants import FlowVariantsError, discover_variants, expand, flow_inputs, materialize
 from shared.ports import BlobStore, Clock
 from shared.registry.port import Registry
 from shared.reports.writer import ReportLocations, write_experiment_reports
@@ -97,7 +95,7 @@ def _execute(config: ExperimentConfig, experiment_id: str, event: ExperimentRequ
     log.info("experiment %s: %d combination(s) x %d dataset(s)", experiment_id, len(combinations), len(selected))
     try:
         standard = workspace.runner.run_all(
-            standard_runs(config, experiment_id, materialized, standard_rows, _flow_inputs(config.flow_dir)),
+            standard_runs(config, experiment_id, materialized, standard_rows, flow_inputs(config.flow_dir)),
             connections, limits)
         evaluations = workspace.runner.run_all(evaluation_runs(config, standard, evaluation_rows), connections, limits)
     finally:
@@ -109,14 +107,6 @@ def _execute(config: ExperimentConfig, experiment_id: str, event: ExperimentRequ
         evaluation_runs=evaluations, started_at=started, finished_at=clock.now(),
         decisions={**_decisions(config, event, combinations_count=len(combinations)), "data_versions": data_versions},
     )
-
-
-def _flow_inputs(flow_dir: Path) -> list[str]:
-    for name in ("flow.dag.yaml", "flow.flex.yaml"):
-        path = flow_dir / name
-        if path.exists():
-            return list((yaml.safe_load(path.read_text()) or {}).get("inputs") or {})
-    return []
 
 
 def _decisions(config: ExperimentConfig, event: ExperimentRequested, combinations_count: int) -> dict[str, Any]:

@@ -20,9 +20,8 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, Field
 
 from shared.blob_layout import REPORTS, safe_segment
@@ -30,6 +29,7 @@ from shared.deployment.port import DEPLOYMENT_HEADER, Deployer, ScoringTarget, S
 from shared.experiments.config import ExperimentConfig
 from shared.experiments.datasets import load_dataset
 from shared.experiments.mappings import default_mapping, resolve_inputs
+from shared.experiments.variants import FlowVariantsError, flow_document, flow_inputs
 from shared.ports import BlobStore, Clock
 from shared.redaction import redact_text
 
@@ -105,18 +105,21 @@ def urllib_transport(url: str, body: bytes, headers: Mapping[str, str], timeout_
 # --- what to send and what to expect -------------------------------------------------------------------------------
 
 
-def _flow_document(flow_dir: Path) -> dict[str, Any]:
-    for name in ("flow.dag.yaml", "flow.dag.yml", "flow.flex.yaml", "flow.flex.yml"):
-        if (Path(flow_dir) / name).is_file():
-            document = yaml.safe_load((Path(flow_dir) / name).read_text(encoding="utf-8")) or {}
-            return document if isinstance(document, dict) else {}
-    raise SmokeError(f"{flow_dir}: no flow.dag.yaml or flow.flex.yaml")
+T = TypeVar("T")
+
+
+def _read_flow(reader: Callable[[Path], T], flow_dir: Path) -> T:
+    """A smoke test of a folder that holds no flow is a SmokeError, whatever part of the flow is read."""
+    try:
+        return reader(flow_dir)
+    except FlowVariantsError as missing:
+        raise SmokeError(str(missing)) from None
 
 
 def expected_outputs(flow_dir: Path) -> dict[str, str | None]:
     """The outputs an answer carries: name -> declared type (None: not declared). Evaluation-only outputs are
     left out, as the serving app leaves them out. Empty for a flow declaring none (e.g. a flex flow)."""
-    outputs = _flow_document(flow_dir).get("outputs") or {}
+    outputs = _read_flow(flow_document, flow_dir).get("outputs") or {}
     expected: dict[str, str | None] = {}
     for name, written in outputs.items() if isinstance(outputs, dict) else ():
         spec = written if isinstance(written, dict) else {}
@@ -124,11 +127,6 @@ def expected_outputs(flow_dir: Path) -> dict[str, str | None]:
             continue
         expected[str(name)] = str(spec["type"]) if spec.get("type") else None
     return expected
-
-
-def _flow_inputs(flow_dir: Path) -> list[str]:
-    inputs = _flow_document(flow_dir).get("inputs") or {}
-    return [str(name) for name in inputs] if isinstance(inputs, dict) else []
 
 
 def smoke_requests(use_case_dir: Path, config: ExperimentConfig, flow_dir: Path, blobs: BlobStore, samples: int,
@@ -144,12 +142,12 @@ def smoke_requests(use_case_dir: Path, config: ExperimentConfig, flow_dir: Path,
         if not isinstance(sample, dict):
             raise SmokeError(f"{sample_file}: must be a JSON object of flow inputs")
         requests.append(SmokeRequest(label=SAMPLE_REQUEST_FILE, inputs=sample))
-    flow_inputs = _flow_inputs(flow_dir)
+    input_names = _read_flow(flow_inputs, flow_dir)
     pool: list[SmokeRequest] = []
     for dataset in config.datasets:
         rows = load_dataset(dataset, blobs, {}).rows
         for line, row in enumerate(rows):
-            mapping = dataset.mappings or default_mapping(flow_inputs, row)
+            mapping = dataset.mappings or default_mapping(input_names, row)
             pool.append(SmokeRequest(label=f"{dataset.name}#{line}", inputs=resolve_inputs(mapping, row)))
     rng = random.Random(seed)
     requests.extend(rng.sample(pool, min(samples, len(pool))))
