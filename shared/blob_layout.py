@@ -52,4 +52,9 @@ def deployed_state_name(use_case: str) -> str:
     return f"{safe_segment(use_case)}/production.json"
 
 
+def experiment_prefix(use_case: str, experiment_id: str) -> str:
+    """The experiment store's folder in RUNS: plan.json, data/, lines/, items/, progress.json, result.json."""
+    return f"{safe_segment(use_case)}/{safe_segment(experiment_id)}/"
+
+
 HEARTBEAT_NAME = "heartbeat/timer.json"

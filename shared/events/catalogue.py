@@ -81,6 +81,36 @@ class EvaluationCompletedPayload(Payload):
     report_uri: str
 
 
+WorkStage = Literal["standard", "evaluation"]
+
+
+class ExperimentItemRequestedPayload(Payload):
+    """A bounded piece of an experiment (some lines of one run) for whichever instance takes it."""
+
+    use_case: Name
+    experiment_id: str
+    stage: WorkStage
+    item_id: str
+    part: int = Field(default=0, ge=0, description="Continuations of an item that ran out of its time budget.")
+    not_before: datetime | None = Field(default=None, description="Deliver no earlier (a scheduled re-check).")
+
+
+class ExperimentStageCompletedPayload(Payload):
+    use_case: Name
+    experiment_id: str
+    stage: WorkStage
+
+
+class ExperimentProgressedPayload(Payload):
+    use_case: Name
+    experiment_id: str
+    stage: WorkStage
+    items_done: int = Field(ge=0)
+    items_total: int = Field(ge=0)
+    lines_done: int = Field(ge=0)
+    lines_total: int = Field(ge=0)
+
+
 # --- quality gate and flow registration --------------------------------------------------------
 
 class GateCheck(Payload):
@@ -230,6 +260,21 @@ class EvaluationCompleted(Event):
     payload: EvaluationCompletedPayload
 
 
+class ExperimentItemRequested(Event):
+    type: Literal["experiment.item_requested"] = "experiment.item_requested"
+    payload: ExperimentItemRequestedPayload
+
+
+class ExperimentStageCompleted(Event):
+    type: Literal["experiment.stage_completed"] = "experiment.stage_completed"
+    payload: ExperimentStageCompletedPayload
+
+
+class ExperimentProgressed(Event):
+    type: Literal["experiment.progressed"] = "experiment.progressed"
+    payload: ExperimentProgressedPayload
+
+
 class GatePassed(Event):
     type: Literal["gate.passed"] = "gate.passed"
     payload: GateVerdictPayload
@@ -312,8 +357,9 @@ class PipelineTriggered(Event):
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     DatasetUploaded, DataRegistered, ExperimentRequested, ExperimentCompleted, ExperimentFailed,
-    EvaluationCompleted, GatePassed, GateFailed, FlowRegistered, ApprovalRequested, ApprovalGranted,
-    ApprovalRejected, ApprovalExpired, DeploymentRequested, DeploymentCompleted, DeploymentVerified,
+    EvaluationCompleted, ExperimentItemRequested, ExperimentStageCompleted, ExperimentProgressed, GatePassed,
+    GateFailed, FlowRegistered, ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalExpired,
+    DeploymentRequested, DeploymentCompleted, DeploymentVerified,
     SmokePassed, SmokeFailed, DeploymentRolledBack, DeploymentTrafficRequested, DeploymentTrafficChanged,
     PipelineTriggered,
 )
@@ -321,7 +367,8 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.event_type(): cls for cls in ALL_EVEN
 
 AnyEvent = Annotated[
     DatasetUploaded | DataRegistered | ExperimentRequested | ExperimentCompleted | ExperimentFailed
-    | EvaluationCompleted | GatePassed | GateFailed | FlowRegistered | ApprovalRequested | ApprovalGranted
+    | EvaluationCompleted | ExperimentItemRequested | ExperimentStageCompleted | ExperimentProgressed | GatePassed
+    | GateFailed | FlowRegistered | ApprovalRequested | ApprovalGranted
     | ApprovalRejected | ApprovalExpired | DeploymentRequested | DeploymentCompleted | DeploymentVerified
     | SmokePassed | SmokeFailed | DeploymentRolledBack | DeploymentTrafficRequested | DeploymentTrafficChanged
     | PipelineTriggered,

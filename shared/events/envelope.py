@@ -46,6 +46,12 @@ class Event(BaseModel):
     source: str = Field(default="genaiops-functions", max_length=256)
     payload: Payload
 
+    def not_before(self) -> datetime | None:
+        """When the bus should deliver this event (Service Bus scheduled enqueue time); None means now.
+        Re-check events (a long operation polled later) carry it in their payload as `not_before`."""
+        value = getattr(self.payload, "not_before", None)
+        return value if isinstance(value, datetime) else None
+
     @classmethod
     def event_type(cls) -> str:
         return str(cls.model_fields["type"].default)

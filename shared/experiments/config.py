@@ -394,6 +394,14 @@ class ExecutionConfig(_Strict):
     concurrency: int = Field(default=8, ge=1, le=256, description="Lines in flight at once.")
     max_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Larger share of failed lines fails.")
     line_timeout_seconds: int = Field(default=120, ge=1)
+    lines_per_item: int = Field(default=16, ge=1, le=10_000,
+                                description="Lines of one run in one work item (a bus message any instance takes).")
+    item_seconds: int = Field(default=120, ge=10, le=600,
+                              description="Time budget of one work item; what is left goes on in a continuation.")
+    runner: Literal["auto", "local", "azureml"] = Field(
+        default="auto", description="local = work items on the Functions; azureml = promptflow runs on Azure ML "
+                                    "compute; auto = azureml from azureml_min_lines lines per run when configured.")
+    azureml_min_lines: int = Field(default=5000, ge=1)
 
 
 def _check_hyperparameters(value: Any) -> dict[str, list[Any]]:
