@@ -31,13 +31,20 @@ What it implements (queues only)
   release. Past ``max_delivery_count`` a message is dead-lettered with ``MaxDeliveryCountExceeded``.
 * Lock expiry (message back with delivery count + 1; settling it afterwards raises
   ``MessageLockLostError``), and a detached receiver's unsettled messages go back (count + 1).
-* ``<entity>/$management``: ``renew-lock``, ``peek-message``, ``update-disposition``; any other
-  operation gets ``amqp:not-implemented`` so the SDK raises instead of hanging.
+* Scheduled messages: a message carrying ``x-opt-scheduled-enqueue-time`` (the SDK's
+  ``ServiceBusMessage(scheduled_enqueue_time_utc=...)``) gets its sequence number at once but stays
+  invisible - not received, peeked or counted in ``message_count`` - until that time; it then becomes
+  active with that time as its enqueued time (checked every ``lock_check_interval``, 0.1 s).
+  ``schedule_messages`` (``schedule-message``) returns the sequence numbers; ``cancel_scheduled_messages``
+  (``cancel-scheduled-message``) drops them, all or nothing (``message-not-found`` otherwise).
+* ``<entity>/$management``: ``renew-lock``, ``peek-message``, ``update-disposition``,
+  ``schedule-message``, ``cancel-scheduled-message``; any other operation gets
+  ``amqp:not-implemented`` so the SDK raises instead of hanging.
 * Optional persistence (``--data-dir``): an append-only journal, compacted at start and when it grows.
-  Locks are not persisted: after a restart every stored message is available again.
+  Locks are not persisted: after a restart every stored message is available again, and scheduled
+  messages stay scheduled until their time.
 
-Not implemented: topics/subscriptions, sessions, defer/receive-deferred, scheduled messages
-(``scheduled_enqueue_time_utc`` is ignored: the message is available at once), message TTL expiry,
+Not implemented: topics/subscriptions, sessions, defer/receive-deferred, message TTL expiry,
 duplicate detection, transactions, authorization. Batches are recognised by their shape (every data
 section is a complete AMQP message) because proton does not expose the transfer message-format.
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from proton import Data, Described, symbol, timestamp, uint, ulong
@@ -164,3 +165,21 @@ def add_application_properties(payload: bytes, properties: Mapping[str, Any]) ->
 def epoch_ms(seconds: float) -> timestamp:
     """AMQP timestamp (milliseconds since the epoch), the type Service Bus uses for its time annotations."""
     return timestamp(int(seconds * 1000))
+
+
+SCHEDULED_ENQUEUE_TIME = "x-opt-scheduled-enqueue-time"
+
+
+def scheduled_enqueue_time(payload: bytes) -> float | None:
+    """The message annotation ``x-opt-scheduled-enqueue-time`` (AMQP timestamp) in epoch seconds, if set."""
+    for section in parse_sections(payload):
+        if section.code == MESSAGE_ANNOTATIONS:
+            value = dict(section_value(section) or {}).get(symbol(SCHEDULED_ENQUEUE_TIME))
+            return None if value is None else _epoch_seconds(value)
+    return None
+
+
+def _epoch_seconds(value: Any) -> float:
+    if isinstance(value, datetime):  # some encoders hand back a datetime rather than a raw timestamp
+        return value.timestamp()
+    return int(value) / 1000.0

@@ -1,4 +1,4 @@
-"""Queue state: stored messages, peek-locks, delivery counts and the dead-letter sub-queue.
+"""Queue state: stored messages, scheduled messages, peek-locks, delivery counts and the dead-letter sub-queue.
 
 Pure Python with no AMQP knowledge beyond the raw-payload helpers in :mod:`.codec`, so the rules
 (lock expiry, max delivery count, dead-lettering) can be read and reasoned about in one place.
@@ -45,7 +45,7 @@ class StoredMessage:
     """A message as the client sent it plus the state Service Bus keeps beside it."""
 
     sequence_number: int
-    enqueued_time: float  # epoch seconds
+    enqueued_time: float  # epoch seconds; for a scheduled message its due time (Service Bus does the same)
     payload: bytes
     delivery_count: int = 0
 
@@ -93,6 +93,9 @@ class Queue:
     _messages: dict[int, StoredMessage] = field(default_factory=dict)
     _available: list[int] = field(default_factory=list)  # heap of sequence numbers
     _locks: dict[uuid.UUID, Lock] = field(default_factory=dict)
+    # Scheduled messages live apart until due, so they count toward nothing (not active, not peeked).
+    _scheduled: dict[int, StoredMessage] = field(default_factory=dict)
+    _due: list[tuple[float, int]] = field(default_factory=list)  # heap of (due time, sequence number)
     clock: Callable[[], float] = time.time
 
     # -- counts, used by tests and logs -------------------------------------------------
@@ -106,25 +109,62 @@ class Queue:
 
     @property
     def message_count(self) -> int:
+        """Active messages (available or locked); scheduled ones are not counted until due."""
         return len(self._messages)
+
+    @property
+    def scheduled_count(self) -> int:
+        return len(self._scheduled)
 
     # -- sending -------------------------------------------------------------------------
     def enqueue(self, payload: bytes) -> StoredMessage:
-        message = StoredMessage(self.next_sequence_number, self.clock(), payload)
+        """Store a sent message; one carrying ``x-opt-scheduled-enqueue-time`` in the future waits until then."""
+        now = self.clock()
+        scheduled = codec.scheduled_enqueue_time(payload)
+        message = StoredMessage(self.next_sequence_number, max(now, scheduled or now), payload)
         self.next_sequence_number += 1
         self.restore(message)
-        if self.journal:
+        if self.journal:  # the journal keeps the due time as the enqueued time: a restart keeps the schedule
             self.journal.added(self.name, message)
         return message
 
     def restore(self, message: StoredMessage) -> None:
         """Put a message in without journaling it (journal replay, dead-letter moves)."""
+        self.next_sequence_number = max(self.next_sequence_number, message.sequence_number + 1)
+        if message.enqueued_time > self.clock():
+            self._scheduled[message.sequence_number] = message
+            heapq.heappush(self._due, (message.enqueued_time, message.sequence_number))
+            return
         self._messages[message.sequence_number] = message
         heapq.heappush(self._available, message.sequence_number)
-        self.next_sequence_number = max(self.next_sequence_number, message.sequence_number + 1)
+
+    def is_scheduled(self, sequence_number: int) -> bool:
+        return sequence_number in self._scheduled
+
+    def cancel_scheduled(self, sequence_number: int) -> bool:
+        """Drop a scheduled message that is not yet due; False if there is none with that number."""
+        message = self._scheduled.pop(sequence_number, None)
+        if message is None:
+            return False
+        if self.journal:
+            self.journal.removed(self.name, sequence_number)
+        return True  # its heap entry is skipped when it comes up
+
+    def activate_due(self) -> int:
+        """Make scheduled messages whose time has come available; return how many."""
+        now, activated = self.clock(), 0
+        while self._due and self._due[0][0] <= now:
+            _, number = heapq.heappop(self._due)
+            message = self._scheduled.pop(number, None)
+            if message is not None:
+                self._messages[number] = message
+                heapq.heappush(self._available, number)
+                activated += 1
+        return activated
 
     # -- receiving -----------------------------------------------------------------------
     def has_available(self) -> bool:
+        self.activate_due()  # a receive right at the due time sees the message without waiting for the timer
         return bool(self._available)
 
     def lock_next(self, owner: str) -> Lock | None:
@@ -144,6 +184,7 @@ class Queue:
         return message
 
     def _pop_available(self) -> StoredMessage | None:
+        self.activate_due()
         while self._available:
             message = self._messages.get(heapq.heappop(self._available))
             if message is not None:
@@ -267,7 +308,9 @@ class Queue:
         return [self._messages[n] for n in numbers[: max(count, 0)]]
 
     def messages(self) -> Iterator[StoredMessage]:
-        return iter(sorted(self._messages.values(), key=lambda message: message.sequence_number))
+        """Every stored message, scheduled ones included (the journal snapshots them all)."""
+        stored = [*self._messages.values(), *self._scheduled.values()]
+        return iter(sorted(stored, key=lambda message: message.sequence_number))
 
 
 def entity_path(address: str | None) -> str:

@@ -4,7 +4,8 @@ Each line is one change (``add``, ``remove``, ``count``) or a queue's next seque
 (``queue``). On start the journal is replayed into the namespace and rewritten as a snapshot of
 what is left, and the same happens while running once it has grown well past the live contents,
 so the file stays about as small as the queues. Locks are not persisted: after a
-restart every message is available again. A torn last line (crash mid-write) is skipped.
+restart every message is available again. A scheduled message is journaled with its due time as
+``t`` and so stays scheduled until then. A torn last line (crash mid-write) is skipped.
 """
 
 from __future__ import annotations

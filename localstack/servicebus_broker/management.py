@@ -1,4 +1,5 @@
-"""Request/response nodes: ``$cbs`` (token put) and ``<entity>/$management`` (lock renewal, peek, ...).
+"""Request/response nodes: ``$cbs`` (token put) and ``<entity>/$management`` (lock renewal, peek,
+scheduling, ...).
 
 Both nodes take an AMQP request message and produce a :class:`Reply`; the AMQP handler routes it
 back on the client's reply link. Anything this broker does not implement is answered with
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proton import Message, symbol
+from proton import UNDESCRIBED, Array, Data, Message, symbol
 
 from . import codec
 from .entities import MANAGEMENT_SUFFIX, Namespace, Outcome, Queue, entity_path
@@ -25,10 +26,13 @@ LOCK_LOST = "com.microsoft:message-lock-lost"
 NOT_IMPLEMENTED = "amqp:not-implemented"
 NOT_ALLOWED = "amqp:not-allowed"
 BAD_REQUEST = "com.microsoft:argument-error"
+MESSAGE_NOT_FOUND = "com.microsoft:message-not-found"
 
 _RENEW_LOCK = "com.microsoft:renew-lock"
 _PEEK = "com.microsoft:peek-message"
 _UPDATE_DISPOSITION = "com.microsoft:update-disposition"
+_SCHEDULE = "com.microsoft:schedule-message"
+_CANCEL_SCHEDULED = "com.microsoft:cancel-scheduled-message"
 
 
 @dataclass
@@ -104,6 +108,11 @@ class RequestNodes:
             )
         if operation == _UPDATE_DISPOSITION:
             return self._update_disposition(queue, body)
+        if operation == _SCHEDULE:
+            # queue=...: a schedule time already past makes the message available at once, so dispatch.
+            return Result(_schedule(queue, body), queue=queue)
+        if operation == _CANCEL_SCHEDULED:
+            return Result(_cancel_scheduled(queue, body))
         return Result(_not_implemented(f"management operation '{operation}'"))
 
     def _update_disposition(self, queue: Queue, body: dict[str, Any]) -> Result:
@@ -148,9 +157,35 @@ def _peek(queue: Queue, from_sequence_number: int, count: int) -> Reply:
     return Reply(200, "OK", body={"messages": [{"message": message.stamped()} for message in messages]})
 
 
+def _schedule(queue: Queue, body: dict[str, Any]) -> Reply:
+    """``schedule-message``: each entry's ``message`` is the encoded message, already annotated by the SDK
+    with ``x-opt-scheduled-enqueue-time``; the reply gives the sequence numbers assigned."""
+    payloads = [bytes(entry["message"]) for entry in _elements(body["messages"])]
+    if any(codec.scheduled_enqueue_time(payload) is None for payload in payloads):
+        return Reply(400, "Every scheduled message needs x-opt-scheduled-enqueue-time", condition=BAD_REQUEST)
+    numbers = [queue.enqueue(payload).sequence_number for payload in payloads]
+    _LOG.debug("scheduled %d message(s) on %s", len(numbers), queue.name)
+    return Reply(200, "OK", body={"sequence-numbers": Array(UNDESCRIBED, Data.LONG, *numbers)})
+
+
+def _cancel_scheduled(queue: Queue, body: dict[str, Any]) -> Reply:
+    """``cancel-scheduled-message``: every number must name a message that is still scheduled."""
+    numbers = [int(number) for number in _elements(body["sequence-numbers"])]
+    missing = [number for number in numbers if not queue.is_scheduled(number)]
+    if missing:  # all or nothing, with Service Bus's wording
+        text = ", ".join(map(str, missing))
+        return Reply(404, f"Messages not found. Missing sequence numbers: {text}", condition=MESSAGE_NOT_FOUND)
+    for number in numbers:
+        queue.cancel_scheduled(number)
+    return Reply(200, "OK", body={})
+
+
+def _elements(raw: Any) -> list[Any]:
+    return list(getattr(raw, "elements", raw))  # proton decodes AMQP arrays as Array
+
+
 def _tokens(body: dict[str, Any]) -> list[uuid.UUID]:
-    raw = body["lock-tokens"]
-    items: Iterable[Any] = getattr(raw, "elements", raw)  # proton decodes AMQP arrays as Array
+    items: Iterable[Any] = _elements(body["lock-tokens"])
     return [token if isinstance(token, uuid.UUID) else uuid.UUID(str(token)) for token in items]
 
 

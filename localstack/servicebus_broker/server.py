@@ -42,7 +42,7 @@ def _quiet_proton_logger() -> None:
 
 
 class _Lifecycle(Handler):
-    """Reactor-thread side of start/stop: the lock-expiry timer and the stop request."""
+    """Reactor-thread side of start/stop: the lock-expiry and scheduled-message timer, and the stop request."""
 
     def __init__(self, broker: Broker) -> None:
         super().__init__()
@@ -56,6 +56,7 @@ class _Lifecycle(Handler):
         container = event.container
         if self._stopping_since is None:
             self._broker.handler.expire_locks()
+            self._activate_scheduled()
             container.schedule(self._broker.config.lock_check_interval, self)
             return
         waited = container.now - self._stopping_since
@@ -65,6 +66,12 @@ class _Lifecycle(Handler):
         if waited > _STOP_GRACE_SECONDS:
             self._broker.handler.abort_all()  # clients that ignore our close lose their socket
         container.schedule(_STOP_POLL_SECONDS, self)
+
+    def _activate_scheduled(self) -> None:
+        """Scheduled messages whose time has come go to consumers already waiting with credit."""
+        for queue in self._broker.namespace.queues():
+            if queue.activate_due():
+                self._broker.handler.dispatch(queue)
 
     def on_broker_stop(self, event: Event) -> None:
         container = self._broker.container  # injected events carry no container of their own

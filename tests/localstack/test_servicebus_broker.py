@@ -379,7 +379,7 @@ def test_cbs_put_token_is_answered_with_status_200():
 
 def test_unknown_management_operation_gets_an_error_status():
     nodes = RequestNodes(Namespace(lock_duration=30, max_delivery_count=10))
-    request = Message(id=uuid.uuid4(), body={}, properties={"operation": "com.microsoft:schedule-message"})
+    request = Message(id=uuid.uuid4(), body={}, properties={"operation": "com.microsoft:receive-by-sequence-number"})
     reply = nodes.handle("q/$management", request).reply
     assert reply.status == 501
     assert reply.condition == "amqp:not-implemented"
