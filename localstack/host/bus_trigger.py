@@ -1,15 +1,17 @@
 """Service Bus triggers through the real azure-servicebus SDK, against the local broker or Azure.
 
-Peek-lock like the Functions extension: receive up to maxConcurrentCalls messages, invoke the function for
-each (concurrently), complete on success, abandon on exception — the broker counts deliveries and moves a
-message to the dead-letter queue after the queue's MaxDeliveryCount. Locks are renewed while a function runs,
-up to host.json's maxAutoLockRenewalDuration.
+Peek-lock like the Functions extension: up to maxConcurrentCalls invocations run at once, each slot on its
+own — as soon as one finishes, its message is settled and a new message is received for the free slot, so one
+slow message (an experiment running for minutes) holds one slot, not all of them. Complete on success, abandon
+on exception — the broker counts deliveries and moves a message to the dead-letter queue after the queue's
+MaxDeliveryCount. Locks are renewed while a function runs, up to host.json's maxAutoLockRenewalDuration.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -18,12 +20,23 @@ from typing import Any
 import azure.functions as func
 from azure.functions.meta import Datum
 from azure.functions.servicebus import ServiceBusMessageInConverter
-from azure.servicebus import AutoLockRenewer, ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus import (
+    AutoLockRenewer,
+    ServiceBusClient,
+    ServiceBusReceivedMessage,
+    ServiceBusReceiveMode,
+    ServiceBusReceiver,
+)
 
 from localstack.host.invoke import invoke
 from localstack.host.loader import FunctionSpec
 
 log = logging.getLogger("localhost.servicebus")
+
+RECEIVE_WAIT_SECONDS = 0.5  # how long one receive waits for messages; bounds how late a finished slot is settled
+SLOT_WAIT_SECONDS = 0.5     # with every slot busy, how long to wait for one to finish before checking `stop`
+
+Finished = queue.Queue[tuple[ServiceBusReceivedMessage, bool]]  # (message, succeeded) from the worker threads
 
 
 def parse_timespan(value: str) -> timedelta:
@@ -67,11 +80,11 @@ class ServiceBusTriggerListener:
         self._connection_string = connection_string
         self._queue = spec.trigger["queueName"]
         servicebus = host_config.get("extensions", {}).get("serviceBus", {})
-        self._batch = int(servicebus.get("maxConcurrentCalls", 16))
+        self._slots = int(servicebus.get("maxConcurrentCalls", 16))
         self._renew_for = parse_timespan(servicebus.get("maxAutoLockRenewalDuration", "00:05:00"))
 
     def run(self, stop: threading.Event) -> None:
-        log.info("service bus trigger %s listening on queue %s", self._spec.name, self._queue)
+        log.info("service bus trigger %s listening on queue %s (%d slots)", self._spec.name, self._queue, self._slots)
         while not stop.is_set():
             try:
                 self._receive_until(stop)
@@ -80,26 +93,61 @@ class ServiceBusTriggerListener:
                 stop.wait(2)
 
     def _receive_until(self, stop: threading.Event) -> None:
+        finished: Finished = queue.Queue()
+        running = 0
         with (ServiceBusClient.from_connection_string(self._connection_string) as client,
               client.get_queue_receiver(self._queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK) as receiver,
               AutoLockRenewer(max_lock_renewal_duration=self._renew_for.total_seconds()) as renewer,
-              ThreadPoolExecutor(max_workers=self._batch, thread_name_prefix=self._spec.name) as pool):
-            while not stop.is_set():
-                messages = receiver.receive_messages(max_message_count=self._batch, max_wait_time=1)
-                for message in messages:
-                    renewer.register(receiver, message)
-                outcomes = list(pool.map(self._run_function, messages))
-                # Settle on the receiver's own thread: the SDK's receiver is not thread-safe.
-                for message, succeeded in zip(messages, outcomes, strict=True):
-                    if succeeded:
-                        receiver.complete_message(message)
-                    else:
-                        receiver.abandon_message(message)
+              ThreadPoolExecutor(max_workers=self._slots, thread_name_prefix=self._spec.name) as pool):
+            try:
+                while not stop.is_set():
+                    running -= self._settle_finished(receiver, finished)
+                    free = self._slots - running
+                    if free == 0:  # every slot busy: wait for one to finish, then receive for it at once
+                        running -= self._settle_finished(receiver, finished, wait=SLOT_WAIT_SECONDS)
+                        continue
+                    messages = receiver.receive_messages(max_message_count=free, max_wait_time=RECEIVE_WAIT_SECONDS)
+                    for message in messages:
+                        renewer.register(receiver, message)
+                        pool.submit(self._run_function, message, finished)
+                    running += len(messages)
+            finally:
+                # Stopping (or the connection broke): let running invocations finish and settle what we can.
+                while running:
+                    running -= self._settle_finished(receiver, finished, wait=None)
 
-    def _run_function(self, message: ServiceBusReceivedMessage) -> bool:
+    def _settle_finished(self, receiver: ServiceBusReceiver, finished: Finished,
+                         wait: float | None = 0.0) -> int:
+        """Settle every finished invocation on this (the receiver's) thread: the SDK's receiver is not
+        thread-safe. ``wait``: how long to wait for the first one (0: not at all, None: until one finishes).
+        Returns how many slots were freed."""
+        freed = 0
+        try:
+            outcome = finished.get(block=wait != 0.0, timeout=wait or None)
+            while True:
+                self._settle(receiver, *outcome)
+                freed += 1
+                outcome = finished.get_nowait()
+        except queue.Empty:
+            return freed
+
+    def _settle(self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage, succeeded: bool) -> None:
+        try:
+            if succeeded:
+                receiver.complete_message(message)
+            else:
+                receiver.abandon_message(message)
+        except Exception as error:  # noqa: BLE001 - e.g. lock lost or link gone: the broker redelivers it
+            log.warning("service bus trigger %s: could not %s message %s: %s", self._spec.name,
+                        "complete" if succeeded else "abandon", message.message_id, error)
+
+    def _run_function(self, message: ServiceBusReceivedMessage, finished: Finished) -> None:
+        succeeded = False
         try:
             invoke(self._spec, to_function_message(message),
                    reason=f"New ServiceBus message detected on '{self._queue}' (delivery {message.delivery_count})")
+            succeeded = True
         except Exception:  # noqa: BLE001 - logged by invoke; the message is abandoned and redelivered
-            return False
-        return True
+            pass
+        finally:
+            finished.put((message, succeeded))  # always report, or the slot would stay taken forever
