@@ -10,11 +10,13 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from shared import messagebus
+from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.approvals.service import get_approval_settings, notifier_for
 from shared.audit import EventJournal, JournalingPublisher
 from shared.blob_layout import HEARTBEAT_NAME, SYSTEM
 from shared.dead_letters import DeadLetterStore
 from shared.events.codec import MalformedEvent, decode
+from shared.experiments.remote_runner import RemoteFlowRunner
 from shared.experiments.runner import FlowRunner
 from shared.feedback.service import FeedbackService, TokenBucket
 from shared.handlers import Dependencies
@@ -39,14 +41,16 @@ class MessageOutcome:
 
 class Application:
     def __init__(self, settings: Settings, blobs: BlobStore, bus: EventPublisher, clock: Clock,
-                 runner: FlowRunner, registry: Registry, deployments: DeploymentWorkspace) -> None:
+                 runner: FlowRunner, registry: Registry, deployments: DeploymentWorkspace,
+                 remote_runner: RemoteFlowRunner | None = None) -> None:
         self.settings = settings
         self.blobs = blobs
         self.clock = clock
         self.journal = EventJournal(blobs)
         self.publisher = JournalingPublisher(bus, self.journal)
         workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, runner=runner,
-                                        secrets_env=os.environ)
+                                        secrets_env=os.environ, store=BlobExperimentStore(blobs),
+                                        remote=remote_runner)
         approvals = get_approval_settings()
         self.deps = Dependencies(settings=settings, blobs=blobs, publisher=self.publisher, clock=clock,
                                  experiments=workspace, registry=registry, approvals=approvals,
@@ -82,7 +86,7 @@ class Application:
             return MessageOutcome("dead_lettered")
         with correlation(event.correlation_id):
             self.journal.record(event)  # events posted straight to the bus by others are journaled too
-            result = messagebus.handle(event, self.deps, self.idempotency)
+            result = messagebus.handle(event, self.deps, self.idempotency, delivery_count=delivery_count)
         return MessageOutcome("replayed" if result.replayed else "handled", event.type, len(result.published))
 
     def record_heartbeat(self) -> None:

@@ -4,7 +4,10 @@ A record per (scope, key) in blob storage, created with an if-absent condition s
 - absent            -> claim it (in_progress, with a lease), run, store the result as completed;
 - completed         -> do not run again, return the stored result;
 - in progress       -> another delivery is working on it: raise, so the message is retried later;
-- lease expired     -> the worker died mid-way: take over with an ETag condition, run.
+- lease expired     -> the worker died mid-way: take over with an ETag condition, run;
+- redelivered       -> the broker only hands a message out again once the holder's lock is gone (it died, or
+                       gave the message up), so a delivery counted higher than the claim's takes it over at once
+                       instead of waiting out a lease that can outlive every delivery.
 If the action raises, the claim is released so a retry can run it.
 """
 
@@ -29,6 +32,7 @@ class AlreadyInProgress(RuntimeError):
 class IdempotencyRecord(BaseModel):
     status: Literal["in_progress", "completed"]
     lease_expires_at: datetime
+    delivery_count: int | None = None  # of the delivery that claimed it
     result: Any = None
 
 
@@ -44,10 +48,11 @@ class IdempotencyStore:
         self._clock = clock
         self._lease = lease
 
-    def run_once(self, scope: str, key: str, action: Callable[[], Any]) -> Outcome:
+    def run_once(self, scope: str, key: str, action: Callable[[], Any], *,
+                 delivery_count: int | None = None) -> Outcome:
         """`action` must return something JSON-serialisable; that is what a replay returns."""
         name = idempotency_name(scope, key)
-        claim_etag = self._claim(name, scope, key)
+        claim_etag = self._claim(name, scope, key, delivery_count)
         if isinstance(claim_etag, Outcome):
             return claim_etag
         try:
@@ -59,8 +64,9 @@ class IdempotencyStore:
         self._blobs.write(SYSTEM, name, record.model_dump_json().encode(), if_match=claim_etag)
         return Outcome(result=result, replayed=False)
 
-    def _claim(self, name: str, scope: str, key: str) -> str | Outcome:
-        in_progress = IdempotencyRecord(status="in_progress", lease_expires_at=self._clock.now() + self._lease)
+    def _claim(self, name: str, scope: str, key: str, delivery_count: int | None) -> str | Outcome:
+        in_progress = IdempotencyRecord(status="in_progress", lease_expires_at=self._clock.now() + self._lease,
+                                        delivery_count=delivery_count)
         body = in_progress.model_dump_json().encode()
         try:
             return self._blobs.write(SYSTEM, name, body, if_absent=True)
@@ -73,7 +79,9 @@ class IdempotencyStore:
         existing = IdempotencyRecord.model_validate(json.loads(data))
         if existing.status == "completed":
             return Outcome(result=existing.result, replayed=True)
-        if existing.lease_expires_at > self._clock.now():
+        redelivered = (delivery_count is not None and existing.delivery_count is not None
+                       and delivery_count > existing.delivery_count)
+        if existing.lease_expires_at > self._clock.now() and not redelivered:
             raise AlreadyInProgress(f"{scope}/{key} is being handled by another delivery")
         try:
             return self._blobs.write(SYSTEM, name, body, if_match=etag)

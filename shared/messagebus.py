@@ -26,7 +26,9 @@ class HandleResult:
     published: list[Event]
 
 
-def handle(event: Event, deps: Dependencies, idempotency: IdempotencyStore) -> HandleResult:
+def handle(event: Event, deps: Dependencies, idempotency: IdempotencyStore, *,
+           delivery_count: int | None = None) -> HandleResult:
+    """`delivery_count` (1 for a first delivery) lets a redelivery take over a claim its predecessor left."""
     handler = HANDLERS.get(type(event))
     if handler is None:
         # Terminal events (e.g. deployment.verified) are for pipelines reading the journal; nothing to run.
@@ -36,7 +38,7 @@ def handle(event: Event, deps: Dependencies, idempotency: IdempotencyStore) -> H
     def run() -> list[str]:
         return [follow_up.model_dump_json() for follow_up in handler(event, deps)]
 
-    outcome = idempotency.run_once(handler.__name__, event.id, run)
+    outcome = idempotency.run_once(handler.__name__, event.id, run, delivery_count=delivery_count)
     follow_ups = [decode(body) for body in outcome.result]
     if outcome.replayed:
         log.info("%s %s was already handled by %s; re-sending its %d follow-up(s)",

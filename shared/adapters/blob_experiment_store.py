@@ -143,4 +143,5 @@ class BlobExperimentStore:
 
 
 def _dump(model: BaseModel) -> bytes:
-    return model.model_dump_json().encode()
+    # Aggregation inputs are whatever a flow's nodes returned: anything not JSON is kept as its text.
+    return model.model_dump_json(fallback=str).encode()

@@ -4,6 +4,9 @@
 of 8 combinations x 2 datasets would pay that 16 times. Instead every flow is loaded once with
 `FlowExecutor.create` and all lines of all runs share one thread pool of `concurrency` workers, so the LLM is
 kept busy until the very last line. Aggregation nodes (log_metric) run once per run over its successful lines.
+
+Work items call it with a few lines of one run, a deadline and a callback that checkpoints each line as it
+finishes; aggregation then runs separately, once every item of an evaluation run is done (`aggregate`).
 """
 
 from __future__ import annotations
@@ -11,15 +14,42 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from shared.experiments.results import LineResult, RunResult
-from shared.experiments.runner import ConnectionSpec, ExecutionLimits, RunSpec
+from shared.experiments.runner import AggregateOutcome, ConnectionSpec, ExecutionLimits, LineCallback, RunSpec
 from shared.experiments.variants import flow_file
 from shared.redaction import redact_text
+
+# promptflow changes the *process-wide* working directory while it loads a flow's tools (os.chdir in
+# FlowExecutor.create) and restores what it saw on entry. Two loads in parallel threads interleave: one restores
+# the other's flow folder as the process's cwd, and deleting that scratch folder breaks every later relative
+# path. Loads are short, so they take turns; lines (exec_line) do not touch the cwd and stay parallel.
+_WORKING_DIRECTORY = threading.Lock()
+
+
+@contextmanager
+def _cwd_guard() -> Iterator[None]:
+    with _WORKING_DIRECTORY:
+        saved = os.getcwd()
+        try:
+            yield
+        finally:
+            os.chdir(saved)
+
+
+def load_executor(flow_dir: Path, connections: dict[str, Any], line_timeout_seconds: int) -> Any:
+    from promptflow.executor import FlowExecutor
+
+    _, definition = flow_file(flow_dir)
+    with _cwd_guard():
+        return FlowExecutor.create(definition.resolve(), connections, flow_dir.resolve(), raise_ex=False,
+                                   line_timeout_sec=line_timeout_seconds)
 
 
 def quiet_promptflow() -> None:
@@ -63,18 +93,15 @@ class PromptflowRunner:
     def __init__(self) -> None:
         quiet_promptflow()
 
-    def run_all(self, specs: Sequence[RunSpec], connections: Sequence[ConnectionSpec],
-                limits: ExecutionLimits) -> list[RunResult]:
-        from promptflow.executor import FlowExecutor
-
+    def run_all(self, specs: Sequence[RunSpec], connections: Sequence[ConnectionSpec], limits: ExecutionLimits,
+                *, on_line: LineCallback | None = None, deadline: float | None = None,
+                aggregate: bool = True) -> list[RunResult]:
         executor_connections = {c.name: c.to_executor() for c in connections}
         runs: list[_Run] = []
         failed: dict[str, RunResult] = {}
         for spec in specs:
             try:
-                _, definition = flow_file(spec.flow_dir)
-                executor = FlowExecutor.create(definition.resolve(), executor_connections, spec.flow_dir.resolve(),
-                                               raise_ex=False, line_timeout_sec=limits.line_timeout_seconds)
+                executor = load_executor(spec.flow_dir, executor_connections, limits.line_timeout_seconds)
             except Exception as exc:  # noqa: BLE001 - a flow that cannot load is a failed run, reported
                 failed[spec.run_id] = _failed_run(spec, f"flow could not be loaded: {_error_message(exc)}")
                 continue
@@ -82,21 +109,37 @@ class PromptflowRunner:
 
         with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="pf-line") as pool:
             futures: list[Future[None]] = [
-                pool.submit(self._run_line, run, index, row)
+                pool.submit(self._run_line, run, index, row, on_line, deadline)
                 for run in runs for index, row in zip(self._line_numbers(run.spec), run.spec.rows, strict=True)
             ]
             for future in futures:
                 future.result()
-        results = {run.spec.run_id: self._finish(run) for run in runs}
+        results = {run.spec.run_id: self._finish(run, aggregate) for run in runs}
         results.update(failed)
         return [results[spec.run_id] for spec in specs]
+
+    def aggregate(self, spec: RunSpec, lines: Sequence[LineResult], aggregation_inputs: dict[int, Any],
+                  connections: Sequence[ConnectionSpec], limits: ExecutionLimits) -> AggregateOutcome:
+        """Aggregation nodes (log_metric) of an evaluation run over its lines, gathered from every work item."""
+        try:
+            executor = load_executor(spec.flow_dir, {c.name: c.to_executor() for c in connections},
+                                     limits.line_timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - reported as the run's error
+            return {}, f"flow could not be loaded: {_error_message(exc)}"
+        run = _Run(spec, executor)
+        run.lines = {line.line_number: line for line in lines}
+        run.aggregation_inputs = {number: value for number, value in aggregation_inputs.items() if number in run.lines}
+        return self._aggregate(run)
 
     @staticmethod
     def _line_numbers(spec: RunSpec) -> list[int]:
         return spec.line_numbers if spec.line_numbers is not None else list(range(len(spec.rows)))
 
     @staticmethod
-    def _run_line(run: _Run, index: int, row: dict[str, Any]) -> None:
+    def _run_line(run: _Run, index: int, row: dict[str, Any], on_line: LineCallback | None,
+                  deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            return  # out of this item's time budget: the line is left for the item's continuation
         started = time.perf_counter()
         try:
             result = run.executor.exec_line(row, index=index, run_id=run.spec.run_id)
@@ -113,14 +156,17 @@ class PromptflowRunner:
             line = LineResult(line_number=index, inputs=row, error=_error_message(exc),
                               duration_ms=(time.perf_counter() - started) * 1000)
             aggregation_inputs = None
+        kept_inputs = aggregation_inputs if line.error is None else None
+        if on_line is not None:
+            on_line(run.spec.run_id, line, kept_inputs)  # checkpointed before it counts as done
         with run.lock:
             run.lines[index] = line
-            if line.error is None and aggregation_inputs is not None:
-                run.aggregation_inputs[index] = aggregation_inputs
+            if kept_inputs is not None:
+                run.aggregation_inputs[index] = kept_inputs
 
-    def _finish(self, run: _Run) -> RunResult:
+    def _finish(self, run: _Run, aggregate: bool) -> RunResult:
         lines = [run.lines[index] for index in sorted(run.lines)]
-        metrics, error = self._aggregate(run) if run.spec.kind == "evaluation" else ({}, None)
+        metrics, error = self._aggregate(run) if aggregate and run.spec.kind == "evaluation" else ({}, None)
         return RunResult(
             run_id=run.spec.run_id, kind=run.spec.kind, flow=run.spec.flow, dataset=run.spec.dataset,
             variant=run.spec.variant, hyperparameters=run.spec.hyperparameters, evaluator=run.spec.evaluator,

@@ -49,6 +49,8 @@ class ExperimentRequestedPayload(Payload):
         description="Configured dataset source -> blob://container/path that replaces it (an upload).",
     )
     reason: Literal["dataset", "pipeline", "manual"] = "manual"
+    build: dict[str, str] = Field(default_factory=dict,
+                                  description="git_commit / build_id / pipeline of the pipeline run that asked.")
 
 
 class RunSummary(Payload):
@@ -205,6 +207,18 @@ class DeploymentRolledBackPayload(Payload):
     traffic: dict[str, int]
 
 
+class DeploymentCheckRequestedPayload(Payload):
+    """Look at a deployment in progress again (its long Azure operation, its readiness), not before `not_before`
+    (the bus's scheduled delivery). `attempt` numbers the checks: one already handled changes nothing."""
+
+    use_case: Name
+    endpoint: Name
+    deployment: Name
+    request_id: str = Field(description="The deployment.requested event's id: names the deployment's record.")
+    attempt: int = Field(ge=1)
+    not_before: datetime
+
+
 class TrafficRequestPayload(Payload):
     use_case: Name
     endpoint: Name
@@ -340,6 +354,11 @@ class DeploymentRolledBack(Event):
     payload: DeploymentRolledBackPayload
 
 
+class DeploymentCheckRequested(Event):
+    type: Literal["deployment.check_requested"] = "deployment.check_requested"
+    payload: DeploymentCheckRequestedPayload
+
+
 class DeploymentTrafficRequested(Event):
     type: Literal["deployment.traffic_requested"] = "deployment.traffic_requested"
     payload: TrafficRequestPayload
@@ -361,7 +380,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     GateFailed, FlowRegistered, ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalExpired,
     DeploymentRequested, DeploymentCompleted, DeploymentVerified,
     SmokePassed, SmokeFailed, DeploymentRolledBack, DeploymentTrafficRequested, DeploymentTrafficChanged,
-    PipelineTriggered,
+    PipelineTriggered, DeploymentCheckRequested,
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type(): cls for cls in ALL_EVENTS}
 
@@ -371,7 +390,7 @@ AnyEvent = Annotated[
     | GateFailed | FlowRegistered | ApprovalRequested | ApprovalGranted
     | ApprovalRejected | ApprovalExpired | DeploymentRequested | DeploymentCompleted | DeploymentVerified
     | SmokePassed | SmokeFailed | DeploymentRolledBack | DeploymentTrafficRequested | DeploymentTrafficChanged
-    | PipelineTriggered,
+    | PipelineTriggered | DeploymentCheckRequested,
     Field(discriminator="type"),
 ]
 ANY_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)

@@ -6,13 +6,13 @@ as parallel runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from shared.experiments.results import RunResult
+from shared.experiments.results import LineResult, RunResult
 
 
 class ConnectionSpec(BaseModel):
@@ -53,8 +53,21 @@ class ExecutionLimits(BaseModel):
     line_timeout_seconds: int = Field(default=120, ge=1)
 
 
+AggregateOutcome = tuple[dict[str, float], str | None]  # (metrics, error)
+# (run id, the finished line, its aggregation inputs or None): called as each line finishes, from any thread.
+LineCallback = Callable[[str, LineResult, Any], None]
+
+
 class FlowRunner(Protocol):
-    def run_all(self, specs: Sequence[RunSpec], connections: Sequence[ConnectionSpec],
-                limits: ExecutionLimits) -> list[RunResult]:
-        """Run every spec; a run that cannot start is a failed RunResult with its error, never an exception."""
+    def run_all(self, specs: Sequence[RunSpec], connections: Sequence[ConnectionSpec], limits: ExecutionLimits,
+                *, on_line: LineCallback | None = None, deadline: float | None = None,
+                aggregate: bool = True) -> list[RunResult]:
+        """Run every spec; a run that cannot start is a failed RunResult with its error, never an exception.
+        Lines not started by `deadline` (time.monotonic) are skipped; `aggregate=False` leaves evaluation
+        metrics to a later `aggregate` call over every line of the run."""
+        ...
+
+    def aggregate(self, spec: RunSpec, lines: Sequence[LineResult], aggregation_inputs: dict[int, Any],
+                  connections: Sequence[ConnectionSpec], limits: ExecutionLimits) -> AggregateOutcome:
+        """An evaluation run's metrics over its lines; (metrics, error)."""
         ...

@@ -29,6 +29,7 @@ class PlannedRun(_Frozen):
 
     run_id: str
     kind: Stage
+    flow: str = Field(description="Flow folder, relative to the use case.")
     dataset: str
     variant: dict[str, str] = Field(default_factory=dict)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
@@ -96,7 +97,6 @@ class ItemOutcome(_Frozen):
     stage: Stage
     lines: list[LineCheckpoint] = Field(default_factory=list)
     error: str | None = Field(default=None, description="The run could not start (e.g. the flow did not load).")
-    compute_seconds: float = Field(default=0.0, ge=0, description="Wall time this item spent running lines.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Whole-run metrics (Azure ML runs).")
 
 

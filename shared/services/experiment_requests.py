@@ -40,6 +40,7 @@ def requests_for_upload(event: DatasetUploaded, flows_root: Path, environment: s
 
 def requests_for_pipeline(event: PipelineTriggered) -> list[ExperimentRequested]:
     run = event.payload
+    build = {"git_commit": run.commit, "build_id": run.run_id, "pipeline": run.pipeline}
     return [event.follow_up(ExperimentRequested, {"use_case": use_case, "environment": run.environment,
-                                                  "reason": "pipeline"}, key=use_case)
+                                                  "reason": "pipeline", "build": build}, key=use_case)
             for use_case in run.use_cases]

@@ -1,16 +1,19 @@
-"""Run an experiment: every variant combination over every selected dataset, then every evaluator over every
-run's lines, then the reports — and say what happened as events.
+"""Experiments as a persisted state machine on the bus.
+
+    experiment.requested         plan: data snapshot, every combination x dataset, cut into work items  (here)
+    experiment.item_requested    run some lines of one run, checkpointing each       (services/experiment_items)
+    experiment.stage_completed   standard -> plan and fan out the evaluations; evaluation -> finish      (here)
 
 A configuration or data problem fails the experiment with its reason (experiment.failed + an error report);
-it is never retried. Infrastructure problems (storage, the runner crashing) raise, so the message is retried.
+it is never retried. Infrastructure problems (storage, the bus) raise, so the message is retried.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +23,32 @@ from shared.events import (
     ExperimentCompleted,
     ExperimentFailed,
     ExperimentRequested,
+    ExperimentStageCompleted,
 )
 from shared.experiments.config import ExperimentConfig, ExperimentConfigError, load_experiment
 from shared.experiments.connections import connection_specs
 from shared.experiments.datasets import DatasetError, load_dataset
 from shared.experiments.mappings import MappingError
-from shared.experiments.planning import evaluation_runs, failures, standard_runs
+from shared.experiments.planning import (
+    evaluation_inputs_key,
+    evaluation_runs,
+    evaluation_stage,
+    failures,
+    reference_dataset_key,
+    run_results,
+    run_spec,
+    standard_dataset_key,
+    standard_stage,
+)
+from shared.experiments.remote_runner import RemoteFlowRunner
 from shared.experiments.results import ExperimentResult, RunResult
 from shared.experiments.runner import ExecutionLimits, FlowRunner
-from shared.experiments.variants import FlowVariantsError, discover_variants, expand, flow_inputs, materialize
+from shared.experiments.store import ExperimentPlan, ExperimentStore, StagePlan
+from shared.experiments.variants import FlowVariantsError, discover_variants, expand, flow_inputs
 from shared.ports import BlobStore, Clock
 from shared.registry.port import Registry
 from shared.reports.writer import ReportLocations, write_experiment_reports
+from shared.services.experiment_fanout import item_requests, progress_event
 from shared.services.registration import register_datasets
 
 log = logging.getLogger("genaiops.experiments")
@@ -40,27 +57,34 @@ SETUP_ERRORS = (ExperimentConfigError, FlowVariantsError, DatasetError, MappingE
 
 @dataclass(frozen=True)
 class ExperimentWorkspace:
-    """Where experiments come from and run: the use cases (flows/) and a scratch folder for materialized flows."""
+    """Where experiments come from, run and are kept: the use cases (flows/), a scratch folder for materialized
+    flows, the runner(s), the settings secrets resolve from, and the experiment store."""
 
     flows_root: Path
     work_root: Path
     runner: FlowRunner
     secrets_env: Mapping[str, str]
+    store: ExperimentStore
+    remote: RemoteFlowRunner | None = None
+
+    def config(self, use_case: str, environment: str) -> ExperimentConfig:
+        return load_experiment(self.flows_root / use_case, environment)
 
 
 def experiment_id_for(event: ExperimentRequested) -> str:
-    """Deterministic per request: a redelivered request rewrites the same reports instead of adding new ones."""
+    """Deterministic per request: a redelivered request reuses the same plan and reports."""
     return f"{event.occurred_at:%Y%m%d-%H%M%S}-{event.id[:8]}"
 
 
-def run_experiment(event: ExperimentRequested, blobs: BlobStore, clock: Clock, workspace: ExperimentWorkspace,
-                   registry: Registry) -> list[Event]:
+def plan_experiment(event: ExperimentRequested, blobs: BlobStore, clock: Clock, workspace: ExperimentWorkspace,
+                    registry: Registry) -> list[Event]:
+    """Write the plan and the data every item reads, and send the standard work items."""
     request = event.payload
     experiment_id = experiment_id_for(event)
     started = clock.now()
     try:
-        config = load_experiment(workspace.flows_root / request.use_case, request.environment)
-        result = _execute(config, experiment_id, event, blobs, workspace, registry, started, clock)
+        config = workspace.config(request.use_case, request.environment)
+        plan = _plan(config, experiment_id, event, blobs, workspace, registry, started)
     except SETUP_ERRORS as problem:
         log.warning("experiment %s of %s cannot run: %s", experiment_id, request.use_case, problem)
         result = ExperimentResult(
@@ -68,12 +92,16 @@ def run_experiment(event: ExperimentRequested, blobs: BlobStore, clock: Clock, w
             status="failed", failures=[str(problem)], standard_runs=[], started_at=started, finished_at=clock.now(),
             decisions={"request": request.model_dump(mode="json")},
         )
-    reports = write_experiment_reports(result, blobs)
-    return _outcome_events(event, result, reports)
+        workspace.store.save_result(result)
+        return _outcome_events(event, result, write_experiment_reports(result, blobs))
+    log.info("experiment %s: %d run(s) in %d work item(s)", experiment_id, len(plan.standard.runs),
+             len(plan.standard.items))
+    return [progress_event(event, plan, plan.standard, done=[], clock=clock, store=workspace.store),
+            *item_requests(event, plan, plan.standard)]
 
 
-def _execute(config: ExperimentConfig, experiment_id: str, event: ExperimentRequested, blobs: BlobStore,
-             workspace: ExperimentWorkspace, registry: Registry, started: Any, clock: Clock) -> ExperimentResult:
+def _plan(config: ExperimentConfig, experiment_id: str, event: ExperimentRequested, blobs: BlobStore,
+          workspace: ExperimentWorkspace, registry: Registry, started: datetime) -> ExperimentPlan:
     request = event.payload
     selected = set(request.datasets or [d.name for d in config.datasets])
     unknown = selected - {d.name for d in config.datasets}
@@ -81,32 +109,30 @@ def _execute(config: ExperimentConfig, experiment_id: str, event: ExperimentRequ
         raise ExperimentConfigError(f"{request.use_case}: no standard dataset named {', '.join(sorted(unknown))}")
     standard_data = {d.name: load_dataset(d, blobs, request.data_sources)
                      for d in config.datasets if d.name in selected}
-    evaluation_data = {d.name: load_dataset(d, blobs, request.data_sources)
-                       for name in selected for _, d in config.evaluator_datasets_for(name)}
-    data_versions = register_datasets(registry, request.use_case, [*standard_data.values(), *evaluation_data.values()])
-    standard_rows = {name: data.rows for name, data in standard_data.items()}
-    evaluation_rows = {name: data.rows for name, data in evaluation_data.items()}
+    reference_data = {d.name: load_dataset(d, blobs, request.data_sources)
+                      for name in selected for _, d in config.evaluator_datasets_for(name)}
+    data_versions = register_datasets(registry, request.use_case, [*standard_data.values(), *reference_data.values()])
+    connection_specs(config, workspace.secrets_env)  # a missing secret fails the request now, not in every item
     combinations = expand(discover_variants(config.flow_dir), config.variants, config.hyperparameters)
-    scratch = workspace.work_root / request.use_case / experiment_id
-    materialized = [(c, materialize(config.flow_dir, c, scratch / c.id)) for c in combinations]
-    limits = ExecutionLimits(concurrency=config.execution.concurrency,
-                             line_timeout_seconds=config.execution.line_timeout_seconds)
-    connections = connection_specs(config, workspace.secrets_env)
-    log.info("experiment %s: %d combination(s) x %d dataset(s)", experiment_id, len(combinations), len(selected))
-    try:
-        standard = workspace.runner.run_all(
-            standard_runs(config, experiment_id, materialized, standard_rows, flow_inputs(config.flow_dir)),
-            connections, limits)
-        evaluations = workspace.runner.run_all(evaluation_runs(config, standard, evaluation_rows), connections, limits)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    reasons = failures([*standard, *evaluations], config.execution.max_failure_rate)
-    return ExperimentResult(
+    stage, mapped = standard_stage(config, experiment_id, combinations,
+                                   {name: data.rows for name, data in standard_data.items()},
+                                   flow_inputs(config.flow_dir), remote_available=workspace.remote is not None)
+    store = workspace.store
+    # The data first, the plan last: a plan that exists always has its data beside it.
+    for name, rows in mapped.items():
+        store.save_rows(request.use_case, experiment_id, standard_dataset_key(name), rows)
+    for name, data in reference_data.items():
+        store.save_rows(request.use_case, experiment_id, reference_dataset_key(name), data.rows)
+    execution = config.execution
+    return store.save_plan(ExperimentPlan(
         experiment_id=experiment_id, use_case=request.use_case, environment=request.environment,
-        status="failed" if reasons else "completed", failures=reasons, standard_runs=standard,
-        evaluation_runs=evaluations, started_at=started, finished_at=clock.now(),
+        requested_by=event.id, correlation_id=event.correlation_id, started_at=started,
+        datasets=[d.name for d in config.datasets if d.name in selected], concurrency=execution.concurrency,
+        line_timeout_seconds=execution.line_timeout_seconds, item_seconds=execution.item_seconds,
+        max_failure_rate=execution.max_failure_rate,
         decisions={**_decisions(config, event, combinations_count=len(combinations)), "data_versions": data_versions},
-    )
+        standard=stage,
+    ))
 
 
 def _decisions(config: ExperimentConfig, event: ExperimentRequested, combinations_count: int) -> dict[str, Any]:
@@ -119,7 +145,69 @@ def _decisions(config: ExperimentConfig, event: ExperimentRequested, combination
         "hyperparameters": config.hyperparameters,
         "max_failure_rate": config.execution.max_failure_rate,
         "concurrency": config.execution.concurrency,
+        "lines_per_item": config.execution.lines_per_item,
     }
+
+
+def advance_experiment(event: ExperimentStageCompleted, blobs: BlobStore, clock: Clock,
+                       workspace: ExperimentWorkspace) -> list[Event]:
+    """The last item of a stage landed: after the standard stage, evaluate; after the evaluation stage, finish."""
+    use_case, experiment_id = event.payload.use_case, event.payload.experiment_id
+    store = workspace.store
+    plan = store.plan(use_case, experiment_id)
+    config = workspace.config(use_case, plan.environment)
+    standard = run_results(plan.standard, store.item_outcomes(use_case, experiment_id, "standard"), plan.started_at)
+    if event.payload.stage == "standard":
+        references = {dataset.name: store.rows(use_case, experiment_id, reference_dataset_key(dataset.name))
+                      for name in plan.datasets for _, dataset in config.evaluator_datasets_for(name)}
+        specs = evaluation_runs(config, standard, references)
+        if specs:
+            for spec in specs:  # the inputs first, the stage plan last (as with the plan itself)
+                store.save_rows(use_case, experiment_id, evaluation_inputs_key(spec.run_id),
+                                [{"line_number": n, "inputs": row}
+                                 for n, row in zip(spec.line_numbers or [], spec.rows, strict=True)])
+            stage = store.save_evaluation_plan(use_case, experiment_id, evaluation_stage(
+                config, specs, remote_available=workspace.remote is not None))
+            return [progress_event(event, plan, stage, done=[], clock=clock, store=store),
+                    *item_requests(event, plan, stage)]
+        evaluations: list[RunResult] = []
+    else:
+        evaluations = _evaluations(config, plan, store.evaluation_plan(use_case, experiment_id), workspace)
+    return _finish(event, plan, standard, evaluations, blobs, clock, store)
+
+
+def _evaluations(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan,
+                 workspace: ExperimentWorkspace) -> list[RunResult]:
+    """Evaluation runs from their items' lines, with the aggregation nodes (log_metric) run over all of them."""
+    store = workspace.store
+    outcomes = store.item_outcomes(plan.use_case, plan.experiment_id, "evaluation")
+    connections = connection_specs(config, workspace.secrets_env)
+    limits = ExecutionLimits(concurrency=plan.concurrency, line_timeout_seconds=plan.line_timeout_seconds)
+    evaluators = {evaluator.name: evaluator for evaluator in config.evaluators}
+    metrics: dict[str, tuple[dict[str, float], str | None]] = {}
+    for run in stage.runs:
+        items = [outcome for outcome in outcomes if outcome.run_id == run.run_id]
+        checkpoints = [c for item in items for c in item.lines]
+        if any(item.metrics for item in items) or any(item.error for item in items) or run.evaluator is None:
+            continue  # Azure ML computed the run's metrics, or it never started
+        spec = run_spec(run, evaluators[run.evaluator].flow_dir, {}, [])
+        succeeded = [c.line for c in checkpoints if c.line.error is None]
+        metrics[run.run_id] = workspace.runner.aggregate(
+            spec, succeeded, {c.line.line_number: c.aggregation_inputs for c in checkpoints
+                              if c.aggregation_inputs is not None}, connections, limits)
+    return run_results(stage, outcomes, plan.started_at, metrics)
+
+
+def _finish(event: Event, plan: ExperimentPlan, standard: list[RunResult], evaluations: list[RunResult],
+            blobs: BlobStore, clock: Clock, store: ExperimentStore) -> list[Event]:
+    reasons = failures([*standard, *evaluations], plan.max_failure_rate)
+    result = ExperimentResult(
+        experiment_id=plan.experiment_id, use_case=plan.use_case, environment=plan.environment,
+        status="failed" if reasons else "completed", failures=reasons, standard_runs=standard,
+        evaluation_runs=evaluations, started_at=plan.started_at, finished_at=clock.now(), decisions=plan.decisions,
+    )
+    store.save_result(result)  # the state the gate and registration read; the reports are its projection
+    return _outcome_events(event, result, write_experiment_reports(result, blobs))
 
 
 def _summaries(runs: list[RunResult], evaluations: list[RunResult]) -> list[dict[str, Any]]:
@@ -134,9 +222,9 @@ def _summaries(runs: list[RunResult], evaluations: list[RunResult]) -> list[dict
     return summaries
 
 
-def _outcome_events(event: ExperimentRequested, result: ExperimentResult, reports: ReportLocations) -> list[Event]:
+def _outcome_events(event: Event, result: ExperimentResult, reports: ReportLocations) -> list[Event]:
     report_uri = f"{reports.container}/{reports.summary_html}"
-    use_case = event.payload.use_case
+    use_case = result.use_case
     if result.status == "failed":
         return [event.follow_up(ExperimentFailed, {"use_case": use_case, "experiment_id": result.experiment_id,
                                                    "reasons": result.failures[:50]})]
@@ -148,3 +236,4 @@ def _outcome_events(event: ExperimentRequested, result: ExperimentResult, report
     evaluated = completed.follow_up(EvaluationCompleted, {"use_case": use_case, "experiment_id": result.experiment_id,
                                                           "runs": runs, "report_uri": report_uri})
     return [completed, evaluated]
+

@@ -13,8 +13,9 @@ from shared.events import EvaluationCompleted, Event, GateFailed, GatePassed
 from shared.experiments.config import ExperimentConfigError, load_experiment
 from shared.experiments.gate import Baseline, GateConfig, GateConfigError, GateVerdict, evaluate_gate
 from shared.experiments.results import ExperimentResult
+from shared.experiments.store import ExperimentStore
 from shared.ports import BlobNotFound, BlobStore
-from shared.reports.writer import read_experiment_json, report_locations, write_experiment_reports
+from shared.reports.writer import report_locations, write_experiment_reports
 
 
 def deployed_baseline(blobs: BlobStore, use_case: str) -> Baseline | None:
@@ -39,10 +40,11 @@ def _failed_verdict(primary: str, reason: str) -> GateVerdict:
                        best_metrics={}, best_value=None, checks=[], reasons=[reason], baseline_version=None)
 
 
-def judge_experiment(event: EvaluationCompleted, blobs: BlobStore, flows_root: Path) -> list[Event]:
+def judge_experiment(event: EvaluationCompleted, blobs: BlobStore, flows_root: Path,
+                     store: ExperimentStore) -> list[Event]:
     use_case, experiment_id = event.payload.use_case, event.payload.experiment_id
     where = report_locations(use_case, experiment_id)
-    result, extra = read_experiment_json(blobs.read(REPORTS, where.experiment_json)[0])
+    result = store.result(use_case, experiment_id)
     try:
         gate = _gate_config(flows_root, result)
         verdict = evaluate_gate(result, gate, deployed_baseline(blobs, use_case))
@@ -50,8 +52,10 @@ def judge_experiment(event: EvaluationCompleted, blobs: BlobStore, flows_root: P
         verdict = _failed_verdict("<invalid gate>", f"gate could not be evaluated: {problem}")
     if not verdict.passed and not verdict.reasons:
         verdict = verdict.model_copy(update={"reasons": ["gate failed"]})
-    # The verdict goes into the report (page + experiment.json) and beside it as decision.json.
-    write_experiment_reports(result, blobs, {**extra, "gate": verdict.model_dump(mode="json")})
+    # The verdict is kept in the experiment store (release reads it there), and projected into the report
+    # (page + experiment.json) and beside it as decision.json for people.
+    store.save_verdict(use_case, experiment_id, verdict.model_dump(mode="json"))
+    write_experiment_reports(result, blobs, {"gate": verdict.model_dump(mode="json")})
     blobs.write(REPORTS, decision_name(use_case, experiment_id), json.dumps(
         {"experiment_id": experiment_id, "use_case": use_case, "gate": verdict.model_dump(mode="json")},
         indent=2).encode())

@@ -9,16 +9,13 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.audit import EventJournal
-from shared.blob_layout import REPORTS
-from shared.events import DataRegistered, DatasetUploaded, Event, FlowRegistered, GatePassed, PipelineTriggered
+from shared.events import DataRegistered, DatasetUploaded, Event, FlowRegistered, GatePassed
 from shared.experiments.config import load_experiment
 from shared.experiments.datasets import LoadedDataset
+from shared.experiments.store import ExperimentStore
 from shared.experiments.variants import Combination, materialize
-from shared.ports import BlobStore
 from shared.registry.port import Registry
 from shared.registry.service import register_flow_if_changed
-from shared.reports.writer import read_experiment_json, report_locations
 from shared.services.intake import IntakeReport
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -51,21 +48,11 @@ def register_datasets(registry: Registry, use_case: str, datasets: Sequence[Load
     return versions
 
 
-def _build_context(journal: EventJournal, correlation_id: str) -> dict[str, str]:
-    """Commit and build id of the pipeline run that asked for this, when a pipeline did."""
-    for event in journal.events_for(correlation_id):
-        if isinstance(event, PipelineTriggered):
-            run = event.payload
-            return {"git_commit": run.commit, "build_id": run.run_id, "pipeline": run.pipeline}
-    return {}
-
-
-def register_chosen_flow(event: GatePassed, blobs: BlobStore, registry: Registry, *, flows_root: Path,
+def register_chosen_flow(event: GatePassed, store: ExperimentStore, registry: Registry, *, flows_root: Path,
                          work_root: Path) -> list[Event]:
     """Materialize the winning combination (variant baked in, hyperparameters applied) and register it."""
     verdict = event.payload
-    report = report_locations(verdict.use_case, verdict.experiment_id).experiment_json
-    result, _ = read_experiment_json(blobs.read(REPORTS, report)[0])
+    result = store.result(verdict.use_case, verdict.experiment_id)
     config = load_experiment(flows_root / verdict.use_case, verdict.environment)
     combination = Combination(variant=verdict.best_variant, hyperparameters=verdict.best_hyperparameters)
     target = work_root / "register" / event.id
@@ -76,7 +63,8 @@ def register_chosen_flow(event: GatePassed, blobs: BlobStore, registry: Registry
         "hyperparameters": json.dumps(verdict.best_hyperparameters, sort_keys=True),
         **{f"metric.{name}": f"{value:g}" for name, value in verdict.best_metrics.items()},
         **{f"data.{name}": version for name, version in result.decisions.get("data_versions", {}).items()},
-        **_build_context(EventJournal(blobs), event.correlation_id),
+        # The commit / build id of the pipeline run that asked, carried in the request (not read back from the journal).
+        **result.decisions.get("request", {}).get("build", {}),
     }
     try:
         version, created = register_flow_if_changed(registry, name=asset_name(verdict.use_case), flow_dir=flow_dir,

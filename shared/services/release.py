@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-import json
-
 from shared.approvals import ApprovalSubject
 from shared.approvals.notifiers import Notifier
 from shared.approvals.service import ApprovalSettings, request_approval
-from shared.blob_layout import REPORTS, decision_name
+from shared.blob_layout import REPORTS
 from shared.events import ApprovalGranted, ApprovalRequested, DeploymentRequested, FlowRegistered
-from shared.ports import BlobNotFound, BlobStore, Clock
+from shared.experiments.store import ExperimentStore
+from shared.ports import BlobStore, Clock
 from shared.settings import Settings
 
 
-def _gate_summary(blobs: BlobStore, use_case: str, experiment_id: str) -> list[str]:
-    """One line per gate check, from the experiment's decision.json — the evidence the approver sees."""
-    try:
-        decision = json.loads(blobs.read(REPORTS, decision_name(use_case, experiment_id))[0])["gate"]
-    except BlobNotFound:
+def _gate_summary(store: ExperimentStore, use_case: str, experiment_id: str) -> list[str]:
+    """One line per gate check, from the verdict kept in the experiment store — the evidence the approver sees."""
+    decision = store.verdict(use_case, experiment_id)
+    if decision is None:
         return []
     lines = [f"{'passed' if c['passed'] else 'failed'}: {c['metric']} {c['comparison']} {c['threshold']:g} "
              f"(actual {c['actual'] if c['actual'] is not None else 'none'})" for c in decision["checks"]]
     return lines or [f"no thresholds; best by {decision['primary_metric']}"]
 
 
-def ask_for_approval(event: FlowRegistered, *, blobs: BlobStore, clock: Clock, settings: Settings,
-                     config: ApprovalSettings, notifier: Notifier) -> ApprovalRequested:
+def ask_for_approval(event: FlowRegistered, *, blobs: BlobStore, store: ExperimentStore, clock: Clock,
+                     settings: Settings, config: ApprovalSettings, notifier: Notifier) -> ApprovalRequested:
     flow = event.payload
     subject = ApprovalSubject(
         use_case=flow.use_case, flow_name=flow.name, flow_version=flow.version, metrics=flow.metrics,
-        gate_summary=_gate_summary(blobs, flow.use_case, flow.experiment_id),
+        gate_summary=_gate_summary(store, flow.use_case, flow.experiment_id),
         report_uri=f"{REPORTS}/{flow.use_case}/{flow.experiment_id}/summary.html",
     )
     return request_approval(event, subject, blobs=blobs, clock=clock, settings=settings, config=config,

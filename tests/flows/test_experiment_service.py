@@ -5,6 +5,7 @@ The LLM is a scripted OpenAI-compatible server whose answers depend on the promp
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from localstack.llm.scripted import Messages, ScriptedLLM, arithmetic_responder, scripted_llm
+from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.blob_layout import REPORTS
 from shared.events import (
@@ -26,9 +28,10 @@ from shared.events import (
 )
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
-from shared.services.experiments import ExperimentWorkspace, run_experiment
+from shared.services.experiments import ExperimentWorkspace
 from shared.services.gate import judge_experiment
 from shared.services.registration import register_chosen_flow
+from tests.bus_driver import QueueBus, dependencies, drive, outcomes
 from tests.conftest import ManualClock
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(300)]
@@ -55,13 +58,16 @@ def llm() -> Iterator[ScriptedLLM]:
 
 
 def execute(request: ExperimentRequested, blob_store: BlobStore, clock: ManualClock,
-        space: ExperimentWorkspace) -> list[Event]:
-    return run_experiment(request, blob_store, clock, space, BlobRegistry(blob_store, clock))
+            space: ExperimentWorkspace) -> list[Event]:
+    """The experiment through the message bus: plan, every work item, both stages; the outcome events."""
+    deps = dependencies(blob_store, clock, space, BlobRegistry(blob_store, clock), QueueBus())
+    return outcomes(drive(deps, request))
 
 
-def workspace(llm: ScriptedLLM, tmp_path: Path) -> ExperimentWorkspace:
+def workspace(llm: ScriptedLLM, tmp_path: Path, blob_store: BlobStore) -> ExperimentWorkspace:
     env = {"AOAI_BASE_URL": llm.base_url, "AOAI_API_KEY": "not-a-real-key"}
-    return ExperimentWorkspace(flows_root=FLOWS, work_root=tmp_path, runner=PromptflowRunner(), secrets_env=env)
+    return ExperimentWorkspace(flows_root=FLOWS, work_root=tmp_path, runner=PromptflowRunner(), secrets_env=env,
+                               store=BlobExperimentStore(blob_store))
 
 
 def expected_first_number_accuracy(dataset: Path) -> float:
@@ -73,7 +79,7 @@ def expected_first_number_accuracy(dataset: Path) -> float:
 def test_every_combination_runs_on_every_dataset_with_known_metrics(llm: ScriptedLLM, blob_store: BlobStore,
                                                                    clock: ManualClock, tmp_path: Path) -> None:
     request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local"}, correlation_id="t")
-    events = execute(request, blob_store, clock, workspace(llm, tmp_path))
+    events = execute(request, blob_store, clock, workspace(llm, tmp_path, blob_store))
 
     completed = next(e for e in events if isinstance(e, ExperimentCompleted))
     assert [e.type for e in events] == ["experiment.completed", "evaluation.completed"]
@@ -98,8 +104,8 @@ def test_every_combination_runs_on_every_dataset_with_known_metrics(llm: Scripte
 
 def test_bad_configuration_fails_the_experiment_with_a_report(llm: ScriptedLLM, blob_store: BlobStore,
                                                               clock: ManualClock, tmp_path: Path) -> None:
-    space = workspace(llm, tmp_path)
-    space = ExperimentWorkspace(space.flows_root, space.work_root, space.runner, secrets_env={})  # no secrets set
+    space = workspace(llm, tmp_path, blob_store)
+    space = dataclasses.replace(space, secrets_env={})  # no secrets set
     request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local"}, correlation_id="t2")
     [failed] = execute(request, blob_store, clock, space)
     assert isinstance(failed, ExperimentFailed)
@@ -118,7 +124,7 @@ def test_failed_lines_above_the_limit_fail_the_experiment(blob_store: BlobStore,
     with scripted_llm(flaky) as server:
         request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local",
                                               "datasets": ["math_test"]}, correlation_id="t3")
-        events = execute(request, blob_store, clock, workspace(server, tmp_path))
+        events = execute(request, blob_store, clock, workspace(server, tmp_path, blob_store))
     assert [e.type for e in events] == ["experiment.failed"]
     assert any("lines failed" in reason for reason in events[0].payload.reasons)
 
@@ -143,7 +149,7 @@ def test_named_entity_recognition_metrics_match_the_labels(blob_store: BlobStore
     with scripted_llm(ner_responder(dataset)) as server:
         request = ExperimentRequested.create({"use_case": "named_entity_recognition", "environment": "local",
                                               "datasets": ["ner_test"]}, correlation_id="ner")
-        events = execute(request, blob_store, clock, workspace(server, tmp_path))
+        events = execute(request, blob_store, clock, workspace(server, tmp_path, blob_store))
     completed = next(e for e in events if isinstance(e, ExperimentCompleted))
     metrics = {(run.variant["extract"], run.variant["cleanse"]): run.metrics for run in completed.payload.runs}
     # Few-shot answers keep a trailing "." on the last entity unless cleanse strips punctuation.
@@ -161,10 +167,11 @@ def judged(server: ScriptedLLM, blob_store: BlobStore, clock: ManualClock, tmp_p
     request = ExperimentRequested.create({"use_case": "math_coding", "environment": "dev",
                                           "datasets": ["math_test"]}, correlation_id=f"gate-{tmp_path.name}")
     env = {"AOAI_API_BASE": server.base_url.removesuffix("/v1"), "AOAI_API_KEY": "not-a-real-key"}
-    space = ExperimentWorkspace(FLOWS, tmp_path, PromptflowRunner(), secrets_env=env)
+    space = ExperimentWorkspace(FLOWS, tmp_path, PromptflowRunner(), secrets_env=env,
+                                store=BlobExperimentStore(blob_store))
     evaluated = next(e for e in execute(request, blob_store, clock, space)
                      if isinstance(e, EvaluationCompleted))
-    [verdict] = judge_experiment(evaluated, blob_store, FLOWS)
+    [verdict] = judge_experiment(evaluated, blob_store, FLOWS, space.store)
     prefix = f"math_coding/{evaluated.payload.experiment_id}/"
     return verdict, json.loads(blob_store.read(REPORTS, prefix + "decision.json")[0])
 
@@ -192,8 +199,9 @@ def test_passing_gate_registers_the_chosen_flow_once(llm: ScriptedLLM, blob_stor
     verdict, _ = judged(llm, blob_store, clock, tmp_path)
     assert isinstance(verdict, GatePassed)
     registry = BlobRegistry(blob_store, clock)
-    first = register_chosen_flow(verdict, blob_store, registry, flows_root=FLOWS, work_root=tmp_path)[0]
-    again = register_chosen_flow(verdict, blob_store, registry, flows_root=FLOWS, work_root=tmp_path)[0]
+    store = BlobExperimentStore(blob_store)
+    first = register_chosen_flow(verdict, store, registry, flows_root=FLOWS, work_root=tmp_path)[0]
+    again = register_chosen_flow(verdict, store, registry, flows_root=FLOWS, work_root=tmp_path)[0]
     assert first.payload.created
     assert not again.payload.created
     assert first.payload.version == again.payload.version

@@ -1,0 +1,63 @@
+"""Drive events through the real message bus in-process: handlers, idempotency records and the experiment store
+on Azurite; only the transport is a queue in memory (the e2e tests use the real broker and host)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection, Sequence
+
+from shared import messagebus
+from shared.approvals.service import get_approval_settings, notifier_for
+from shared.bootstrap import build_deployments
+from shared.events import Event
+from shared.handlers import Dependencies
+from shared.idempotency import IdempotencyStore
+from shared.ports import BlobStore, Clock
+from shared.registry.port import Registry
+from shared.services.experiments import ExperimentWorkspace
+from shared.settings import Settings
+
+EXPERIMENT_EVENTS = frozenset({"experiment.requested", "experiment.item_requested", "experiment.stage_completed"})
+INTERNAL_EVENTS = frozenset({"experiment.item_requested", "experiment.stage_completed", "experiment.progressed"})
+
+
+class QueueBus:
+    def __init__(self) -> None:
+        self.queue: deque[Event] = deque()
+
+    def publish(self, events: Sequence[Event]) -> None:
+        self.queue.extend(events)
+
+
+def dependencies(blobs: BlobStore, clock: Clock, workspace: ExperimentWorkspace, registry: Registry,
+                 bus: QueueBus) -> Dependencies:
+    settings = Settings()
+    approvals = get_approval_settings()
+    return Dependencies(settings=settings, blobs=blobs, publisher=bus, clock=clock, experiments=workspace,
+                        registry=registry, approvals=approvals, notifier=notifier_for(approvals),
+                        deployments=build_deployments(settings, blobs, clock))
+
+
+def drive(deps: Dependencies, first: Event, handle: Collection[str] = EXPERIMENT_EVENTS,
+          limit: int = 10_000) -> list[Event]:
+    """Handle `first` and every follow-up whose type is in `handle`, first in first out; return every event
+    published, in order."""
+    bus = deps.publisher
+    assert isinstance(bus, QueueBus)
+    idempotency = IdempotencyStore(deps.blobs, deps.clock)
+    bus.queue.append(first)
+    published: list[Event] = []
+    for _ in range(limit):
+        if not bus.queue:
+            return published
+        event = bus.queue.popleft()
+        if event is not first:
+            published.append(event)
+        if event.type in handle:
+            messagebus.handle(event, deps, idempotency, delivery_count=1)
+    raise AssertionError(f"still busy after {limit} events")
+
+
+def outcomes(events: Sequence[Event]) -> list[Event]:
+    """What a pipeline sees: the events that are not the experiment's internal work."""
+    return [event for event in events if event.type not in INTERNAL_EVENTS]
