@@ -35,6 +35,7 @@ def to_servicebus_message(message: BusMessage) -> ServiceBusMessage:
         subject=message.subject,
         content_type=message.content_type,
         application_properties=dict(message.application_properties),
+        scheduled_enqueue_time_utc=message.scheduled_enqueue_time_utc,  # Service Bus holds it back until then
     )
 
 

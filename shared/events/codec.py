@@ -1,9 +1,11 @@
 """Event <-> bus message. The body is the JSON envelope; a few envelope fields are mirrored into broker
-properties (message_id, correlation_id, subject) so Service Bus can de-duplicate and tools can filter."""
+properties (message_id, correlation_id, subject) so Service Bus can de-duplicate and tools can filter, and an
+event's `not_before()` becomes the scheduled enqueue time, so the bus holds it back until then."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -35,15 +37,20 @@ class BusMessage(BaseModel):
     subject: str
     content_type: str = CONTENT_TYPE
     application_properties: dict[str, str | int] = {}
+    scheduled_enqueue_time_utc: datetime | None = None  # not delivered before this time; None: at once
 
 
 def encode(event: Event) -> BusMessage:
+    not_before = event.not_before()
+    if not_before is not None and not_before.tzinfo is None:
+        not_before = not_before.replace(tzinfo=UTC)  # the catalogue's times are UTC; never read a naive one as local
     return BusMessage(
         body=event.model_dump_json().encode(),
         message_id=event.id,
         correlation_id=event.correlation_id,
         subject=event.type,
         application_properties={"event_type": event.type, "event_version": event.version},
+        scheduled_enqueue_time_utc=not_before,
     )
 
 
