@@ -65,6 +65,14 @@ class Settings(BaseSettings):
 
     idempotency_lease_seconds: int = Field(default=600, ge=1, validation_alias="IDEMPOTENCY_LEASE_SECONDS")
 
+    # Azure ML runner (execution.runner azureml/auto): none set = serverless compute, Azure ML picks the VM size.
+    azureml_pf_instance_type: str | None = Field(default=None, validation_alias="AZUREML_PF_INSTANCE_TYPE",
+                                                 description="Serverless VM size for runs, e.g. Standard_D4as_v4")
+    azureml_pf_compute: str | None = Field(default=None, validation_alias="AZUREML_PF_COMPUTE",
+                                           description="A compute instance for the run's compute session")
+    azureml_pf_runtime: str | None = Field(default=None, validation_alias="AZUREML_PF_RUNTIME",
+                                           description="A named prompt flow runtime (then compute is the runtime's)")
+
     def require_storage(self) -> None:
         if not (self.storage_connection_string or self.storage_blob_uri):
             raise RuntimeError(
