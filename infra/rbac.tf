@@ -67,13 +67,29 @@ resource "azurerm_role_assignment" "func_kv_secrets_user" {
   description          = "GenAIOps Functions: read app secrets and resolve Key Vault references."
 }
 
-# Azure ML: data assets, models (flows), online endpoints and deployments.
+# Azure ML: data assets, models (flows), online endpoints and deployments; also
+# the Azure ML runner's prompt flow runs (submit, status, details, metrics) — its
+# flow/data uploads go to the workspace datastore, whose key this role brokers.
 resource "azurerm_role_assignment" "func_aml_data_scientist" {
   scope                = azurerm_machine_learning_workspace.this.id
   role_definition_name = "AzureML Data Scientist"
   principal_id         = local.function_principal_id
   principal_type       = "ServicePrincipal"
   description          = "GenAIOps Functions: register data and flows, manage and score online endpoints."
+}
+
+# --- Azure ML workspace identity ------------------------------------------------------
+
+# Prompt flow runs on serverless compute read the uploaded flow snapshot and data
+# (JSONL) from the workspace storage as the workspace identity when access is by
+# Entra ID rather than the account key. Azure ML's automatic assignments for this
+# identity are management-plane; this is the data-plane read, on this account only.
+resource "azurerm_role_assignment" "aml_workspace_blob_reader" {
+  scope                = azurerm_storage_account.aml.id
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = azurerm_machine_learning_workspace.this.identity[0].principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Azure ML workspace: prompt flow runs read their flow snapshot and data from workspace storage."
 }
 
 # Application Insights with local auth disabled: Entra-ID telemetry ingestion.
