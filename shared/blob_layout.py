@@ -58,3 +58,8 @@ def experiment_prefix(use_case: str, experiment_id: str) -> str:
 
 
 HEARTBEAT_NAME = "heartbeat/timer.json"
+
+
+def deployment_record_name(use_case: str, request_id: str) -> str:
+    """A deployment in progress (the state machine polling its long operations), per deployment.requested id."""
+    return f"{safe_segment(use_case)}/operations/{safe_segment(request_id)}.json"

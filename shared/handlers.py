@@ -22,11 +22,12 @@ from shared.events import (
     GatePassed,
     PipelineTriggered,
 )
+from shared.events.catalogue import DeploymentCheckRequested
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services import intake
 from shared.services.ab_testing import change_traffic, deployer_of
-from shared.services.deployments import DeploymentWorkspace, deploy_approved_flow
+from shared.services.deployments import DeploymentWorkspace, check_deployment, deploy_approved_flow
 from shared.services.experiment_requests import requests_for_pipeline, requests_for_upload
 from shared.services.experiments import ExperimentWorkspace, run_experiment
 from shared.services.gate import judge_experiment
@@ -88,7 +89,11 @@ def on_approval_granted(event: ApprovalGranted, deps: Dependencies) -> Sequence[
 
 
 def on_deployment_requested(event: DeploymentRequested, deps: Dependencies) -> Sequence[Event]:
-    return deploy_approved_flow(event, deps.blobs, deps.registry, deps.deployments)
+    return deploy_approved_flow(event, deps.blobs, deps.registry, deps.deployments, deps.clock)
+
+
+def on_deployment_check_requested(event: DeploymentCheckRequested, deps: Dependencies) -> Sequence[Event]:
+    return check_deployment(event, deps.blobs, deps.registry, deps.deployments, deps.clock)
 
 
 def on_traffic_requested(event: DeploymentTrafficRequested, deps: Dependencies) -> Sequence[Event]:
@@ -106,5 +111,6 @@ HANDLERS: dict[type[Event], Handler] = {
     FlowRegistered: on_flow_registered,  # type: ignore[dict-item]
     ApprovalGranted: on_approval_granted,  # type: ignore[dict-item]
     DeploymentRequested: on_deployment_requested,  # type: ignore[dict-item]
+    DeploymentCheckRequested: on_deployment_check_requested,  # type: ignore[dict-item]
     DeploymentTrafficRequested: on_traffic_requested,  # type: ignore[dict-item]
 }

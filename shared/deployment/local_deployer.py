@@ -16,74 +16,42 @@ from __future__ import annotations
 import contextlib
 import shutil
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from shared.blob_layout import DEPLOYMENTS, deployed_state_name, safe_segment
+from shared.deployment.local_state import (
+    ConnectionsFor,
+    LocalDeploymentState,
+    LocalEndpointState,
+    endpoint_state_name,
+    experiment_connections,
+)
 from shared.deployment.port import (
     DEPLOYMENT_HEADER,
     Deployed,
+    DeploymentConfig,
     DeploymentError,
     DeploymentFailed,
     DeploymentRequest,
     DeploymentTarget,
     EndpointNotFound,
     InvalidTraffic,
+    OperationKind,
+    OperationState,
+    OperationStatus,
     ScoringTarget,
     check_traffic,
 )
 from shared.ports import BlobNotFound, BlobStore, Clock, PreconditionFailed
 from shared.redaction import redact_text
 
+__all__ = ["LocalDeployer", "endpoint_state_name", "experiment_connections"]
+
 _COPY_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".promptflow", ".runs")
-
-
-class LocalDeploymentState(BaseModel):
-    name: str
-    flow_name: str
-    flow_version: str
-    flow_dir: str  # the deployer's own copy
-    environment_variables: dict[str, str] = {}  # non-secret by DeploymentConfig's rule; kept to restart it
-    port: int
-    pid: int | None
-    log_file: str
-    started_at: datetime
-
-
-class LocalEndpointState(BaseModel):
-    kind: Literal["local-endpoint"] = "local-endpoint"  # other records share the container
-    use_case: str
-    endpoint: str
-    router_port: int
-    router_pid: int | None
-    telemetry_file: str
-    seed: int | None = None
-    request_timeout_ms: int = 60_000
-    traffic: dict[str, int] = {}
-    deployments: dict[str, LocalDeploymentState] = {}
-    updated_at: datetime
-
-
-def endpoint_state_name(use_case: str, endpoint: str) -> str:
-    return f"{safe_segment(use_case)}/{safe_segment(endpoint)}.json"
-
-
-ConnectionsFor = Callable[[str], Sequence[Any]]  # use case -> its ConnectionConfigs
-
-
-def experiment_connections(flows_root: Path, environment: str | None) -> ConnectionsFor:
-    """The connections a use case declares in its experiment.yaml (with the environment's overlay)."""
-
-    def connections(use_case: str) -> Sequence[Any]:
-        from shared.experiments.config import load_experiment
-
-        return load_experiment(Path(flows_root) / use_case, environment).connections
-
-    return connections
 
 
 class LocalDeployer:
@@ -106,6 +74,30 @@ class LocalDeployer:
         self._guard = threading.Lock()
 
     # --- the Deployer port -------------------------------------------------------------------------------------
+    # Starting a local flow server takes seconds, so every operation completes before begin_* returns; the
+    # deployment service still drives them through the same state machine as Azure ML's.
+
+    def begin_endpoint(self, config: DeploymentConfig) -> OperationState:
+        # The router starts with the endpoint's first deployment (it needs the use case's folder).
+        return OperationState(kind=OperationKind.ENDPOINT, endpoint=config.endpoint_name,
+                              status=OperationStatus.SUCCEEDED)
+
+    def begin_deploy(self, request: DeploymentRequest) -> OperationState:
+        state = OperationState(kind=OperationKind.DEPLOYMENT, endpoint=request.config.endpoint_name,
+                               deployment=request.deployment_name)
+        try:
+            deployed = self.deploy(request)
+        except DeploymentFailed as failure:
+            return state.finished(OperationStatus.FAILED, str(failure), failure.logs)
+        return state.model_copy(update={"status": OperationStatus.SUCCEEDED, "details": deployed.details})
+
+    def begin_set_traffic(self, endpoint: str, traffic: dict[str, int]) -> OperationState:
+        applied = self.set_traffic(endpoint, traffic)
+        return OperationState(kind=OperationKind.TRAFFIC, endpoint=endpoint, traffic=applied,
+                              status=OperationStatus.SUCCEEDED)
+
+    def poll(self, state: OperationState) -> OperationState:
+        return state  # never pending
 
     def deploy(self, request: DeploymentRequest) -> Deployed:
         if request.config.target is not DeploymentTarget.LOCAL:

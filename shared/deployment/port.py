@@ -14,6 +14,10 @@
 Every adapter creates a new deployment with 0% of the traffic; the service then applies `plan_traffic` after the
 smoke test passes, or `rollback_traffic` when it fails. The reference template reads the prior deployment's share
 and then overwrites it; here both shares are honoured as configured.
+
+Long operations do not block: `begin_*` starts one and returns its OperationState at once, `poll` re-reads it.
+An Azure ML deployment takes longer than one Function invocation may run, so the deployment service persists the
+state and polls again from a scheduled message (shared/services/deployments.py).
 """
 
 from __future__ import annotations
@@ -192,13 +196,59 @@ class ScoringTarget(_Block):
         return {name: value.get_secret_value() for name, value in self.headers.items()}
 
 
+class OperationKind(StrEnum):
+    ENDPOINT = "endpoint"
+    DEPLOYMENT = "deployment"
+    TRAFFIC = "traffic"
+
+
+class OperationStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class OperationState(_Block):
+    """A started long operation: enough to find it again from another invocation (it is persisted as JSON).
+    Azure ML is polled by re-reading the entity's provisioning state, so its names are all it takes."""
+
+    kind: OperationKind
+    endpoint: str
+    deployment: str | None = None
+    status: OperationStatus = OperationStatus.PENDING
+    message: str = Field(default="", description="Why it failed")
+    logs: str = Field(default="", description="The tail of a failed deployment's container logs (redacted)")
+    traffic: dict[str, int] = Field(default_factory=dict, description="The split a traffic operation applies")
+    details: dict[str, str] = Field(default_factory=dict, description="e.g. model, environment, spec")
+
+    @property
+    def pending(self) -> bool:
+        return self.status is OperationStatus.PENDING
+
+    def finished(self, status: OperationStatus, message: str = "", logs: str = "") -> OperationState:
+        return self.model_copy(update={"status": status, "message": message, "logs": logs})
+
+
 class Deployer(Protocol):
-    def deploy(self, request: DeploymentRequest) -> Deployed:
-        """Create or update the deployment with 0% traffic (the endpoint too, if it does not exist)."""
+    def begin_endpoint(self, config: DeploymentConfig) -> OperationState:
+        """Start creating the endpoint when it does not exist (succeeded at once when it does); do not wait."""
+        ...
+
+    def begin_deploy(self, request: DeploymentRequest) -> OperationState:
+        """Start creating or updating the deployment, at 0% traffic, on an existing endpoint; do not wait."""
+        ...
+
+    def begin_set_traffic(self, endpoint: str, traffic: dict[str, int]) -> OperationState:
+        """Start applying a split (summing to 100); do not wait."""
+        ...
+
+    def poll(self, state: OperationState) -> OperationState:
+        """The operation's state now (a local deployer's operations are never pending)."""
         ...
 
     def set_traffic(self, endpoint: str, traffic: dict[str, int]) -> dict[str, int]:
-        """Apply a split (summing to 100) and return the endpoint's traffic as the platform now reports it."""
+        """Apply a split (summing to 100), wait for it, and return the endpoint's traffic as the platform now
+        reports it (a person's promote/retire: one short endpoint update)."""
         ...
 
     def get_traffic(self, endpoint: str) -> dict[str, int]:

@@ -58,11 +58,13 @@ from shared.deployment.azureml_deployer import (
     INFERENCE_CONFIG,
     PROMPTFLOW_RUNTIME_IMAGE,
     SPEC_TAG,
+    AzureMLOnlineDeployer,
     ManagedOnlineDeployer,
     azureml_client_from_env,
     is_not_found,
 )
 from shared.deployment.identity import EndpointIdentity
+from shared.deployment.port import OperationKind, OperationState, OperationStatus
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 SCORING_URI = "https://math-coding-dev.westeurope.inference.ml.azure.com/score"
@@ -126,24 +128,49 @@ def request(flow_dir: Path, *, version: str = "3", deployment: str = "v-3", **co
 def managed_endpoint(traffic: dict[str, int] | None = None, mirror: dict[str, int] | None = None,
                      **extra: Any) -> ManagedOnlineEndpoint:
     return ManagedOnlineEndpoint(name="math-coding-dev", traffic=traffic or {}, mirror_traffic=mirror or {},
-                                 scoring_uri=SCORING_URI, **extra)
+                                 scoring_uri=SCORING_URI, **{"provisioning_state": "Succeeded", **extra})
 
 
 class Azure:
-    """The autospecced operations, answering like a workspace with the given endpoint and deployments."""
+    """The autospecced operations, answering like a workspace with the given endpoint and deployments.
+
+    Each PUT is accepted at once (a poller nobody has to wait on) and then takes effect over `progress` GETs of the
+    entity, which read "Creating"/"Updating" meanwhile — the way the service reports a long operation under way.
+    A deployment in `failing` ends "Failed"."""
 
     def __init__(self, client: MLClient, endpoint: OnlineEndpoint | None,
-                 deployments: dict[str, OnlineDeployment] | None = None, model: Model | None = None) -> None:
+                 deployments: dict[str, OnlineDeployment] | None = None, model: Model | None = None, *,
+                 progress: int = 0, failing: frozenset[str] = frozenset()) -> None:
         self.client, self.endpoint, self.deployments = client, endpoint, dict(deployments or {})
+        self.progress, self.failing = progress, failing
+        self.updating: dict[str, tuple[int, Any]] = {}  # what -> (GETs left, the entity once done)
         endpoints, deployments_ops, models = client.online_endpoints, client.online_deployments, client.models
         endpoints.get.side_effect = self._get_endpoint
         endpoints.begin_create_or_update.side_effect = self._put_endpoint
         deployments_ops.get.side_effect = self._get_deployment
-        deployments_ops.begin_create_or_update.side_effect = lambda d, **_: poller(d)
+        deployments_ops.begin_create_or_update.side_effect = self._put_deployment
         deployments_ops.get_logs.return_value = "booting\nerror: api_key=sk-live-123 rejected\n"
         models.get.side_effect = (lambda **_: model) if model else not_found("model")
 
+    def _tick(self, what: str) -> None:
+        left, done = self.updating.get(what, (0, None))
+        if done is None:
+            return
+        if left > 0:
+            self.updating[what] = (left - 1, done)
+            return
+        del self.updating[what]
+        if what == "endpoint":
+            self.endpoint = done
+        else:
+            done._provisioning_state = "Failed" if what in self.failing else "Succeeded"
+            self.deployments[what] = done
+            if self.endpoint is not None:
+                self.endpoint.traffic = {**(self.endpoint.traffic or {}), what: (self.endpoint.traffic or {}).get(
+                    what, 0)}  # the service lists every deployment, at 0 when it has no traffic
+
     def _get_endpoint(self, name: str, **_: Any) -> OnlineEndpoint:
+        self._tick("endpoint")
         if self.endpoint is None or self.endpoint.name != name:
             raise not_found("endpoint")
         return self.endpoint
@@ -151,16 +178,37 @@ class Azure:
     def _put_endpoint(self, endpoint: OnlineEndpoint, **_: Any) -> Any:
         # The service answers with the endpoint as stored, scoring URI included.
         extra = {"compute": endpoint.compute} if isinstance(endpoint, KubernetesOnlineEndpoint) else {}
-        self.endpoint = type(endpoint)(
+        stored = type(endpoint)(
             name=endpoint.name, auth_mode=endpoint.auth_mode, identity=endpoint.identity,
             traffic=dict(endpoint.traffic or {}), mirror_traffic=dict(endpoint.mirror_traffic or {}),
-            scoring_uri=SCORING_URI, **extra)
-        return poller(self.endpoint)
+            scoring_uri=SCORING_URI, provisioning_state="Succeeded", **extra)
+        if self.endpoint is not None:  # an update: the old one reads Updating until it lands
+            self.endpoint._provisioning_state = "Updating" if self.progress else "Succeeded"
+            stored.traffic = {**dict.fromkeys(self.endpoint.traffic or {}, 0), **stored.traffic}
+        elif self.progress:
+            self.endpoint = type(endpoint)(name=endpoint.name, scoring_uri=None, provisioning_state="Creating",
+                                           **extra)
+        self.updating["endpoint"] = (self.progress, stored)
+        return poller(stored)
 
     def _get_deployment(self, name: str, endpoint_name: str, **_: Any) -> OnlineDeployment:
+        self._tick(name)
         if name not in self.deployments:
             raise not_found("deployment")
         return self.deployments[name]
+
+    def _put_deployment(self, deployment: OnlineDeployment, **_: Any) -> Any:
+        if self.progress:
+            deployment._provisioning_state = "Creating" if deployment.name not in self.deployments else "Updating"
+            self.deployments[deployment.name] = deployment
+        self.updating[deployment.name] = (self.progress, deployment)
+        return poller(deployment)
+
+
+def deploy(deployer: AzureMLOnlineDeployer, deployment: DeploymentRequest) -> OperationState:
+    """The deployment service's first two steps, against a workspace that answers at once."""
+    assert deployer.poll(deployer.begin_endpoint(deployment.config)).status is OperationStatus.SUCCEEDED
+    return deployer.poll(deployer.begin_deploy(deployment))
 
 
 @pytest.fixture
@@ -193,7 +241,7 @@ def test_deploy_creates_the_endpoint_with_key_auth_and_a_system_assigned_identit
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=None)
 
-    deployed = deployer.deploy(request(flow))
+    deployed = deploy(deployer, request(flow))
 
     endpoint = sent(client.online_endpoints)
     assert isinstance(endpoint, ManagedOnlineEndpoint)
@@ -205,7 +253,7 @@ def test_deploy_creates_the_endpoint_with_key_auth_and_a_system_assigned_identit
     assert not endpoint.traffic
     rest = endpoint._to_rest_online_endpoint(location="westeurope")
     assert rest.identity.type == "SystemAssigned"
-    assert deployed.scoring_uri == SCORING_URI
+    assert client.online_endpoints.get(name="math-coding-dev").scoring_uri == SCORING_URI
     assert (deployed.endpoint, deployed.deployment) == ("math-coding-dev", "v-3")
 
 
@@ -213,7 +261,7 @@ def test_deploy_builds_the_deployment_the_way_azure_ml_serves_a_prompt_flow(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint({"v-2": 100}))
 
-    deployer.deploy(request(flow, instance_type="Standard_DS4_v2", instance_count=3, request_timeout_ms=120000,
+    deploy(deployer, request(flow, instance_type="Standard_DS4_v2", instance_count=3, request_timeout_ms=120000,
                             max_concurrent_requests_per_instance=4,
                             environment_variables={"PROMPTFLOW_RESPONSE_INCLUDED_FIELDS": '["answer"]'}))
 
@@ -241,7 +289,7 @@ def test_probes_give_the_container_the_smoke_tests_readiness_budget(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint())
 
-    deployer.deploy(request(flow, smoke={"readiness_timeout_seconds": 300}))
+    deploy(deployer, request(flow, smoke={"readiness_timeout_seconds": 300}))
 
     deployment = sent(client.online_deployments)
     readiness, liveness = deployment.readiness_probe, deployment.liveness_probe
@@ -254,7 +302,7 @@ def test_the_deployment_serializes_with_the_settings_on_the_wire(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint())
 
-    deployer.deploy(request(flow, request_timeout_ms=90000, data_collection=True))
+    deploy(deployer, request(flow, request_timeout_ms=90000, data_collection=True))
 
     properties = rest_of(sent(client.online_deployments))["properties"]
     assert properties["endpointComputeType"] == "Managed"
@@ -270,7 +318,7 @@ def test_data_collection_turns_on_the_collector_and_promptflows_flag(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint())
 
-    deployer.deploy(request(flow, data_collection=True, app_insights_enabled=False))
+    deploy(deployer, request(flow, data_collection=True, app_insights_enabled=False))
 
     deployment = sent(client.online_deployments)
     assert isinstance(deployment.data_collector, DataCollector)
@@ -284,7 +332,7 @@ def test_an_unregistered_flow_is_registered_inline_as_a_prompt_flow_model(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint())
 
-    deployed = deployer.deploy(request(flow))
+    deployed = deploy(deployer, request(flow))
 
     client.models.get.assert_called_once_with(name="math_coding", version="3")
     model = sent(client.online_deployments).model
@@ -301,7 +349,7 @@ def test_a_registered_flow_version_is_deployed_by_reference(
                        properties={"azureml.promptflow.source_flow_id": "math_coding"})
     Azure(client, endpoint=managed_endpoint(), model=registered)
 
-    deployer.deploy(request(flow))
+    deploy(deployer, request(flow))
 
     assert sent(client.online_deployments).model == "azureml:math_coding:3"
 
@@ -310,7 +358,7 @@ def test_the_environment_installs_the_flows_requirements_on_the_serving_image(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint())
 
-    deployer.deploy(request(flow))
+    deploy(deployer, request(flow))
 
     environment = sent(client.online_deployments).environment
     assert isinstance(environment, Environment)
@@ -329,7 +377,7 @@ def test_a_flow_without_requirements_runs_on_the_serving_image_as_is(
     flow = write_flow(tmp_path / "bare", requirements="# nothing\n")
     Azure(client, endpoint=managed_endpoint())
 
-    deployed = deployer.deploy(request(flow))
+    deployed = deploy(deployer, request(flow))
 
     environment = sent(client.online_deployments).environment
     assert environment.image == PROMPTFLOW_RUNTIME_IMAGE
@@ -344,7 +392,7 @@ def test_a_user_assigned_identity_goes_on_the_endpoint_and_into_the_container(
                                      identity=EndpointIdentity(resource_id=UAI, client_id="1111-client"))
     Azure(client, endpoint=None)
 
-    deployer.deploy(request(flow))
+    deploy(deployer, request(flow))
 
     endpoint = sent(client.online_endpoints)
     assert endpoint.auth_mode == "aml_token"
@@ -360,26 +408,25 @@ def test_a_user_assigned_identity_goes_on_the_endpoint_and_into_the_container(
 
 def test_a_new_deployment_starts_at_zero_and_the_endpoints_traffic_is_untouched(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
-    azure = Azure(client, endpoint=managed_endpoint({"v-2": 100}))
-    client.online_deployments.begin_create_or_update.side_effect = lambda d, **_: (
-        azure.endpoint.traffic.setdefault(d.name, 0), poller(d))[1]  # the service lists it at 0
+    Azure(client, endpoint=managed_endpoint({"v-2": 100}))
 
-    deployed = deployer.deploy(request(flow))
+    deployed = deploy(deployer, request(flow))
 
     client.online_endpoints.begin_create_or_update.assert_not_called()
-    assert deployed.traffic == {"v-2": 100, "v-3": 0}
+    assert deployed.status is OperationStatus.SUCCEEDED
+    assert deployer.get_traffic("math-coding-dev") == {"v-2": 100, "v-3": 0}
 
 
 def test_a_redelivered_deploy_of_the_same_spec_does_not_redeploy(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint({"v-2": 100}))
-    deployer.deploy(request(flow))
+    deploy(deployer, request(flow))
     first = sent(client.online_deployments)
     first._provisioning_state = "Succeeded"
     Azure(client, endpoint=managed_endpoint({"v-2": 100, "v-3": 0}), deployments={"v-3": first})
     client.online_deployments.begin_create_or_update.reset_mock()
 
-    again = deployer.deploy(request(flow))
+    again = deploy(deployer, request(flow))
 
     client.online_deployments.begin_create_or_update.assert_not_called()
     assert again.details["spec"] == first.tags[SPEC_TAG]
@@ -388,71 +435,139 @@ def test_a_redelivered_deploy_of_the_same_spec_does_not_redeploy(
 def test_a_changed_spec_or_a_failed_earlier_attempt_is_deployed_again(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint())
-    deployer.deploy(request(flow))
+    deploy(deployer, request(flow))
     failed = sent(client.online_deployments)
     failed._provisioning_state = "Failed"
     Azure(client, endpoint=managed_endpoint(), deployments={"v-3": failed})
     client.online_deployments.begin_create_or_update.reset_mock()
-    deployer.deploy(request(flow))
+    deploy(deployer, request(flow))
     client.online_deployments.begin_create_or_update.assert_called_once()
 
     succeeded = sent(client.online_deployments)
     succeeded._provisioning_state = "Succeeded"
     Azure(client, endpoint=managed_endpoint(), deployments={"v-3": succeeded})
     client.online_deployments.begin_create_or_update.reset_mock()
-    deployer.deploy(request(flow, instance_count=2))
+    deploy(deployer, request(flow, instance_count=2))
     client.online_deployments.begin_create_or_update.assert_called_once()
 
 
 def test_smoke_settings_other_than_the_readiness_budget_do_not_trigger_a_redeploy(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint())
-    deployer.deploy(request(flow))
+    deploy(deployer, request(flow))
     first = sent(client.online_deployments)
     first._provisioning_state = "Succeeded"
     Azure(client, endpoint=managed_endpoint(), deployments={"v-3": first})
     client.online_deployments.begin_create_or_update.reset_mock()
 
-    deployer.deploy(request(flow, smoke={"samples": 20, "latency_budget_ms": 500}, traffic={"new": 50, "current": 50}))
+    deploy(deployer, request(flow, smoke={"samples": 20, "latency_budget_ms": 500}, traffic={"new": 50, "current": 50}))
     client.online_deployments.begin_create_or_update.assert_not_called()
-    deployer.deploy(request(flow, smoke={"readiness_timeout_seconds": 900}))
+    deploy(deployer, request(flow, smoke={"readiness_timeout_seconds": 900}))
     client.online_deployments.begin_create_or_update.assert_called_once()
 
 
-def test_a_failed_deployment_reports_the_error_and_the_redacted_log_tail(
+def test_a_refused_deployment_reports_the_error_and_the_redacted_log_tail(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint())
-    client.online_deployments.begin_create_or_update.side_effect = lambda d, **_: poller(
-        error=HttpResponseError(message="ResourceNotReady: container crashed"))
+    client.online_deployments.begin_create_or_update.side_effect = HttpResponseError(
+        message="BadArgument: instance type not available")
 
-    with pytest.raises(DeploymentFailed, match="ResourceNotReady") as failure:
-        deployer.deploy(request(flow))
+    state = deploy(deployer, request(flow))
 
+    assert state.status is OperationStatus.FAILED
+    assert "BadArgument" in state.message
     client.online_deployments.get_logs.assert_called_once_with(name="v-3", endpoint_name="math-coding-dev",
                                                                lines=100)
-    assert "booting" in failure.value.logs
-    assert "sk-live-123" not in failure.value.logs
+    assert "booting" in state.logs
+    assert "sk-live-123" not in state.logs
 
 
-def test_a_deployment_still_running_after_the_timeout_fails_clearly(client: MLClient, tmp_path: Path,
-                                                                    flow: Path) -> None:
-    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path, operation_timeout_seconds=5)
-    Azure(client, endpoint=managed_endpoint())
-    running = poller(done=False)
-    client.online_deployments.begin_create_or_update.side_effect = lambda d, **_: running
+# --- begin and poll: nothing waits --------------------------------------------------------------------------------
 
-    with pytest.raises(DeploymentFailed, match="not finished after 5 s"):
-        deployer.deploy(request(flow))
-    running.wait.assert_called_once_with(timeout=5)
+
+def test_begin_deploy_returns_at_once_and_poll_follows_the_provisioning_state(
+        deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
+    Azure(client, endpoint=managed_endpoint({"v-2": 100}), progress=3)
+    pollers: list[Any] = []
+    put = client.online_deployments.begin_create_or_update.side_effect
+    client.online_deployments.begin_create_or_update.side_effect = lambda d, **kw: pollers.append(put(d)) or \
+        pollers[-1]
+
+    state = deployer.begin_deploy(request(flow))
+
+    assert (state.kind, state.status) == (OperationKind.DEPLOYMENT, OperationStatus.PENDING)
+    seen = []
+    while state.pending:
+        state = deployer.poll(OperationState.model_validate_json(state.model_dump_json()))  # as persisted
+        seen.append(state.status)
+    assert seen == [OperationStatus.PENDING] * 3 + [OperationStatus.SUCCEEDED]
+    assert len(pollers) == 1
+    # The LRO poller is dropped: never waited on, never asked for its result.
+    assert not pollers[0].wait.called
+    assert not pollers[0].result.called
+    deployed = client.online_deployments.get(name="v-3", endpoint_name="math-coding-dev")
+    assert state.details["spec"] == deployed.tags[SPEC_TAG]
+
+
+def test_the_endpoint_is_created_without_waiting(deployer: ManagedOnlineDeployer, client: MLClient) -> None:
+    Azure(client, endpoint=None, progress=2)
+
+    state = deployer.begin_endpoint(request(Path("unused")).config)
+
+    assert (state.kind, state.status) == (OperationKind.ENDPOINT, OperationStatus.PENDING)
+    assert deployer.poll(state).pending
+    assert deployer.poll(state).pending
+    assert deployer.poll(state).status is OperationStatus.SUCCEEDED
+    assert deployer.begin_endpoint(request(Path("unused")).config).status is OperationStatus.SUCCEEDED
+
+
+def test_a_deployment_that_ends_failed_is_reported_with_its_logs(
+        deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
+    Azure(client, endpoint=managed_endpoint(), progress=1, failing=frozenset({"v-3"}))
+
+    state = deployer.begin_deploy(request(flow))
+    state = deployer.poll(state)
+    assert state.pending
+    state = deployer.poll(state)
+
+    assert state.status is OperationStatus.FAILED
+    assert "ended Failed" in state.message
+    assert "booting" in state.logs
+    assert "sk-live-123" not in state.logs
+
+
+def test_a_deployment_under_way_is_not_sent_again(deployer: ManagedOnlineDeployer, client: MLClient,
+                                                  flow: Path) -> None:
+    Azure(client, endpoint=managed_endpoint(), progress=5)
+    deployer.begin_deploy(request(flow))
+
+    again = deployer.begin_deploy(request(flow))  # a redelivered start while Azure ML still works on it
+
+    client.online_deployments.begin_create_or_update.assert_called_once()
+    assert again.pending
+
+
+def test_a_traffic_update_is_pending_until_the_endpoint_reports_the_split(
+        deployer: ManagedOnlineDeployer, client: MLClient) -> None:
+    Azure(client, endpoint=managed_endpoint({"v-2": 100, "v-3": 0}), progress=2)
+
+    state = deployer.begin_set_traffic("math-coding-dev", {"v-2": 70, "v-3": 30})
+
+    assert (state.kind, state.traffic) == (OperationKind.TRAFFIC, {"v-2": 70, "v-3": 30})
+    assert sent(client.online_endpoints).traffic == {"v-2": 70, "v-3": 30}
+    assert deployer.poll(state).pending
+    assert deployer.poll(state).pending
+    assert deployer.poll(state).status is OperationStatus.SUCCEEDED
+    assert deployer.get_traffic("math-coding-dev") == {"v-2": 70, "v-3": 30}
 
 
 def test_deploy_refuses_settings_azure_ml_cannot_honour(deployer: ManagedOnlineDeployer, client: MLClient,
                                                         flow: Path) -> None:
     Azure(client, endpoint=managed_endpoint())
     with pytest.raises(DeploymentError, match="PRT_CONFIG_OVERRIDE"):
-        deployer.deploy(request(flow, environment_variables={"PRT_CONFIG_OVERRIDE": "x"}))
+        deploy(deployer, request(flow, environment_variables={"PRT_CONFIG_OVERRIDE": "x"}))
     with pytest.raises(DeploymentError, match="Key Vault references"):
-        deployer.deploy(request(flow, environment_variables={
+        deploy(deployer, request(flow, environment_variables={
             "AOAI_API_KEY": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/k/)"}))
     client.online_deployments.begin_create_or_update.assert_not_called()
 
@@ -460,10 +575,10 @@ def test_deploy_refuses_settings_azure_ml_cannot_honour(deployer: ManagedOnlineD
 def test_deploy_refuses_another_target_and_another_kind_of_endpoint(
         deployer: ManagedOnlineDeployer, client: MLClient, flow: Path) -> None:
     with pytest.raises(DeploymentError, match="aml_kubernetes"):
-        deployer.deploy(request(flow, target="aml_kubernetes", compute="k8s-dev"))
+        deploy(deployer, request(flow, target="aml_kubernetes", compute="k8s-dev"))
     Azure(client, endpoint=KubernetesOnlineEndpoint(name="math-coding-dev", compute="k8s-dev"))
     with pytest.raises(DeploymentError, match="KubernetesOnlineEndpoint"):
-        deployer.deploy(request(flow))
+        deploy(deployer, request(flow))
     client.online_deployments.begin_create_or_update.assert_not_called()
 
 

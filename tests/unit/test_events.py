@@ -13,7 +13,7 @@ LIFECYCLE = {
     "evaluation.completed", "gate.passed", "gate.failed", "flow.registered", "approval.requested",
     "approval.granted", "approval.rejected", "approval.expired", "deployment.requested", "deployment.completed",
     "deployment.verified", "smoke.passed", "smoke.failed", "deployment.rolled_back", "pipeline.triggered",
-    "deployment.traffic_requested", "deployment.traffic_changed",
+    "deployment.traffic_requested", "deployment.traffic_changed", "deployment.check_requested",
 }
 
 

@@ -25,6 +25,7 @@ from tests.unit.test_azureml_deployer import (
     SUBSCRIPTION,
     Azure,
     autospec_client,
+    deploy,
     poller,
     request,
     rest_of,
@@ -52,7 +53,7 @@ def flow(tmp_path: Path) -> Path:
 
 def k8s_endpoint(traffic: dict[str, int] | None = None, compute: str = "k8s-dev") -> KubernetesOnlineEndpoint:
     return KubernetesOnlineEndpoint(name="math-coding-dev", compute=compute, traffic=traffic or {},
-                                    scoring_uri=SCORING_URI)
+                                    scoring_uri=SCORING_URI, provisioning_state="Succeeded")
 
 
 def test_it_shares_the_azure_ml_base_rather_than_copying_it() -> None:
@@ -65,7 +66,7 @@ def test_deploy_creates_a_kubernetes_endpoint_on_the_configured_compute(
         deployer: KubernetesOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=None)
 
-    deployed = deployer.deploy(request(flow, **K8S))
+    deployed = deploy(deployer, request(flow, **K8S))
 
     endpoint = sent(client.online_endpoints)
     assert isinstance(endpoint, KubernetesOnlineEndpoint)
@@ -73,7 +74,7 @@ def test_deploy_creates_a_kubernetes_endpoint_on_the_configured_compute(
     assert endpoint.auth_mode == "key"
     assert endpoint.identity.type == "system_assigned"
     assert endpoint.properties == {"enforce_access_to_default_secret_stores": "enabled"}
-    assert deployed.scoring_uri == SCORING_URI
+    assert client.online_endpoints.get(name="math-coding-dev").scoring_uri == SCORING_URI
     assert deployed.details["target"] == "aml_kubernetes"
 
 
@@ -81,7 +82,7 @@ def test_deploy_uses_the_clusters_instance_type_and_the_shared_settings(
         deployer: KubernetesOnlineDeployer, client: MLClient, flow: Path) -> None:
     Azure(client, endpoint=k8s_endpoint({"v-2": 100}))
 
-    deployer.deploy(request(flow, **K8S, instance_count=2, request_timeout_ms=30000, data_collection=True,
+    deploy(deployer, request(flow, **K8S, instance_count=2, request_timeout_ms=30000, data_collection=True,
                             environment_variables={"PROMPTFLOW_WORKER_NUM": "2"}))
 
     deployment = sent(client.online_deployments)
@@ -112,7 +113,7 @@ def test_deploy_uses_the_clusters_instance_type_and_the_shared_settings(
 def test_a_custom_cluster_instance_type_is_passed_through(deployer: KubernetesOnlineDeployer, client: MLClient,
                                                           flow: Path) -> None:
     Azure(client, endpoint=k8s_endpoint())
-    deployer.deploy(request(flow, **K8S, instance_type="cpu-small"))
+    deploy(deployer, request(flow, **K8S, instance_type="cpu-small"))
     assert sent(client.online_deployments).instance_type == "cpu-small"
 
 
@@ -121,11 +122,11 @@ def test_an_endpoint_on_another_cluster_or_a_managed_endpoint_is_refused(
     Azure(client, endpoint=k8s_endpoint(compute="/subscriptions/0/resourceGroups/rg/providers/"
                                                 "Microsoft.MachineLearningServices/workspaces/ws/computes/k8s-prod"))
     with pytest.raises(DeploymentError, match="runs on compute k8s-prod"):
-        deployer.deploy(request(flow, **K8S))
+        deploy(deployer, request(flow, **K8S))
 
     Azure(client, endpoint=ManagedOnlineEndpoint(name="math-coding-dev"))
     with pytest.raises(DeploymentError, match="ManagedOnlineEndpoint"):
-        deployer.deploy(request(flow, **K8S))
+        deploy(deployer, request(flow, **K8S))
     client.online_deployments.begin_create_or_update.assert_not_called()
 
 
@@ -133,13 +134,13 @@ def test_the_same_compute_given_as_an_arm_id_is_accepted(deployer: KubernetesOnl
                                                          flow: Path) -> None:
     Azure(client, endpoint=k8s_endpoint(compute="/subscriptions/0/resourceGroups/rg/providers/"
                                                 "Microsoft.MachineLearningServices/workspaces/ws/computes/k8s-dev"))
-    deployer.deploy(request(flow, **K8S))
+    deploy(deployer, request(flow, **K8S))
     client.online_deployments.begin_create_or_update.assert_called_once()
 
 
 def test_a_managed_request_is_refused(deployer: KubernetesOnlineDeployer, flow: Path) -> None:
     with pytest.raises(DeploymentError, match="aml_managed"):
-        deployer.deploy(request(flow))
+        deploy(deployer, request(flow))
 
 
 def test_traffic_update_keeps_both_shares_and_rollback_restores_the_prior(

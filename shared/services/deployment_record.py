@@ -1,0 +1,100 @@
+"""The record of a deployment in progress, `deployments/{use_case}/operations/{request_id}.json`: what was asked,
+what served before, the step it is at, the long operation it waits for, and its deadline. The deployment service
+re-reads it on every scheduled check, so no invocation has to outlive an Azure operation.
+
+Redelivery: the record numbers its checks and keeps the follow-up events of the last event it handled. A check
+whose number is not the awaited one changes nothing; the last handled event, delivered again (its handler crashed
+before the bus recorded it), re-sends the very same follow-ups. Writes carry the record's ETag, so two deliveries
+handled at the same moment cannot both advance it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.blob_layout import DEPLOYMENTS, deployment_record_name
+from shared.deployment.port import OperationState
+from shared.events import Event
+from shared.events.catalogue import DeploymentCheckRequested, DeploymentRequestedPayload
+from shared.events.codec import decode
+from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
+
+
+class Step(StrEnum):
+    ENDPOINT = "endpoint"        # the endpoint is being created (or exists)
+    DEPLOYMENT = "deployment"    # the new deployment is being created, at 0 % traffic
+    READY = "ready"              # it is up; waiting until it answers
+    SMOKE = "smoke"              # the smoke test, pinned to it
+    TRAFFIC = "traffic"          # the configured split is being applied
+    ROLLBACK = "rollback"        # the prior's share is being given back
+    VERIFIED = "verified"        # done: deployment.verified
+    ROLLED_BACK = "rolled_back"  # done: deployment.rolled_back
+
+
+FINAL_STEPS = frozenset({Step.VERIFIED, Step.ROLLED_BACK})
+
+
+class RecordChanged(RuntimeError):
+    """Another delivery advanced the record meanwhile; the bus retries this one, which then finds it handled."""
+
+
+class DeploymentRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(description="The deployment.requested event's id")
+    request: DeploymentRequestedPayload
+    endpoint: str
+    deployment: str
+    prior_traffic: dict[str, int] = Field(description="The endpoint's traffic before anything changed")
+    metrics: dict[str, float] = Field(description="What the version was approved on (for production.json)")
+    step: Step
+    operation: OperationState | None = Field(default=None, description="The long operation the step waits for")
+    step_started_at: datetime
+    deadline: datetime = Field(description="Past it, a pending step rolls back")
+    step_checks: int = Field(default=0, description="Checks spent waiting in this step (sets the back-off)")
+    checks: int = Field(default=0, description="The number of the last check scheduled: the one awaited")
+    reason: str = Field(default="", description="Why it is rolling back")
+    outbox_cause: str = Field(default="", description="The last event handled")
+    outbox: list[str] = Field(default_factory=list, description="Its follow-up events, as sent")
+
+    @property
+    def final(self) -> bool:
+        return self.step in FINAL_STEPS
+
+    def enter(self, step: Step, now: datetime, budget_seconds: float,
+              operation: OperationState | None = None) -> None:
+        self.step, self.operation, self.step_started_at = step, operation, now
+        self.deadline, self.step_checks = now + timedelta(seconds=budget_seconds), 0
+
+    def replay(self, event: Event) -> list[Event] | None:
+        """What to answer `event` with when it needs no new work: the stored follow-ups when it is the last event
+        handled, [] when it is stale (an old or unknown check, or the deployment is over); None: handle it."""
+        if event.id == self.outbox_cause:
+            return [decode(body) for body in self.outbox]
+        if isinstance(event, DeploymentCheckRequested) and event.payload.attempt == self.checks and not self.final:
+            return None
+        return []
+
+
+class RecordStore:
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+
+    def load(self, use_case: str, request_id: str) -> tuple[DeploymentRecord, str] | None:
+        try:
+            data, etag = self.blobs.read(DEPLOYMENTS, deployment_record_name(use_case, request_id))
+        except BlobNotFound:
+            return None
+        return DeploymentRecord.model_validate_json(data), etag
+
+    def save(self, record: DeploymentRecord, etag: str | None) -> str:
+        """Create (etag None) or replace the version read; RecordChanged when another delivery got there first."""
+        name = deployment_record_name(record.request.use_case, record.request_id)
+        try:
+            return self.blobs.write(DEPLOYMENTS, name, record.model_dump_json(indent=2).encode(),
+                                    if_match=etag, if_absent=etag is None)
+        except PreconditionFailed:
+            raise RecordChanged(f"{DEPLOYMENTS}/{name} changed while this delivery handled it") from None
