@@ -158,17 +158,32 @@ class LocalStack:
             "--data-dir", str(self.state_dir / "broker"),
         ], ports=[self.ports.broker])
 
-    def start_host(self) -> None:
+    def start_host(self, name: str = "host", port: int | None = None) -> None:
+        """One Functions host process; more (another `name` and `port`) share the bus and storage, as Function
+        instances do when the platform scales out."""
+        port = port or self.ports.host
         settings_file = self.state_dir / "local.settings.json"
         settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": self.settings()}, indent=2))
-        self._start("host", [
+        self._start(name, [
             sys.executable, "-m", "localstack.host", "--script", str(ROOT / "function_app.py"),
             "--settings", str(settings_file), "--host-json", str(ROOT / "host.json"),
-            "--port", str(self.ports.host),
-        ], ports=[self.ports.host], ready=self._host_ready)
+            "--port", str(port),
+        ], ports=[port], ready=lambda: self._host_ready(port))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a service, as a crashed instance dies: no clean-up, no settlement of its messages."""
+        pid = self._running_pid(name)
+        if pid is None:
+            raise StackError(f"{name} is not running")
+        os.killpg(pid, signal.SIGKILL)
+        child = self._children.pop(name, None)
+        if child is not None:
+            child.wait()
+        self._pid_file(name).unlink(missing_ok=True)
 
     def down(self) -> list[str]:
-        stopped = [name for name in ("host", "llm", "broker") if self.stop(name)]
+        hosts = sorted({"host", *(path.stem for path in self.state_dir.glob("host*.pid"))})  # scaled-out ones too
+        stopped = [name for name in (*hosts, "llm", "broker") if self.stop(name)]
         stopped += self.stop_endpoints()
         return stopped + (["azurite"] if self.stop("azurite") else [])
 
@@ -230,9 +245,9 @@ class LocalStack:
         self.down()
         raise StackError(f"{name} did not become ready within 60 s:\n{self._tail(name)}")
 
-    def _host_ready(self) -> bool:
+    def _host_ready(self, port: int) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.base_url}/api/health", timeout=2) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
                 return response.status in (200, 503)
         except OSError:
             return False

@@ -98,6 +98,7 @@ class ItemOutcome(_Frozen):
     lines: list[LineCheckpoint] = Field(default_factory=list)
     error: str | None = Field(default=None, description="The run could not start (e.g. the flow did not load).")
     metrics: dict[str, float] = Field(default_factory=dict, description="Whole-run metrics (Azure ML runs).")
+    worker: str = Field(default="", description="host:pid of the instance that finished it (for diagnosis).")
 
 
 class Progress(_Frozen):

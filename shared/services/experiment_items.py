@@ -9,7 +9,9 @@ runs longer than `execution.item_seconds` plus one line's time-out.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from shared.services.experiments import SETUP_ERRORS, ExperimentWorkspace
 
 log = logging.getLogger("genaiops.experiments")
 REMOTE_CHECK_INTERVAL = timedelta(seconds=60)  # how often an Azure ML run is looked at again
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_item(event: ExperimentItemRequested, clock: Clock, workspace: ExperimentWorkspace) -> list[Event]:
@@ -46,7 +49,7 @@ def run_item(event: ExperimentItemRequested, clock: Clock, workspace: Experiment
             config = workspace.config(plan.use_case, plan.environment)
             finished = (_run_remote if remote else _run_local)(config, plan, stage, item, workspace)
         except SETUP_ERRORS as problem:  # cannot succeed on a retry: the run fails, the experiment goes on
-            store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(
+            store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(worker=WORKER,
                 item_id=item.item_id, run_id=item.run_id, stage=stage.stage, error=str(problem)))
             finished = True
         delay = REMOTE_CHECK_INTERVAL if remote else timedelta(0)
@@ -84,12 +87,12 @@ def _run_local(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan,
                 connection_specs(config, workspace.secrets_env), _limits(plan), on_line=checkpoint,
                 deadline=time.monotonic() + plan.item_seconds, aggregate=False)
         if result.status == "failed" and not result.lines:  # the flow could not even load: the run has failed
-            store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(
+            store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(worker=WORKER,
                 item_id=item.item_id, run_id=run.run_id, stage=stage.stage, error=result.error))
             return True
     if any(number not in done for number in item.line_numbers):
         return False
-    store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(
+    store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(worker=WORKER,
         item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
         lines=[done[number] for number in item.line_numbers]))
     return True
@@ -100,7 +103,7 @@ def _run_remote(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan
     """Submit the run to Azure ML (idempotent) and look at it; True once it has finished and its lines are kept."""
     store, run = workspace.store, stage.run(item.run_id)
     if workspace.remote is None:
-        store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(
+        store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(worker=WORKER,
             item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
             error="execution.runner is azureml but this app has no Azure ML runner configured "
                   "(set AZUREML_WORKSPACE_NAME and the compute settings, see the README)"))
@@ -112,11 +115,11 @@ def _run_remote(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan
         if status.state == "running":
             return False
         if status.state == "failed":
-            outcome = ItemOutcome(item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
+            outcome = ItemOutcome(worker=WORKER, item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
                                   error=f"Azure ML run {name} failed: {status.message}")
         else:
             result = workspace.remote.collect(spec, name)
-            outcome = ItemOutcome(item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
+            outcome = ItemOutcome(worker=WORKER, item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
                                   lines=[LineCheckpoint(run_id=run.run_id, line=line) for line in result.lines],
                                   metrics=result.metrics, error=result.error if result.status == "failed" else None)
     store.finish_item(plan.use_case, plan.experiment_id, outcome)

@@ -1,0 +1,188 @@
+"""Experiments as work items on the real local stack: a host killed mid-experiment resumes without re-running a
+finished line; two use cases at once in one host; two hosts sharing one experiment; the bus stays responsive.
+
+Its own stack (a host gets killed here) and a scripted LLM that is slow enough to be caught mid-experiment and
+knows both use cases' answers, so every metric is known."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+from azure.storage.blob import BlobServiceClient
+
+from localstack.llm.scripted import Messages, ScriptedLLM, arithmetic_responder, scripted_llm
+from localstack.stack import LocalStack, Ports, free_port
+from shared.adapters.azure_blob import AzureBlobStore
+from shared.adapters.blob_experiment_store import BlobExperimentStore
+from shared.adapters.servicebus import ServiceBusPublisher
+from shared.audit import EventJournal
+from shared.blob_layout import SYSTEM
+from shared.events import Event, ExperimentRequested
+from shared.experiments.results import ExperimentResult
+from tests.e2e.conftest import E2E_MAX_DELIVERY_COUNT, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+ROOT = Path(__file__).resolve().parents[2]
+NER_DATA = ROOT / "flows" / "named_entity_recognition" / "data"
+LLM_DELAY = 0.25  # seconds per LLM call: an experiment lasts long enough to be interrupted
+
+
+def knowing_responder() -> Any:
+    """Arithmetic for math_coding; the labelled entities for NER (the few-shot prompt adds a full stop)."""
+    truth: dict[str, str] = {}
+    for dataset in NER_DATA.glob("*.jsonl"):
+        truth |= {row["text"]: row["results"] for row in map(json.loads, dataset.read_text().splitlines())}
+
+    def respond(messages: Messages) -> str:
+        last = str(messages[-1].get("content", ""))
+        if "Text:" in last:
+            return truth[last.split("Text:", 1)[1].strip()] + ("." if len(messages) > 2 else "")
+        return arithmetic_responder(messages)
+
+    return respond
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[ScriptedLLM]:
+    with scripted_llm(knowing_responder(), delay_seconds=LLM_DELAY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[LocalStack]:
+    stack = LocalStack(state_dir=tmp_path_factory.mktemp("durable"), ports=Ports.free(),
+                       max_delivery_count=E2E_MAX_DELIVERY_COUNT, lock_duration_seconds=10, with_model=False,
+                       extra_settings={"AOAI_BASE_URL": llm.base_url, "AOAI_API_KEY": "not-a-real-key"})
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="module")
+def store(stack: LocalStack) -> BlobExperimentStore:
+    return BlobExperimentStore(AzureBlobStore(BlobServiceClient.from_connection_string(
+        stack.storage_connection_string)))
+
+
+def request(stack: LocalStack, *use_cases: str) -> list[ExperimentRequested]:
+    events = [ExperimentRequested.create({"use_case": use_case, "environment": "local"},
+                                         correlation_id=f"durable-{use_case}-{time.time_ns()}", source="e2e")
+              for use_case in use_cases]
+    client = ServiceBusClient.from_connection_string(stack.servicebus_connection_string)
+    publisher = ServiceBusPublisher(client, stack.settings()["EVENTS_QUEUE"])
+    try:
+        publisher.publish(events)  # one batch: they arrive at the same moment
+    finally:
+        publisher.close()
+    return events
+
+
+def journal(stack: LocalStack, correlation_id: str) -> list[Event]:
+    blobs = AzureBlobStore(BlobServiceClient.from_connection_string(stack.storage_connection_string))
+    return EventJournal(blobs).events_for(correlation_id)
+
+
+def outcome(stack: LocalStack, event: ExperimentRequested, timeout: float = 300) -> Event:
+    return wait_for(lambda: next((e for e in journal(stack, event.correlation_id)
+                                  if e.type in ("evaluation.completed", "experiment.failed")), None),
+                    timeout=timeout, interval=0.5, what=f"the outcome of {event.payload.use_case}")
+
+
+def experiment_id(stack: LocalStack, event: ExperimentRequested) -> str:
+    planned = wait_for(lambda: next((e for e in journal(stack, event.correlation_id)
+                                     if e.type == "experiment.progressed"), None), what="the plan")
+    return str(planned.payload.experiment_id)
+
+
+def standard_checkpoints(store: BlobExperimentStore, use_case: str, experiment: str) -> int:
+    plan = store.plan(use_case, experiment)
+    return sum(len(store.lines(use_case, experiment, run.run_id)) for run in plan.standard.runs)
+
+
+def line_outputs(result: ExperimentResult) -> dict[tuple[str, str, int], Any]:
+    return {(run.label, run.dataset, line.line_number): line.outputs
+            for run in result.standard_runs for line in run.lines}
+
+
+def test_a_killed_host_resumes_and_never_reruns_a_finished_line(stack: LocalStack, llm: ScriptedLLM,
+                                                                 store: BlobExperimentStore) -> None:
+    [requested] = request(stack, "math_coding")
+    experiment = experiment_id(stack, requested)
+    plan = store.plan("math_coding", experiment)
+    total = plan.standard.lines
+    wait_for(lambda: standard_checkpoints(store, "math_coding", experiment) >= total // 4, timeout=120,
+             interval=0.1, what="a quarter of the lines")
+    stack.kill("host")
+    calls_before, finished_before = llm.calls, standard_checkpoints(store, "math_coding", experiment)
+    assert 0 < finished_before < total
+    time.sleep(3)
+    stack.start_host()
+
+    final = outcome(stack, requested)
+    assert final.type == "evaluation.completed", final.payload
+    # Every line without a checkpoint at the kill was sent once more (those in flight included); not one more.
+    assert llm.calls - calls_before == total - finished_before
+    events = journal(stack, requested.correlation_id)
+    for outcome_type in ("experiment.completed", "evaluation.completed"):
+        assert len({e.id for e in events if e.type == outcome_type}) == 1, outcome_type
+    result = store.result("math_coding", experiment)
+    assert [len(run.lines) for run in result.standard_runs] == [len(run.line_numbers) for run in plan.standard.runs]
+    assert all(run.metrics["accuracy"] == 1.0 for run in result.evaluation_runs)
+
+
+def test_two_use_cases_at_once_in_one_host_keep_their_results_and_the_cwd(
+        stack: LocalStack, store: BlobExperimentStore) -> None:
+    host_pid = stack.status()["host"]
+    assert host_pid is not None
+    cwd_before = os.readlink(f"/proc/{host_pid}/cwd")
+    math, ner = request(stack, "math_coding", "named_entity_recognition")
+    # While both run, a malformed message is dead-lettered within seconds, not after the experiments.
+    with ServiceBusClient.from_connection_string(stack.servicebus_connection_string) as client, \
+            client.get_queue_sender(stack.settings()["EVENTS_QUEUE"]) as sender:
+        sender.send_messages(ServiceBusMessage(b"{not json", message_id=f"malformed-{time.time_ns()}"))
+    blobs = BlobServiceClient.from_connection_string(stack.storage_connection_string)
+    wait_for(lambda: any(True for _ in blobs.get_container_client(SYSTEM).list_blobs(
+        name_starts_with="deadletter/")), timeout=30, what="the dead-letter record")
+    assert not [e for e in journal(stack, ner.correlation_id) if e.type == "evaluation.completed"]
+
+    assert outcome(stack, math).type == "evaluation.completed"
+    ner_outcome = outcome(stack, ner)
+    assert ner_outcome.type == "evaluation.completed", ner_outcome.payload
+    metrics = {(run.variant["extract"], run.variant["cleanse"], run.dataset): run.metrics
+               for run in ner_outcome.payload.runs}
+    for dataset in ("ner_train", "ner_test"):
+        assert metrics[("variant_0", "variant_0", dataset)]["exact_match_rate"] == 1.0
+        assert metrics[("variant_1", "variant_0", dataset)]["exact_match_rate"] == 1.0  # cleanse strips the "."
+        assert metrics[("variant_1", "variant_1", dataset)]["exact_match_rate"] == 0.0
+    assert all(run.metrics["accuracy"] == 1.0 for run in outcome(stack, math).payload.runs)
+    cwd_after = os.readlink(f"/proc/{host_pid}/cwd")
+    assert cwd_after == cwd_before and Path(cwd_after).is_dir()
+
+
+def test_two_hosts_share_one_experiment_with_the_same_results(stack: LocalStack,
+                                                              store: BlobExperimentStore) -> None:
+    [alone] = request(stack, "math_coding")
+    assert outcome(stack, alone).type == "evaluation.completed"
+    stack.start_host("host-2", free_port())
+    try:
+        [shared] = request(stack, "math_coding")
+        assert outcome(stack, shared).type == "evaluation.completed"
+    finally:
+        stack.stop("host-2")
+    shared_id = experiment_id(stack, shared)
+    workers = {item.worker for item in store.item_outcomes("math_coding", shared_id, "standard")}
+    assert len(workers) == 2, workers
+    one = store.result("math_coding", experiment_id(stack, alone))
+    two = store.result("math_coding", shared_id)
+    assert line_outputs(one) == line_outputs(two)
+    assert ({run.label: run.metrics for run in one.evaluation_runs}
+            == {run.label: run.metrics for run in two.evaluation_runs})
