@@ -17,7 +17,9 @@ from shared.events import (
     DeploymentTrafficRequested,
     EvaluationCompleted,
     Event,
+    ExperimentItemRequested,
     ExperimentRequested,
+    ExperimentStageCompleted,
     FlowRegistered,
     GatePassed,
     PipelineTriggered,
@@ -28,8 +30,9 @@ from shared.registry.port import Registry
 from shared.services import intake
 from shared.services.ab_testing import change_traffic, deployer_of
 from shared.services.deployments import DeploymentWorkspace, check_deployment, deploy_approved_flow
+from shared.services.experiment_items import run_item
 from shared.services.experiment_requests import requests_for_pipeline, requests_for_upload
-from shared.services.experiments import ExperimentWorkspace, run_experiment
+from shared.services.experiments import ExperimentWorkspace, advance_experiment, plan_experiment
 from shared.services.gate import judge_experiment
 from shared.services.registration import register_chosen_flow, register_upload
 from shared.services.release import ask_for_approval, deployment_for
@@ -67,21 +70,29 @@ def on_pipeline_triggered(event: PipelineTriggered, deps: Dependencies) -> Seque
 
 
 def on_experiment_requested(event: ExperimentRequested, deps: Dependencies) -> Sequence[Event]:
-    return run_experiment(event, deps.blobs, deps.clock, deps.experiments, deps.registry)
+    return plan_experiment(event, deps.blobs, deps.clock, deps.experiments, deps.registry)
+
+
+def on_experiment_item_requested(event: ExperimentItemRequested, deps: Dependencies) -> Sequence[Event]:
+    return run_item(event, deps.clock, deps.experiments)
+
+
+def on_experiment_stage_completed(event: ExperimentStageCompleted, deps: Dependencies) -> Sequence[Event]:
+    return advance_experiment(event, deps.blobs, deps.clock, deps.experiments)
 
 
 def on_evaluation_completed(event: EvaluationCompleted, deps: Dependencies) -> Sequence[Event]:
-    return judge_experiment(event, deps.blobs, deps.settings.flows_dir)
+    return judge_experiment(event, deps.blobs, deps.settings.flows_dir, deps.experiments.store)
 
 
 def on_gate_passed(event: GatePassed, deps: Dependencies) -> Sequence[Event]:
-    return register_chosen_flow(event, deps.blobs, deps.registry, flows_root=deps.settings.flows_dir,
+    return register_chosen_flow(event, deps.experiments.store, deps.registry, flows_root=deps.settings.flows_dir,
                                 work_root=deps.settings.work_dir)
 
 
 def on_flow_registered(event: FlowRegistered, deps: Dependencies) -> Sequence[Event]:
-    return [ask_for_approval(event, blobs=deps.blobs, clock=deps.clock, settings=deps.settings,
-                             config=deps.approvals, notifier=deps.notifier)]
+    return [ask_for_approval(event, blobs=deps.blobs, store=deps.experiments.store, clock=deps.clock,
+                             settings=deps.settings, config=deps.approvals, notifier=deps.notifier)]
 
 
 def on_approval_granted(event: ApprovalGranted, deps: Dependencies) -> Sequence[Event]:
@@ -106,6 +117,8 @@ HANDLERS: dict[type[Event], Handler] = {
     DatasetUploaded: on_dataset_uploaded,  # type: ignore[dict-item]
     PipelineTriggered: on_pipeline_triggered,  # type: ignore[dict-item]
     ExperimentRequested: on_experiment_requested,  # type: ignore[dict-item]
+    ExperimentItemRequested: on_experiment_item_requested,  # type: ignore[dict-item]
+    ExperimentStageCompleted: on_experiment_stage_completed,  # type: ignore[dict-item]
     EvaluationCompleted: on_evaluation_completed,  # type: ignore[dict-item]
     GatePassed: on_gate_passed,  # type: ignore[dict-item]
     FlowRegistered: on_flow_registered,  # type: ignore[dict-item]

@@ -165,7 +165,8 @@ def test_two_use_cases_at_once_in_one_host_keep_their_results_and_the_cwd(
         assert metrics[("variant_1", "variant_1", dataset)]["exact_match_rate"] == 0.0
     assert all(run.metrics["accuracy"] == 1.0 for run in outcome(stack, math).payload.runs)
     cwd_after = os.readlink(f"/proc/{host_pid}/cwd")
-    assert cwd_after == cwd_before and Path(cwd_after).is_dir()
+    assert cwd_after == cwd_before
+    assert Path(cwd_after).is_dir()
 
 
 def test_two_hosts_share_one_experiment_with_the_same_results(stack: LocalStack,
