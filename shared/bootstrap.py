@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from shared.application import Application
     from shared.deployment.port import Deployer
+    from shared.experiments.remote_runner import RemoteFlowRunner
     from shared.ports import BlobStore, Clock
     from shared.registry.port import Registry
     from shared.services.deployments import DeploymentWorkspace
@@ -31,7 +32,17 @@ def get_application() -> Application:
     blobs = AzureBlobStore(blob_service_client(settings))
     bus = ServiceBusPublisher(servicebus_client(settings), settings.events_queue)
     return Application(settings, blobs, bus, clock, PromptflowRunner(), build_registry(settings, blobs, clock),
-                       build_deployments(settings, blobs, clock))
+                       build_deployments(settings, blobs, clock), remote_runner=build_remote_runner(settings))
+
+
+def build_remote_runner(settings: Settings) -> RemoteFlowRunner | None:
+    """The Azure ML runner when a workspace is configured (it connects on first use); None keeps every run local."""
+    if not settings.azureml_workspace_name:
+        return None
+    from shared.adapters.azureml_runner import azureml_runner_from_settings
+    from shared.adapters.credentials import azure_credential
+
+    return azureml_runner_from_settings(settings, azure_credential())
 
 
 def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> DeploymentWorkspace:

@@ -34,6 +34,7 @@ from shared.services.experiments import SETUP_ERRORS, ExperimentWorkspace
 
 log = logging.getLogger("genaiops.experiments")
 REMOTE_CHECK_INTERVAL = timedelta(seconds=60)  # how often an Azure ML run is looked at again
+REMOTE_MAX_CHECKS = 24 * 60  # a day of checks: a run still not finished then has failed (queued or stuck)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -47,7 +48,8 @@ def run_item(event: ExperimentItemRequested, clock: Clock, workspace: Experiment
         remote = item.runner == "azureml"
         try:
             config = workspace.config(plan.use_case, plan.environment)
-            finished = (_run_remote if remote else _run_local)(config, plan, stage, item, workspace)
+            finished = (_run_remote(config, plan, stage, item, workspace, request.part) if remote
+                        else _run_local(config, plan, stage, item, workspace))
         except SETUP_ERRORS as problem:  # cannot succeed on a retry: the run fails, the experiment goes on
             store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(worker=WORKER,
                 item_id=item.item_id, run_id=item.run_id, stage=stage.stage, error=str(problem)))
@@ -99,7 +101,7 @@ def _run_local(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan,
 
 
 def _run_remote(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan, item: WorkItem,
-                workspace: ExperimentWorkspace) -> bool:
+                workspace: ExperimentWorkspace, part: int) -> bool:
     """Submit the run to Azure ML (idempotent) and look at it; True once it has finished and its lines are kept."""
     store, run = workspace.store, stage.run(item.run_id)
     if workspace.remote is None:
@@ -112,11 +114,13 @@ def _run_remote(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan
         spec = run_spec(run, flow_dir, _rows(workspace, plan, run), item.line_numbers)
         name = workspace.remote.submit(spec, connection_specs(config, workspace.secrets_env), _limits(plan))
         status = workspace.remote.status(name)
-        if status.state == "running":
+        if status.state == "running" and part < REMOTE_MAX_CHECKS:
             return False
-        if status.state == "failed":
+        if status.state != "completed":
+            reason = (f"failed: {status.message}" if status.state == "failed"
+                      else f"did not finish within {REMOTE_MAX_CHECKS} checks {REMOTE_CHECK_INTERVAL} apart")
             outcome = ItemOutcome(worker=WORKER, item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
-                                  error=f"Azure ML run {name} failed: {status.message}")
+                                  error=f"Azure ML run {name} {reason}")
         else:
             result = workspace.remote.collect(spec, name)
             outcome = ItemOutcome(worker=WORKER, item_id=item.item_id, run_id=run.run_id, stage=stage.stage,

@@ -9,7 +9,8 @@ import dataclasses
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,12 @@ from shared.events import (
     ExperimentRequested,
     GatePassed,
 )
+from shared.experiments.remote_runner import RemoteRunStatus
+from shared.experiments.results import RunResult
+from shared.experiments.runner import ConnectionSpec, ExecutionLimits, RunSpec
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
+from shared.services.experiment_items import REMOTE_CHECK_INTERVAL
 from shared.services.experiments import ExperimentWorkspace
 from shared.services.gate import judge_experiment
 from shared.services.registration import register_chosen_flow
@@ -210,3 +215,54 @@ def test_passing_gate_registers_the_chosen_flow_once(llm: ScriptedLLM, blob_stor
     assert stored.properties["metric.math_accuracy.accuracy"] == "1"
     assert json.loads(stored.properties["variant"]) == {"extract_answer": "variant_0", "solve": "variant_0"}
     assert "data.math_test" in stored.properties
+
+
+class LocalRunAsRemote:
+    """Azure ML at the runner port (it cannot run here): 'running' for the first checks, then the same run done
+    by the real local runner. The adapter itself is tested at the SDK boundary in tests/unit."""
+
+    def __init__(self, runner: PromptflowRunner, checks_before_done: int) -> None:
+        self.runner, self.checks_before_done = runner, checks_before_done
+        self.submitted: dict[str, int] = {}
+        self.checks: dict[str, int] = {}
+
+    def submit(self, spec: RunSpec, connections: Sequence[ConnectionSpec], limits: ExecutionLimits) -> str:
+        name = f"aml-{spec.run_id}"
+        self.submitted[name] = self.submitted.get(name, 0) + 1
+        self._connections, self._limits = connections, limits
+        return name
+
+    def status(self, run_name: str) -> RemoteRunStatus:
+        self.checks[run_name] = self.checks.get(run_name, 0) + 1
+        return RemoteRunStatus(state="running" if self.checks[run_name] <= self.checks_before_done else "completed")
+
+    def collect(self, spec: RunSpec, run_name: str) -> RunResult:
+        return self.runner.run_all([spec], self._connections, self._limits)[0]
+
+
+def test_runs_on_azure_ml_are_checked_again_later_and_land_in_the_same_store(
+        llm: ScriptedLLM, blob_store: BlobStore, clock: ManualClock, tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    shutil.copytree(FLOWS / "math_coding", flows / "math_coding")
+    config = flows / "math_coding" / "experiment.yaml"
+    config.write_text(config.read_text().replace("  concurrency: 8\n", "  concurrency: 8\n  runner: azureml\n"))
+    remote = LocalRunAsRemote(PromptflowRunner(), checks_before_done=2)
+    space = dataclasses.replace(workspace(llm, tmp_path, blob_store), flows_root=flows, remote=remote)
+    request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local",
+                                          "datasets": ["math_test"]}, correlation_id="aml")
+    deps = dependencies(blob_store, clock, space, BlobRegistry(blob_store, clock), QueueBus())
+    events = drive(deps, request)
+
+    evaluated = next(e for e in events if isinstance(e, EvaluationCompleted))
+    for run in evaluated.payload.runs:  # the same metrics as when the lines run on the Functions
+        stepwise_first = run.variant == {"solve": "variant_1", "extract_answer": "variant_1"}
+        expected = expected_first_number_accuracy(FLOWS / "math_coding" / "data" / "math_test.jsonl")
+        assert run.metrics["accuracy"] == pytest.approx(expected if stepwise_first else 1.0), run.run_id
+    # One Azure ML run per standard run and per evaluation; every look re-submits it (idempotent by run name:
+    # the adapter returns the existing run) and asks its status: twice running, then completed.
+    assert len(remote.submitted) == 4 + 4
+    assert remote.submitted == remote.checks
+    assert set(remote.checks.values()) == {3}
+    rechecks = [e for e in events if e.type == "experiment.item_requested" and e.payload.part > 0]
+    assert len(rechecks) == 2 * 8
+    assert {e.payload.not_before for e in rechecks} == {clock.now() + REMOTE_CHECK_INTERVAL}
