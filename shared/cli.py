@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.events import Event, event_class
+from shared.events import Event, ExperimentProgressed, event_class
 from shared.events.envelope import new_event_id
 from shared.events.schema import catalogue_schema_json
 from shared.settings import get_settings
@@ -58,7 +58,9 @@ def wait(correlation_id: str, until: set[str], fail_on: set[str], timeout: float
             if event.id in seen:
                 continue
             seen.add(event.id)
-            print(f"{event.occurred_at.isoformat()} {event.type} {event.id}", flush=True)
+            line = _describe(event)
+            if line:
+                print(line, flush=True)
             if event.type in fail_on:
                 print(json.dumps(event.payload.model_dump(mode="json"), indent=2), file=sys.stderr)
                 return EXIT_FAILED_EVENT
@@ -67,6 +69,21 @@ def wait(correlation_id: str, until: set[str], fail_on: set[str], timeout: float
         time.sleep(poll)
     print(f"timed out after {timeout:.0f} s waiting for {', '.join(sorted(until))}", file=sys.stderr)
     return EXIT_TIMEOUT
+
+
+# An experiment's own work: one message per work item, not worth a line each; progress says how far it is.
+_QUIET = frozenset({"experiment.item_requested", "experiment.stage_completed"})
+
+
+def _describe(event: Event) -> str | None:
+    if event.type in _QUIET:
+        return None
+    stamp = event.occurred_at.isoformat()
+    if isinstance(event, ExperimentProgressed):
+        p = event.payload
+        return (f"{stamp} progress {p.use_case} {p.experiment_id} {p.stage}: {p.lines_done}/{p.lines_total} lines "
+                f"({p.items_done}/{p.items_total} work items)")
+    return f"{stamp} {event.type} {event.id}"
 
 
 def _since_last_trigger(events: list[Event]) -> list[Event]:
