@@ -24,7 +24,7 @@ from localstack.stack import ROOT, LocalStack, StackError
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
 from shared.blob_layout import DATASETS, REPORTS
-from shared.events import Event
+from shared.events import EXPERIMENT_WORK_EVENTS, Event
 from shared.reports.tables import better_direction
 from shared.services.intake import dataset_uploaded_event
 
@@ -85,6 +85,8 @@ def follow(stack: LocalStack, journal: EventJournal, correlation_ids: list[str])
             for event in timelines[correlation_id]:
                 if event.id not in seen:
                     seen.add(event.id)
+                    if event.type in EXPERIMENT_WORK_EVENTS:
+                        continue  # one per work item; experiment.progressed says how far they are
                     print(f"  {event.occurred_at:%H:%M:%S} {event.type:<22} {_summary(event)}")
                     if event.type == "approval.requested":
                         approve(stack, event)
@@ -107,6 +109,8 @@ def _best_run(payload: dict) -> str:
 # The first key a payload has picks how its line reads.
 SUMMARIES: list[tuple[str, Callable[[dict], str]]] = [
     ("runs", _best_run),
+    ("lines_done", lambda p: f"{p['use_case']} {p['stage']}: {p['lines_done']}/{p['lines_total']} lines "
+                             f"({p['items_done']}/{p['items_total']} work items)"),
     ("traffic", lambda p: f"{p['use_case']}: {p['endpoint']} traffic {p['traffic']}"),
     ("checks_passed", lambda p: f"{p['deployment']}: {p['checks_passed']} checks passed, {p['checks_failed']} failed"),
     ("flow_version", lambda p: f"{p['use_case']}: {p['flow_name']} v{p['flow_version']}"),

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.events import Event, ExperimentProgressed, event_class
+from shared.events import EXPERIMENT_WORK_EVENTS, Event, ExperimentProgressed, event_class
 from shared.events.envelope import new_event_id
 from shared.events.schema import catalogue_schema_json
 from shared.settings import get_settings
@@ -71,12 +71,8 @@ def wait(correlation_id: str, until: set[str], fail_on: set[str], timeout: float
     return EXIT_TIMEOUT
 
 
-# An experiment's own work: one message per work item, not worth a line each; progress says how far it is.
-_QUIET = frozenset({"experiment.item_requested", "experiment.stage_completed"})
-
-
 def _describe(event: Event) -> str | None:
-    if event.type in _QUIET:
+    if event.type in EXPERIMENT_WORK_EVENTS:  # progress says how far the work items are
         return None
     stamp = event.occurred_at.isoformat()
     if isinstance(event, ExperimentProgressed):

@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from shared import messagebus
 from shared.approvals.service import get_approval_settings, notifier_for
 from shared.bootstrap import build_deployments
-from shared.events import Event
+from shared.events import EXPERIMENT_WORK_EVENTS, Event
 from shared.handlers import Dependencies
 from shared.idempotency import IdempotencyStore
 from shared.ports import BlobStore, Clock
@@ -18,7 +18,7 @@ from shared.services.experiments import ExperimentWorkspace
 from shared.settings import Settings
 
 EXPERIMENT_EVENTS = frozenset({"experiment.requested", "experiment.item_requested", "experiment.stage_completed"})
-INTERNAL_EVENTS = frozenset({"experiment.item_requested", "experiment.stage_completed", "experiment.progressed"})
+INTERNAL_EVENTS = EXPERIMENT_WORK_EVENTS | {"experiment.progressed"}
 
 
 class QueueBus:

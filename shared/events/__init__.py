@@ -2,6 +2,7 @@
 
 from shared.events.catalogue import (
     EVENT_TYPES,
+    EXPERIMENT_WORK_EVENTS,
     AnyEvent,
     ApprovalExpired,
     ApprovalGranted,
@@ -34,6 +35,7 @@ from shared.events.envelope import Event
 
 __all__ = [
     "EVENT_TYPES",
+    "EXPERIMENT_WORK_EVENTS",
     "AnyEvent",
     "ApprovalExpired",
     "ApprovalGranted",

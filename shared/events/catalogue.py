@@ -383,6 +383,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     PipelineTriggered, DeploymentCheckRequested,
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type(): cls for cls in ALL_EVENTS}
+# An experiment's own bookkeeping (a message per work item): journaled, but not what a person follows.
+EXPERIMENT_WORK_EVENTS = frozenset({ExperimentItemRequested.event_type(), ExperimentStageCompleted.event_type()})
 
 AnyEvent = Annotated[
     DatasetUploaded | DataRegistered | ExperimentRequested | ExperimentCompleted | ExperimentFailed

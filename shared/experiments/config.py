@@ -393,10 +393,11 @@ class VariantPolicy(_Strict):
 class ExecutionConfig(_Strict):
     concurrency: int = Field(default=8, ge=1, le=256, description="Lines in flight at once.")
     max_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Larger share of failed lines fails.")
-    line_timeout_seconds: int = Field(default=120, ge=1)
+    # An item's invocation lasts at most item_seconds + one line_timeout_seconds: within host.json's 10 minutes.
+    line_timeout_seconds: int = Field(default=120, ge=1, le=300)
     lines_per_item: int = Field(default=16, ge=1, le=10_000,
                                 description="Lines of one run in one work item (a bus message any instance takes).")
-    item_seconds: int = Field(default=120, ge=10, le=600,
+    item_seconds: int = Field(default=120, ge=10, le=240,
                               description="Time budget of one work item; what is left goes on in a continuation.")
     runner: Literal["auto", "local", "azureml"] = Field(
         default="auto", description="local = work items on the Functions; azureml = promptflow runs on Azure ML "
