@@ -44,6 +44,12 @@ class BlobExperimentStore:
     def plan(self, use_case: str, experiment_id: str) -> ExperimentPlan:
         return self._read(self._name(use_case, experiment_id, "plan.json"), ExperimentPlan)
 
+    def find_plan(self, use_case: str, experiment_id: str) -> ExperimentPlan | None:
+        try:
+            return self.plan(use_case, experiment_id)
+        except BlobNotFound:
+            return None
+
     def save_rows(self, use_case: str, experiment_id: str, dataset: str, rows: list[dict[str, Any]]) -> None:
         data = json.dumps(rows, ensure_ascii=False, default=str).encode()
         self._blobs.write(RUNS, self._name(use_case, experiment_id, f"data/{safe_segment(dataset)}.json"), data)

@@ -103,6 +103,9 @@ def plan_experiment(event: ExperimentRequested, blobs: BlobStore, clock: Clock, 
 def _plan(config: ExperimentConfig, experiment_id: str, event: ExperimentRequested, blobs: BlobStore,
           workspace: ExperimentWorkspace, registry: Registry, started: datetime) -> ExperimentPlan:
     request = event.payload
+    existing = workspace.store.find_plan(request.use_case, experiment_id)
+    if existing is not None:  # a redelivery: keep the data snapshot the items may already be reading
+        return existing
     selected = set(request.datasets or [d.name for d in config.datasets])
     unknown = selected - {d.name for d in config.datasets}
     if unknown:
