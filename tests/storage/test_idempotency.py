@@ -52,8 +52,19 @@ def test_expired_lease_is_taken_over(blob_store: BlobStore, clock: ManualClock, 
     store = IdempotencyStore(blob_store, clock, lease=timedelta(minutes=5))
     crashed = IdempotencyStore(blob_store, clock, lease=timedelta(minutes=5))
     # Simulate a worker that claimed the key and died: claim without completing.
-    crashed._claim(idempotency_name("scope", unique), "scope", unique)
+    crashed._claim(idempotency_name("scope", unique), "scope", unique, delivery_count=None)
     with pytest.raises(AlreadyInProgress):
         store.run_once("scope", unique, lambda: "too early")
     clock.advance(minutes=6)
     assert store.run_once("scope", unique, lambda: "took over").result == "took over"
+
+
+def test_a_redelivery_takes_over_a_dead_claim_at_once(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
+    """The broker redelivers only once the holder's lock is gone: a higher delivery count need not wait the lease."""
+    store = IdempotencyStore(blob_store, clock, lease=timedelta(minutes=10))
+    store._claim(idempotency_name("scope", unique), "scope", unique, delivery_count=1)  # claimed, then SIGKILLed
+    with pytest.raises(AlreadyInProgress):  # the same delivery (e.g. a duplicate send) still waits
+        store.run_once("scope", unique, lambda: "duplicate", delivery_count=1)
+    taken = store.run_once("scope", unique, lambda: "resumed", delivery_count=2)
+    assert taken.result == "resumed"
+    assert not taken.replayed
