@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from localstack.host.bus_trigger import ServiceBusTriggerListener
 from localstack.host.loader import FunctionSpec, describe_functions, load_function_app
-from localstack.servicebus_broker import Broker, running_broker
+from localstack.servicebus_broker import Broker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,11 +58,6 @@ def slots(msg: func.ServiceBusMessage) -> None:
     EVENTS.append((body, msg.delivery_count, started, time.time(), True))
 '''
 
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with running_broker(port=0) as running:
-        yield running
 
 
 def load_spec(tmp_path: Path, queue: str) -> tuple[FunctionSpec, dict[str, Any]]:

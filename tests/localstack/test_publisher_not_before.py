@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import pytest
 from azure.servicebus import ServiceBusClient
 
-from localstack.servicebus_broker import Broker, running_broker
+from localstack.servicebus_broker import Broker
 from shared.adapters.servicebus import ServiceBusPublisher, to_servicebus_message
 from shared.events.codec import encode
 from shared.events.envelope import Event, Payload
@@ -42,11 +41,6 @@ class PlainHappened(Event):
     type: Literal["test.plain"] = "test.plain"
     payload: PlainPayload
 
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    with running_broker(port=0) as running:
-        yield running
 
 
 def recheck(not_before: datetime, key: str) -> RecheckRequested:

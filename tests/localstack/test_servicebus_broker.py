@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,21 +38,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SLACK_SECONDS = 1.5  # SDK link set-up and polling overhead on top of max_wait_time
 
 
-@pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    with running_broker(port=0) as running:
-        yield running
-
 
 @pytest.fixture
 def queue() -> str:
     return f"q-{uuid.uuid4().hex[:8]}"
 
-
-@pytest.fixture
-def client(broker: Broker) -> Iterator[ServiceBusClient]:
-    with ServiceBusClient.from_connection_string(broker.connection_string) as sb_client:
-        yield sb_client
 
 
 def send(sb_client: ServiceBusClient, queue: str, *messages: ServiceBusMessage) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,21 +19,11 @@ DELAY = 3.0  # seconds a message is scheduled ahead
 EARLY = 1.0  # when we look for it before it is due
 
 
-@pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    with running_broker(port=0) as running:
-        yield running
-
 
 @pytest.fixture
 def queue() -> str:
     return f"s-{uuid.uuid4().hex[:8]}"
 
-
-@pytest.fixture
-def client(broker: Broker) -> Iterator[ServiceBusClient]:
-    with ServiceBusClient.from_connection_string(broker.connection_string) as sb_client:
-        yield sb_client
 
 
 def receive_all(sb_client: ServiceBusClient, queue: str, max_wait_time: float) -> list[ServiceBusReceivedMessage]:
