@@ -4,7 +4,10 @@ Peek-lock like the Functions extension: up to maxConcurrentCalls invocations run
 own — as soon as one finishes, its message is settled and a new message is received for the free slot, so one
 slow message (an experiment running for minutes) holds one slot, not all of them. Complete on success, abandon
 on exception — the broker counts deliveries and moves a message to the dead-letter queue after the queue's
-MaxDeliveryCount. Locks are renewed while a function runs, up to host.json's maxAutoLockRenewalDuration.
+MaxDeliveryCount. Locks are renewed while a function runs, up to host.json's maxAutoLockRenewalDuration — on the
+receiver's thread too: the SDK's AutoLockRenewer renews from its own thread over the receiver's connection, and
+with the receiver receiving at the same time the shared AMQP connection broke (seen as lost locks and
+redeliveries of messages still being handled).
 """
 
 from __future__ import annotations
@@ -13,15 +16,16 @@ import json
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
 from azure.functions.meta import Datum
 from azure.functions.servicebus import ServiceBusMessageInConverter
 from azure.servicebus import (
-    AutoLockRenewer,
     ServiceBusClient,
     ServiceBusReceivedMessage,
     ServiceBusReceiveMode,
@@ -35,6 +39,7 @@ log = logging.getLogger("localhost.servicebus")
 
 RECEIVE_WAIT_SECONDS = 0.5  # how long one receive waits for messages; bounds how late a finished slot is settled
 SLOT_WAIT_SECONDS = 0.5     # with every slot busy, how long to wait for one to finish before checking `stop`
+RENEW_MARGIN = timedelta(seconds=5)  # renew a lock this long before it expires (the loop turns every ~0.5 s)
 
 Finished = queue.Queue[tuple[ServiceBusReceivedMessage, bool]]  # (message, succeeded) from the worker threads
 
@@ -74,6 +79,12 @@ def to_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMe
     return ServiceBusMessageInConverter.decode(Datum(b"".join(message.body), "bytes"), trigger_metadata=present)
 
 
+@dataclass
+class _InFlight:
+    message: ServiceBusReceivedMessage
+    renew_until: float  # time.monotonic() past which the lock is left to expire (maxAutoLockRenewalDuration)
+
+
 class ServiceBusTriggerListener:
     def __init__(self, spec: FunctionSpec, connection_string: str, host_config: dict[str, Any]) -> None:
         self._spec = spec
@@ -94,42 +105,54 @@ class ServiceBusTriggerListener:
 
     def _receive_until(self, stop: threading.Event) -> None:
         finished: Finished = queue.Queue()
-        running = 0
+        in_flight: dict[str, _InFlight] = {}  # lock token -> message being handled
         with (ServiceBusClient.from_connection_string(self._connection_string) as client,
               client.get_queue_receiver(self._queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK) as receiver,
-              AutoLockRenewer(max_lock_renewal_duration=self._renew_for.total_seconds()) as renewer,
               ThreadPoolExecutor(max_workers=self._slots, thread_name_prefix=self._spec.name) as pool):
             try:
                 while not stop.is_set():
-                    running -= self._settle_finished(receiver, finished)
-                    free = self._slots - running
+                    self._settle_finished(receiver, finished, in_flight)
+                    self._renew_due(receiver, in_flight)
+                    free = self._slots - len(in_flight)
                     if free == 0:  # every slot busy: wait for one to finish, then receive for it at once
-                        running -= self._settle_finished(receiver, finished, wait=SLOT_WAIT_SECONDS)
+                        self._settle_finished(receiver, finished, in_flight, wait=SLOT_WAIT_SECONDS)
                         continue
                     messages = receiver.receive_messages(max_message_count=free, max_wait_time=RECEIVE_WAIT_SECONDS)
                     for message in messages:
-                        renewer.register(receiver, message)
+                        in_flight[str(message.lock_token)] = _InFlight(
+                            message, time.monotonic() + self._renew_for.total_seconds())
                         pool.submit(self._run_function, message, finished)
-                    running += len(messages)
             finally:
                 # Stopping (or the connection broke): let running invocations finish and settle what we can.
-                while running:
-                    running -= self._settle_finished(receiver, finished, wait=None)
+                while in_flight:
+                    self._settle_finished(receiver, finished, in_flight, wait=None)
 
-    def _settle_finished(self, receiver: ServiceBusReceiver, finished: Finished,
-                         wait: float | None = 0.0) -> int:
+    def _renew_due(self, receiver: ServiceBusReceiver, in_flight: dict[str, _InFlight]) -> None:
+        """Renew the locks about to expire of messages still being handled, up to maxAutoLockRenewalDuration."""
+        now = datetime.now(UTC)
+        for held in in_flight.values():
+            locked_until = held.message.locked_until_utc
+            if locked_until is None or locked_until - now > RENEW_MARGIN or time.monotonic() > held.renew_until:
+                continue
+            try:
+                receiver.renew_message_lock(held.message)
+            except Exception as error:  # noqa: BLE001 - the lock is lost: the broker will redeliver the message
+                log.warning("service bus trigger %s: could not renew the lock of message %s: %s", self._spec.name,
+                            held.message.message_id, error)
+                held.renew_until = 0.0  # stop trying; the handler's idempotency record guards a redelivery
+
+    def _settle_finished(self, receiver: ServiceBusReceiver, finished: Finished, in_flight: dict[str, _InFlight],
+                         wait: float | None = 0.0) -> None:
         """Settle every finished invocation on this (the receiver's) thread: the SDK's receiver is not
-        thread-safe. ``wait``: how long to wait for the first one (0: not at all, None: until one finishes).
-        Returns how many slots were freed."""
-        freed = 0
+        thread-safe. ``wait``: how long to wait for the first one (0: not at all, None: until one finishes)."""
         try:
             outcome = finished.get(block=wait != 0.0, timeout=wait or None)
             while True:
+                in_flight.pop(str(outcome[0].lock_token), None)
                 self._settle(receiver, *outcome)
-                freed += 1
                 outcome = finished.get_nowait()
         except queue.Empty:
-            return freed
+            return
 
     def _settle(self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage, succeeded: bool) -> None:
         try:

@@ -16,7 +16,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from localstack.host.bus_trigger import ServiceBusTriggerListener
 from localstack.host.loader import FunctionSpec, describe_functions, load_function_app
-from localstack.servicebus_broker import Broker
+from localstack.servicebus_broker import Broker, running_broker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -144,3 +144,29 @@ def test_a_failed_invocation_is_abandoned_and_redelivered_and_stop_waits_for_run
     assert [(e[0], e[4]) for e in events] == [("boom", False), ("boom", True), ("slow", True)]
     assert wait_for(lambda: broker.queue(queue).message_count == 0, timeout=5)
     assert broker.queue(f"{queue}/$DeadLetterQueue").message_count == 0
+
+
+def test_locks_are_renewed_while_a_function_outlives_them(tmp_path: Path):
+    """A 2 s lock, a 6 s function and a stream of other messages received meanwhile: the slow message is renewed
+    (on the receiver's thread, between receives) and handled once, not redelivered when its first lock lapses."""
+    queue = f"slots-{uuid.uuid4().hex[:8]}"
+    spec, module = load_spec(tmp_path, queue)
+    events: list[tuple[str, int, float, float, bool]] = module["EVENTS"]
+    with running_broker(port=0, lock_duration=2) as short_locks:
+        stop, thread = run_listener(spec, short_locks)
+        try:
+            with (
+                ServiceBusClient.from_connection_string(short_locks.connection_string) as client,
+                client.get_queue_sender(queue, keep_alive=None) as sender,
+            ):
+                sender.send_messages(ServiceBusMessage("slow"))
+                for i in range(10):  # keep the receiver busy while the slow one's lock needs renewing
+                    sender.send_messages(ServiceBusMessage(f"fast-{i}"))
+                    time.sleep(0.4)
+            assert wait_for(lambda: len(events) == 11, timeout=SLOW_SECONDS + 10)
+            assert wait_for(lambda: short_locks.queue(queue).message_count == 0, timeout=5)
+        finally:
+            stop.set()
+            thread.join(15)
+        assert [event[:2] for event in events if event[0] == "slow"] == [("slow", 1)]  # delivered once
+        assert short_locks.queue(f"{queue}/$DeadLetterQueue").message_count == 0
