@@ -28,7 +28,7 @@ from shared.events.catalogue import DeploymentCheckRequested
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services import intake
-from shared.services.ab_testing import change_traffic, deployer_of
+from shared.services.ab_testing import change_traffic, check_traffic_change
 from shared.services.deployments import DeploymentWorkspace, check_deployment, deploy_approved_flow
 from shared.services.experiment_items import run_item
 from shared.services.experiment_requests import requests_for_pipeline, requests_for_upload
@@ -104,12 +104,13 @@ def on_deployment_requested(event: DeploymentRequested, deps: Dependencies) -> S
 
 
 def on_deployment_check_requested(event: DeploymentCheckRequested, deps: Dependencies) -> Sequence[Event]:
+    if event.payload.kind == "traffic":  # a promote/retire waiting for the endpoint's new split
+        return check_traffic_change(event, deps.blobs, deps.deployments, deps.clock, deps.settings.environment)
     return check_deployment(event, deps.blobs, deps.registry, deps.deployments, deps.clock)
 
 
 def on_traffic_requested(event: DeploymentTrafficRequested, deps: Dependencies) -> Sequence[Event]:
-    deployer = deployer_of(deps.deployments, deps.settings.flows_dir, event.payload.use_case, deps.settings.environment)
-    return [change_traffic(event, deployer)]
+    return change_traffic(event, deps.blobs, deps.deployments, deps.clock, deps.settings.environment)
 
 
 # Keys narrow the event type each handler receives.

@@ -84,8 +84,8 @@ class AzureMLOnlineDeployer(AzureMLEntities):
     def __init__(self, ml_client: MLClient, *, work_dir: Path, identity: EndpointIdentity | None = None,
                  auth_mode: str = "key", base_image: str = PROMPTFLOW_RUNTIME_IMAGE,
                  operation_timeout_seconds: float = 300, log_lines: int = 100) -> None:
-        """`operation_timeout_seconds` bounds the two calls that still wait (set_traffic for a person's
-        promote/retire, remove); deployments never wait."""
+        """`operation_timeout_seconds` bounds the one call that still waits (remove, a clean-up no event handler
+        runs); deployments and traffic updates never wait."""
         super().__init__(ml_client, work_dir=work_dir, identity=identity, auth_mode=auth_mode, base_image=base_image)
         self._timeout = operation_timeout_seconds
         self._log_lines = log_lines
@@ -177,11 +177,6 @@ class AzureMLOnlineDeployer(AzureMLEntities):
         # The SDK's get lists the deployments and fills in 0 for those without traffic.
         return {str(name): int(share) for name, share in (entity.traffic or {}).items()}
 
-    def set_traffic(self, endpoint: str, traffic: dict[str, int]) -> dict[str, int]:
-        entity, _ = self._traffic_update(endpoint, traffic)
-        self._finish(self._ml.online_endpoints.begin_create_or_update(entity), f"traffic of endpoint {endpoint}")
-        return self.get_traffic(endpoint)
-
     def scoring_request(self, endpoint: str, deployment: str | None = None) -> ScoringTarget:
         entity = self._endpoint(endpoint)
         if not entity.scoring_uri:
@@ -207,7 +202,7 @@ class AzureMLOnlineDeployer(AzureMLEntities):
         share = int((entity.traffic or {}).get(deployment, 0))
         if share:
             raise DeploymentError(f"deployment {endpoint}/{deployment} still serves {share}% of the traffic; move it "
-                                  "first (rollback_traffic + set_traffic)")
+                                  "first (rollback_traffic + begin_set_traffic)")
         if (entity.mirror_traffic or {}).get(deployment):
             entity.mirror_traffic = {k: v for k, v in entity.mirror_traffic.items() if k != deployment}
             self._finish(self._ml.online_endpoints.begin_create_or_update(entity),
@@ -275,7 +270,7 @@ class AzureMLOnlineDeployer(AzureMLEntities):
         return redact_text(str(text))
 
     def _finish(self, poller: LROPoller[Any], what: str, logs: Callable[[], str] | None = None) -> Any:
-        """Wait for one short operation (a traffic update or a removal), bounded by operation_timeout_seconds."""
+        """Wait for one short operation (a removal), bounded by operation_timeout_seconds."""
         try:
             poller.wait(timeout=self._timeout)
             if not poller.done():

@@ -88,8 +88,21 @@ class LocalDeployer:
         return state.model_copy(update={"status": OperationStatus.SUCCEEDED, "details": deployed.details})
 
     def begin_set_traffic(self, endpoint: str, traffic: dict[str, int]) -> OperationState:
-        applied = self.set_traffic(endpoint, traffic)
-        return OperationState(kind=OperationKind.TRAFFIC, endpoint=endpoint, traffic=applied,
+        with self._lock(endpoint):
+            state, etag = self._load(endpoint)
+            unknown = sorted(set(traffic) - set(state.deployments))
+            if unknown:
+                raise InvalidTraffic(f"endpoint {endpoint}: no deployment(s) {', '.join(unknown)}")
+            split = check_traffic({name: traffic.get(name, 0) for name in state.deployments})
+            from localstack.serving.ab_router import RoutingError
+
+            self.processes.revive(state)
+            try:
+                state.traffic = router_client(state).set_traffic(split)
+            except RoutingError as refusal:  # e.g. a share that is not a whole percentage
+                raise InvalidTraffic(str(refusal)) from None
+            self._save(state, etag)
+        return OperationState(kind=OperationKind.TRAFFIC, endpoint=endpoint, traffic=dict(state.traffic),
                               status=OperationStatus.SUCCEEDED)
 
     def poll(self, state: OperationState) -> OperationState:
@@ -128,23 +141,6 @@ class LocalDeployer:
             if replaced is not None and replaced.pid != server.pid:  # an update in place: the old one goes
                 self.processes.stop(old, replaced)
             return self._deployed(state, name)
-
-    def set_traffic(self, endpoint: str, traffic: dict[str, int]) -> dict[str, int]:
-        with self._lock(endpoint):
-            state, etag = self._load(endpoint)
-            unknown = sorted(set(traffic) - set(state.deployments))
-            if unknown:
-                raise InvalidTraffic(f"endpoint {endpoint}: no deployment(s) {', '.join(unknown)}")
-            split = check_traffic({name: traffic.get(name, 0) for name in state.deployments})
-            from localstack.serving.ab_router import RoutingError
-
-            self.processes.revive(state)
-            try:
-                state.traffic = router_client(state).set_traffic(split)
-            except RoutingError as refusal:  # e.g. a share that is not a whole percentage
-                raise InvalidTraffic(str(refusal)) from None
-            self._save(state, etag)
-            return dict(state.traffic)
 
     def get_traffic(self, endpoint: str) -> dict[str, int]:
         try:

@@ -246,11 +246,6 @@ class Deployer(Protocol):
         """The operation's state now (a local deployer's operations are never pending)."""
         ...
 
-    def set_traffic(self, endpoint: str, traffic: dict[str, int]) -> dict[str, int]:
-        """Apply a split (summing to 100), wait for it, and return the endpoint's traffic as the platform now
-        reports it (a person's promote/retire: one short endpoint update)."""
-        ...
-
     def get_traffic(self, endpoint: str) -> dict[str, int]:
         """Every deployment's share, 0 included; {} when the endpoint does not exist."""
         ...

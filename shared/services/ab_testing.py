@@ -1,15 +1,24 @@
 """The deployment phase's monitoring loop: user feedback, the A/B report comparing an endpoint's deployments, and
-promoting or retiring a deployment when the comparison says so."""
+promoting or retiring a deployment when the comparison says so.
+
+A traffic update on Azure ML can take minutes, so a promote/retire never waits for it: the request starts it
+(`begin_set_traffic`), keeps a TrafficRecord (deployment_record.py), and finishes through the same scheduled
+`deployment.check_requested` events as a deployment (`kind` traffic) — deployment.traffic_changed once the endpoint
+reports the new split, deployment.traffic_failed when it fails or is not done by `operation_timeout_seconds`.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
-from shared.deployment.port import Deployer, DeploymentError, rollback_traffic
-from shared.events import DeploymentTrafficChanged, DeploymentTrafficRequested
+from shared.deployment.port import Deployer, DeploymentError, InvalidTraffic, OperationStatus, rollback_traffic
+from shared.events import DeploymentTrafficChanged, DeploymentTrafficRequested, Event
+from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
 from shared.experiments.config import load_experiment
 from shared.feedback.ab_report import ABReport, report_endpoint
 from shared.ports import BlobStore, Clock
+from shared.services.deployment_record import RecordStore, TrafficRecord
 from shared.services.deployments import DeploymentWorkspace, deployment_config
 
 
@@ -30,14 +39,79 @@ def write_ab_report(use_case: str, endpoint: str, blobs: BlobStore, clock: Clock
                            traffic=deployer.get_traffic(endpoint))
 
 
-def change_traffic(event: DeploymentTrafficRequested, deployer: Deployer) -> DeploymentTrafficChanged:
-    request = event.payload
-    current = deployer.get_traffic(request.endpoint)
-    if request.deployment not in current:
-        raise DeploymentError(f"{request.endpoint} has no deployment {request.deployment}")
-    if request.action == "promote":
-        wanted = {name: 100 if name == request.deployment else 0 for name in current}
+def change_traffic(event: DeploymentTrafficRequested, blobs: BlobStore, workspace: DeploymentWorkspace,
+                   clock: Clock, environment: str) -> list[Event]:
+    """Start the split asked for and return at once; scheduled checks wait for the endpoint to report it.
+
+    Promote: the deployment takes 100 %. Retire: it goes to 0 % and its share back to the prior. A request that
+    cannot be honoured (no such deployment, a split the platform refuses) ends at once in deployment.traffic_failed.
+    """
+    request, store = event.payload, RecordStore(blobs)
+    found = store.load(request.use_case, event.id, TrafficRecord)
+    if found is not None:  # a redelivery: the change is under way, or over
+        return found[0].replay(event) or []
+    now = clock.now()
+    record = TrafficRecord(request_id=event.id, request=request, endpoint=request.endpoint,
+                           deployment=request.deployment, step_started_at=now,
+                           deadline=now + timedelta(seconds=workspace.operation_timeout_seconds))
+    current: dict[str, int] = {}
+    try:
+        deployer = deployer_of(workspace, workspace.flows_root, request.use_case, environment)
+        current = deployer.get_traffic(request.endpoint)
+        if request.deployment not in current:
+            raise DeploymentError(f"{request.endpoint} has no deployment {request.deployment}")
+        if request.action == "promote":
+            wanted = {name: 100 if name == request.deployment else 0 for name in current}
+        else:
+            wanted = rollback_traffic(current, request.deployment)
+        record.operation = deployer.begin_set_traffic(request.endpoint, wanted)
+    except (DeploymentError, InvalidTraffic) as refused:  # nothing started; retrying would not help
+        return _finish(record, event, store, None, str(refused), current)
+    return _advance(record, event, deployer, store, None, workspace, clock)
+
+
+def check_traffic_change(event: DeploymentCheckRequested, blobs: BlobStore, workspace: DeploymentWorkspace,
+                         clock: Clock, environment: str) -> list[Event]:
+    """A scheduled check of a traffic request: has the endpoint reported the new split yet?"""
+    store = RecordStore(blobs)
+    found = store.load(event.payload.use_case, event.payload.request_id, TrafficRecord)
+    if found is None:
+        return []  # nothing was ever started under this id
+    record, etag = found
+    answer = record.replay(event)
+    if answer is not None:
+        return answer
+    deployer = deployer_of(workspace, workspace.flows_root, record.use_case, environment)
+    return _advance(record, event, deployer, store, etag, workspace, clock)
+
+
+def _advance(record: TrafficRecord, cause: Event, deployer: Deployer, store: RecordStore, etag: str | None,
+             workspace: DeploymentWorkspace, clock: Clock) -> list[Event]:
+    """Poll once: done, failed, past the deadline — or schedule the next check (15 s, 30 s, then every 60 s)."""
+    assert record.operation is not None
+    now = clock.now()
+    record.operation = operation = deployer.poll(record.operation)
+    if operation.pending and now < record.deadline:
+        check = record.next_check(cause, now, workspace.check_interval_seconds, workspace.max_check_interval_seconds)
+        record.remember(cause, [check])
+        store.save(record, etag)
+        return [check]
+    failure = "" if operation.status is OperationStatus.SUCCEEDED else operation.message or (
+        f"traffic update of endpoint {record.endpoint}: not finished after "
+        f"{(record.deadline - record.step_started_at).total_seconds():.0f} s; it goes on in Azure ML — check it "
+        "there before asking again")
+    return _finish(record, cause, store, etag, failure, deployer.get_traffic(record.endpoint))
+
+
+def _finish(record: TrafficRecord, cause: Event, store: RecordStore, etag: str | None, failure: str,
+            traffic: dict[str, int]) -> list[Event]:
+    """The terminal event, with the split the endpoint reports now; the record keeps it for redeliveries."""
+    payload = {**record.request.model_dump(), "traffic": traffic}
+    if failure:
+        record.outcome, event = "failed", cause.follow_up(DeploymentTrafficFailed, {**payload,
+                                                                                    "reason": failure[:2000]})
     else:
-        wanted = rollback_traffic(current, request.deployment)
-    traffic = deployer.set_traffic(request.endpoint, wanted)
-    return event.follow_up(DeploymentTrafficChanged, {**request.model_dump(), "traffic": traffic})
+        record.outcome, event = "changed", cause.follow_up(DeploymentTrafficChanged, payload)
+    record.remember(cause, [event])
+    store.save(record, etag)
+    return [event]

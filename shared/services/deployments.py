@@ -21,7 +21,7 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from shared.blob_layout import DEPLOYMENTS, REPORTS, deployed_state_name, safe_segment
@@ -152,7 +152,7 @@ def deploy_approved_flow(event: DeploymentRequested, blobs: BlobStore, registry:
                          workspace: DeploymentWorkspace, clock: Clock) -> list[Event]:
     """Start a deployment: rebuild and verify the flow, note what serves now, start the endpoint step."""
     request, store = event.payload, RecordStore(blobs)
-    existing = store.load(request.use_case, event.id)
+    existing = store.load(request.use_case, event.id, DeploymentRecord)
     if existing is not None:  # a redelivery: the deployment is under way
         return existing[0].replay(event) or []
     config = load_experiment(workspace.flows_root / request.use_case, request.environment)
@@ -178,7 +178,7 @@ def check_deployment(event: DeploymentCheckRequested, blobs: BlobStore, registry
                      workspace: DeploymentWorkspace, clock: Clock) -> list[Event]:
     """A scheduled check: poll the step's operation and move on as far as it can go now."""
     store = RecordStore(blobs)
-    found = store.load(event.payload.use_case, event.payload.request_id)
+    found = store.load(event.payload.use_case, event.payload.request_id, DeploymentRecord)
     if found is None:
         return []  # nothing was ever started under this id
     record, etag = found
@@ -195,15 +195,9 @@ def _advance(run: _Run, store: RecordStore, etag: str | None) -> list[Event]:
     if record.final:
         shutil.rmtree(run.scratch, ignore_errors=True)
     else:
-        now = run.clock.now()
-        delay = min(run.workspace.max_check_interval_seconds,
-                    run.workspace.check_interval_seconds * 2 ** record.step_checks)
-        record.checks += 1
-        record.step_checks += 1
-        run.events.append(run.cause.follow_up(DeploymentCheckRequested, {
-            **run.ref(), "request_id": record.request_id, "attempt": record.checks,
-            "not_before": now + timedelta(seconds=delay)}, key=f"{record.request_id}:{record.checks}"))
-    record.outbox_cause, record.outbox = run.cause.id, [event.model_dump_json() for event in run.events]
+        run.events.append(record.next_check(run.cause, run.clock.now(), run.workspace.check_interval_seconds,
+                                            run.workspace.max_check_interval_seconds))
+    record.remember(run.cause, run.events)
     store.save(record, etag)
     return run.events
 

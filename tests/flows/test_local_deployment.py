@@ -152,7 +152,7 @@ def state_pids(blob_store: BlobStore, endpoint: str) -> list[int]:
 
 def test_split_is_honoured_over_many_requests(endpoint: Endpoint) -> None:
     deployer = endpoint.deployer
-    assert deployer.set_traffic(endpoint.name, {"blue": 70, "green": 30}) == {"blue": 70, "green": 30}
+    assert deployer.begin_set_traffic(endpoint.name, {"blue": 70, "green": 30}).traffic == {"blue": 70, "green": 30}
     target = deployer.scoring_request(endpoint.name)
 
     def score(n: int) -> tuple[int, dict[str, str], bytes]:
@@ -204,7 +204,7 @@ def test_ab_report_from_router_telemetry_and_feedback(endpoint: Endpoint, blob_s
 
 def test_pinning_reaches_a_deployment_without_traffic(endpoint: Endpoint) -> None:
     deployer = endpoint.deployer
-    deployer.set_traffic(endpoint.name, {"blue": 100, "green": 0})
+    deployer.begin_set_traffic(endpoint.name, {"blue": 100, "green": 0})
     pinned = deployer.scoring_request(endpoint.name, "green")
     assert pinned.http_headers() == {DEPLOYMENT_HEADER: "green"}
     answers = [post(pinned.url, {"question": "What is 6 * 7?"}, pinned.http_headers()) for _ in range(5)]
@@ -268,11 +268,12 @@ def test_broken_versions_fail_smoke_and_roll_back(endpoint: Endpoint, blob_store
         assert any("status 4" in failure or "status 5" in failure for failure in report.failures)
 
     # The split went live before the failure showed: red took 30 % from blue, the incumbent.
-    before = deployer.set_traffic(name, {"blue": 100, "green": 0, "red": 0, "gray": 0})
+    before = deployer.begin_set_traffic(name, {"blue": 100, "green": 0, "red": 0, "gray": 0}).traffic
     prior = prior_deployment(before, "red")
-    live = deployer.set_traffic(name, plan_traffic(before, "red", DeploymentConfig(endpoint_name=name).traffic))
+    live = deployer.begin_set_traffic(name, plan_traffic(before, "red",
+                                                         DeploymentConfig(endpoint_name=name).traffic)).traffic
     assert live == {"blue": 70, "green": 0, "red": 30, "gray": 0}
-    rolled_back = deployer.set_traffic(name, rollback_traffic(live, "red", prior=prior))
+    rolled_back = deployer.begin_set_traffic(name, rollback_traffic(live, "red", prior=prior)).traffic
     assert rolled_back == {"blue": 100, "green": 0, "red": 0, "gray": 0}
     target = deployer.scoring_request(name)
     answers = [post(target.url, {"question": f"What is {n} * 3?"}) for n in range(40)]
@@ -327,7 +328,7 @@ def test_invalid_splits_are_refused(endpoint: Endpoint) -> None:
     for bad, message in (({"blue": 60, "green": 30}, "sum to 100"), ({"blue": 50, "purple": 50}, "purple"),
                          ({"blue": 99.5, "green": 0.5}, "integer")):
         with pytest.raises(InvalidTraffic, match=message):
-            endpoint.deployer.set_traffic(endpoint.name, bad)  # type: ignore[arg-type]
+            endpoint.deployer.begin_set_traffic(endpoint.name, bad)  # type: ignore[arg-type]
     assert endpoint.deployer.get_traffic(endpoint.name) == before
 
 

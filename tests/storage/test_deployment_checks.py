@@ -1,7 +1,8 @@
-"""A deployment on Azure ML as a state machine of scheduled checks, through the app's bus entry point, over real
-Azurite storage. Faked: the Azure ML SDK (autospecced operations whose entities read "Creating"/"Updating" for a
-number of GETs, as in tests/unit/test_azureml_deployer.py) and the endpoint's HTTP answers (a local server). The bus
-is a recorder: a scheduled check is delivered when the test clock reaches its `not_before`."""
+"""A deployment on Azure ML — and a promote/retire of one — as a state machine of scheduled checks, through the
+app's bus entry point, over real Azurite storage. Faked: the Azure ML SDK (autospecced operations whose entities
+read "Creating"/"Updating" for a number of GETs, as in tests/unit/test_azureml_deployer.py) and the endpoint's HTTP
+answers (a local server). The bus is a recorder: a scheduled check is delivered when the test clock reaches its
+`not_before`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from shared.application import Application
 from shared.blob_layout import DEPLOYMENTS, deployed_state_name, deployment_record_name
 from shared.deployment.azureml_deployer import ManagedOnlineDeployer
 from shared.deployment.port import deployment_name_for
-from shared.events import DeploymentRequested, Event
+from shared.events import DeploymentRequested, DeploymentTrafficRequested, Event
 from shared.events.catalogue import DeploymentCheckRequested
 from shared.events.codec import encode
 from shared.experiments.config import load_experiment
@@ -32,6 +33,7 @@ from shared.experiments.variants import Combination, materialize
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
 from shared.registry.service import register_flow_if_changed
+from shared.services.ab_testing import change_traffic, check_traffic_change
 from shared.services.deployments import DeploymentWorkspace, check_deployment
 from shared.settings import Settings
 from shared.smoke.service import SmokeTester
@@ -142,7 +144,8 @@ def world(request: pytest.FixtureRequest, blob_store: BlobStore, clock: ManualCl
                                     deployer_for=lambda _: deployer, tester=SmokeTester(blob_store, clock),
                                     operation_timeout_seconds=options.get("timeout", 1800))
     bus = Bus(app=None, clock=clock)  # type: ignore[arg-type]
-    bus.app = Application(Settings(), blob_store, bus, clock, PromptflowRunner(), registry, workspace)
+    # A traffic request names no environment: the app's own (GENAIOPS_ENV) picks the deployment block.
+    bus.app = Application(Settings(environment="dev"), blob_store, bus, clock, PromptflowRunner(), registry, workspace)
     yield World(bus, azure, client, server, workspace, registry, use_case, f"flow-{unique}", version.version)
     server.http.shutdown()
 
@@ -215,3 +218,114 @@ def test_a_deployment_that_never_answers_fails_its_smoke_test_and_rolls_back(wor
     failed = next(event for event in events if event.type == "smoke.failed").payload
     assert "readiness_timeout_seconds = 120" in failed.failures[0]
     assert events[-1].payload.traffic == {PRIOR: 100, failed.deployment: 0}
+
+
+# --- promote / retire: deployment.traffic_requested, finished by scheduled checks ------------------------------------
+
+NEW = "green"
+
+
+def traffic_requested(world: World, action: str = "promote", deployment: str = NEW) -> DeploymentTrafficRequested:
+    return DeploymentTrafficRequested.create({"use_case": world.use_case, "endpoint": "math-coding-dev",
+                                              "deployment": deployment, "action": action},
+                                             correlation_id=f"traffic-{world.use_case}")
+
+
+def serving_two(world: World, *, stale_state: str = "Updating") -> list[dict[str, int]]:
+    """The endpoint serves PRIOR 70 / NEW 30. A traffic update reads `stale_state` with the old split for
+    `progress` GETs, then the new split. Returns the splits sent, as they are sent."""
+    old = {PRIOR: 70, NEW: 30}
+    world.azure.endpoint.traffic = dict(old)
+    put, sent = world.client.online_endpoints.begin_create_or_update.side_effect, []
+
+    def put_then_read(endpoint: Any, **kwargs: Any) -> Any:
+        sent.append(dict(endpoint.traffic))
+        answer = put(endpoint, **kwargs)
+        # The fake's GET hands out its stored entity, which the deployer edited before the PUT; the service's
+        # entity keeps the old split until the update lands.
+        world.azure.endpoint.traffic, world.azure.endpoint._provisioning_state = dict(old), stale_state
+        return answer
+
+    world.client.online_endpoints.begin_create_or_update.side_effect = put_then_read
+    return sent
+
+
+@pytest.mark.parametrize("stale_state", ["Updating", "Succeeded"])
+@pytest.mark.parametrize("world", [{"progress": 4}], indirect=True)
+def test_a_promotion_is_started_and_finished_by_scheduled_checks(world: World, blob_store: BlobStore,
+                                                                 stale_state: str) -> None:
+    sent = serving_two(world, stale_state=stale_state)
+    request = traffic_requested(world)
+
+    events = world.bus.run(request)
+
+    types = [event.type for event in events]
+    assert types == ["deployment.traffic_requested", *["deployment.check_requested"] * 4,
+                     "deployment.traffic_changed"], types
+    checks = [event for event in events if isinstance(event, DeploymentCheckRequested)]
+    assert {check.payload.kind for check in checks} == {"traffic"}
+    assert [check.payload.attempt for check in checks] == [1, 2, 3, 4]
+    gaps = [(check.payload.not_before - world.bus.published_at[check.id]).total_seconds() for check in checks]
+    assert gaps == [15, 30, 60, 60]  # the endpoint read the old split for 4 polls; none was waited on
+    changed = events[-1]
+    assert changed.payload.traffic == {PRIOR: 0, NEW: 100}
+    assert changed.correlation_id == request.correlation_id
+    assert sent == [{PRIOR: 0, NEW: 100}]  # one PUT, never repeated
+    assert max(world.bus.durations) < 5  # every invocation returns at once
+    record = json.loads(blob_store.read(DEPLOYMENTS, deployment_record_name(world.use_case, request.id))[0])
+    assert (record["kind"], record["outcome"]) == ("traffic", "changed")
+
+    # Redelivered once it is over, the request and an old check change nothing.
+    assert change_traffic(request, blob_store, world.workspace, world.bus.clock, "dev") == []
+    assert check_traffic_change(checks[1], blob_store, world.workspace, world.bus.clock, "dev") == []
+    world.client.online_endpoints.begin_create_or_update.assert_called_once()
+
+
+@pytest.mark.parametrize("world", [{"progress": 4}], indirect=True)
+def test_a_traffic_request_redelivered_while_pending_resends_its_check_and_starts_nothing(
+        world: World, blob_store: BlobStore) -> None:
+    serving_two(world)
+    request, clock = traffic_requested(world), world.bus.clock
+
+    first = change_traffic(request, blob_store, world.workspace, clock, "dev")
+    again = change_traffic(request, blob_store, world.workspace, clock, "dev")
+
+    assert [event.type for event in first] == ["deployment.check_requested"]
+    assert again == first  # the very same follow-up (same id): the broker drops the duplicate
+    world.client.online_endpoints.begin_create_or_update.assert_called_once()
+
+
+@pytest.mark.parametrize("world", [{"progress": 1}], indirect=True)
+def test_a_retirement_gives_the_share_back_to_the_prior(world: World) -> None:
+    serving_two(world)
+
+    events = world.bus.run(traffic_requested(world, "retire"))
+
+    assert [event.type for event in events][-1] == "deployment.traffic_changed"
+    assert events[-1].payload.traffic == {PRIOR: 100, NEW: 0}
+
+
+@pytest.mark.parametrize("world", [{"progress": 10_000, "timeout": 600}], indirect=True)
+def test_a_traffic_update_past_its_deadline_fails_with_the_split_the_endpoint_reports(world: World) -> None:
+    serving_two(world)
+
+    events = world.bus.run(traffic_requested(world))
+
+    assert events[-1].type == "deployment.traffic_failed", [event.type for event in events]
+    failed = events[-1].payload
+    assert "not finished after 600 s" in failed.reason
+    assert (failed.action, failed.deployment, failed.traffic) == ("promote", NEW, {PRIOR: 70, NEW: 30})
+    checks = [event for event in events if isinstance(event, DeploymentCheckRequested)]
+    assert 10 <= len(checks) <= 15  # 600 s at 15, 30, 60, 60, ... s
+    assert "deployment.traffic_changed" not in [event.type for event in events]
+
+
+def test_a_traffic_request_for_an_unknown_deployment_fails_at_once(world: World) -> None:
+    serving_two(world)
+
+    events = world.bus.run(traffic_requested(world, deployment="purple"))
+
+    assert [event.type for event in events] == ["deployment.traffic_requested", "deployment.traffic_failed"]
+    assert "has no deployment purple" in events[-1].payload.reason
+    assert events[-1].payload.traffic == {PRIOR: 70, NEW: 30}
+    world.client.online_endpoints.begin_create_or_update.assert_not_called()

@@ -588,19 +588,20 @@ def test_deploy_refuses_another_target_and_another_kind_of_endpoint(
 def test_set_traffic_keeps_both_shares(deployer: ManagedOnlineDeployer, client: MLClient) -> None:
     Azure(client, endpoint=managed_endpoint({"v-2": 100, "v-3": 0}))
 
-    applied = deployer.set_traffic("math-coding-dev", plan_traffic({"v-2": 100, "v-3": 0}, "v-3",
-                                                                   request_split(30)))
+    state = deployer.begin_set_traffic("math-coding-dev", plan_traffic({"v-2": 100, "v-3": 0}, "v-3",
+                                                                       request_split(30)))
 
     endpoint = sent(client.online_endpoints)
     assert endpoint.traffic == {"v-2": 70, "v-3": 30}
-    assert applied == {"v-2": 70, "v-3": 30}
+    assert deployer.poll(state).status is OperationStatus.SUCCEEDED
+    assert deployer.get_traffic("math-coding-dev") == {"v-2": 70, "v-3": 30}
 
 
 def test_set_traffic_zeroes_deployments_it_does_not_name_and_moves_mirrored_ones_to_live(
         deployer: ManagedOnlineDeployer, client: MLClient) -> None:
     Azure(client, endpoint=managed_endpoint({"v-1": 20, "v-2": 80}, mirror={"v-3": 10}))
 
-    deployer.set_traffic("math-coding-dev", {"v-2": 70, "v-3": 30})
+    deployer.begin_set_traffic("math-coding-dev", {"v-2": 70, "v-3": 30})
 
     endpoint = sent(client.online_endpoints)
     assert endpoint.traffic == {"v-1": 0, "v-2": 70, "v-3": 30}
@@ -609,7 +610,7 @@ def test_set_traffic_zeroes_deployments_it_does_not_name_and_moves_mirrored_ones
 
 def test_set_traffic_keeps_an_unrelated_mirror(deployer: ManagedOnlineDeployer, client: MLClient) -> None:
     Azure(client, endpoint=managed_endpoint({"v-1": 100, "v-2": 0}, mirror={"v-9": 10}))
-    deployer.set_traffic("math-coding-dev", {"v-1": 70, "v-2": 30})
+    deployer.begin_set_traffic("math-coding-dev", {"v-1": 70, "v-2": 30})
     assert sent(client.online_endpoints).mirror_traffic == {"v-9": 10}
 
 
@@ -617,9 +618,9 @@ def test_set_traffic_refuses_bad_splits_before_calling_azure(deployer: ManagedOn
                                                              client: MLClient) -> None:
     Azure(client, endpoint=managed_endpoint({"v-1": 100}))
     with pytest.raises(InvalidTraffic, match="sum to 100"):
-        deployer.set_traffic("math-coding-dev", {"v-1": 60})
+        deployer.begin_set_traffic("math-coding-dev", {"v-1": 60})
     with pytest.raises(InvalidTraffic, match="no deployment v-7"):
-        deployer.set_traffic("math-coding-dev", {"v-1": 50, "v-7": 50})
+        deployer.begin_set_traffic("math-coding-dev", {"v-1": 50, "v-7": 50})
     client.online_endpoints.begin_create_or_update.assert_not_called()
 
 
@@ -627,7 +628,7 @@ def test_traffic_of_a_missing_endpoint(deployer: ManagedOnlineDeployer, client: 
     Azure(client, endpoint=None)
     assert deployer.get_traffic("math-coding-dev") == {}
     with pytest.raises(EndpointNotFound):
-        deployer.set_traffic("math-coding-dev", {"v-1": 100})
+        deployer.begin_set_traffic("math-coding-dev", {"v-1": 100})
 
 
 def request_split(new: int) -> Any:
@@ -831,12 +832,12 @@ def test_real_sdk_sends_both_shares_and_strips_zeroes() -> None:
     routes = workspace_routes({"v-1": 10, "v-2": 90}, ["v-1", "v-2", "v-3"])
     deployer = ManagedOnlineDeployer(transport_client(routes), work_dir=Path("unused"))
 
-    applied = deployer.set_traffic("math-coding-dev", {"v-2": 70, "v-3": 30})
+    state = deployer.begin_set_traffic("math-coding-dev", {"v-2": 70, "v-3": 30})
 
     puts = [body for method, _, body in routes.seen if method == "PUT"]
     assert len(puts) == 1
     assert puts[0]["properties"]["traffic"] == {"v-2": 70, "v-3": 30}  # v-1's 0 is not sent
-    assert applied == {"v-1": 0, "v-2": 70, "v-3": 30}
+    assert state.traffic == {"v-1": 0, "v-2": 70, "v-3": 30}  # what poll waits to see, 0 included
 
 
 @pytest.mark.parametrize(("operation", "call"), [

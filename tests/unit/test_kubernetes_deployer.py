@@ -20,6 +20,7 @@ from azure.ai.ml.entities import (
 from shared.deployment import DeploymentError, EndpointNotFound, TrafficSplit, plan_traffic, rollback_traffic
 from shared.deployment.azureml_deployer import INFERENCE_CONFIG, AzureMLOnlineDeployer
 from shared.deployment.kubernetes_deployer import KubernetesOnlineDeployer
+from shared.deployment.port import OperationStatus
 from tests.unit.test_azureml_deployer import (
     SCORING_URI,
     SUBSCRIPTION,
@@ -147,14 +148,17 @@ def test_traffic_update_keeps_both_shares_and_rollback_restores_the_prior(
         deployer: KubernetesOnlineDeployer, client: MLClient) -> None:
     azure = Azure(client, endpoint=k8s_endpoint({"v-2": 100, "v-3": 0}))
 
-    applied = deployer.set_traffic("math-coding-dev", plan_traffic(deployer.get_traffic("math-coding-dev"), "v-3",
-                                                                   TrafficSplit(new=20, current=80)))
+    state = deployer.begin_set_traffic("math-coding-dev", plan_traffic(deployer.get_traffic("math-coding-dev"),
+                                                                       "v-3", TrafficSplit(new=20, current=80)))
     assert sent(client.online_endpoints).traffic == {"v-2": 80, "v-3": 20}
     assert isinstance(azure.endpoint, KubernetesOnlineEndpoint)
+    assert deployer.poll(state).status is OperationStatus.SUCCEEDED
+    applied = deployer.get_traffic("math-coding-dev")
     assert applied == {"v-2": 80, "v-3": 20}
 
-    restored = deployer.set_traffic("math-coding-dev", rollback_traffic(applied, "v-3"))
-    assert restored == {"v-2": 100, "v-3": 0}
+    restored = deployer.poll(deployer.begin_set_traffic("math-coding-dev", rollback_traffic(applied, "v-3")))
+    assert restored.status is OperationStatus.SUCCEEDED
+    assert deployer.get_traffic("math-coding-dev") == {"v-2": 100, "v-3": 0}
     client.online_deployments.begin_delete.return_value = poller()
     deployer.remove("math-coding-dev", "v-3")
     client.online_deployments.begin_delete.assert_called_once_with(name="v-3", endpoint_name="math-coding-dev")
