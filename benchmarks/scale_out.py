@@ -16,7 +16,8 @@ same machine clock).
 
 Printed per delay: both wall times, the ratio (target >= 1.7x), which worker took how many standard items, the
 peak of LLM calls in flight, and CPU during the measurement (the whole machine's busy share, and the CPU
-seconds of the hosts, Azurite and the broker) — to tell a latency-bound run from a CPU-bound one.
+seconds of the hosts, Azurite, the broker, this process with the LLM server, and every other process on the
+machine) — to tell a latency-bound run from a CPU-bound one, and to see when someone else's load skews it.
 
 Every wait is bounded (--timeout per experiment) and each stack is stopped at the end, also on failure.
 
