@@ -99,19 +99,19 @@ class PromptflowRunner:
         executor_connections = {c.name: c.to_executor() for c in connections}
         runs: list[_Run] = []
         failed: dict[str, RunResult] = {}
-        for spec in specs:
-            try:
-                executor = load_executor(spec.flow_dir, executor_connections, limits.line_timeout_seconds)
-            except Exception as exc:  # noqa: BLE001 - a flow that cannot load is a failed run, reported
-                failed[spec.run_id] = _failed_run(spec, f"flow could not be loaded: {_error_message(exc)}")
-                continue
-            runs.append(_Run(spec, executor))
-
+        futures: list[Future[None]] = []
         with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="pf-line") as pool:
-            futures: list[Future[None]] = [
-                pool.submit(self._run_line, run, index, row, on_line, deadline)
-                for run in runs for index, row in zip(self._line_numbers(run.spec), run.spec.rows, strict=True)
-            ]
+            for spec in specs:
+                try:
+                    executor = load_executor(spec.flow_dir, executor_connections, limits.line_timeout_seconds)
+                except Exception as exc:  # noqa: BLE001 - a flow that cannot load is a failed run, reported
+                    failed[spec.run_id] = _failed_run(spec, f"flow could not be loaded: {_error_message(exc)}")
+                    continue
+                run = _Run(spec, executor)
+                runs.append(run)
+                # A run's lines start as soon as its flow is loaded: the next flow loads while they wait on the LLM.
+                futures += [pool.submit(self._run_line, run, index, row, on_line, deadline)
+                            for index, row in zip(self._line_numbers(spec), spec.rows, strict=True)]
             for future in futures:
                 future.result()
         results = {run.spec.run_id: self._finish(run, aggregate) for run in runs}
