@@ -5,6 +5,7 @@
     data/{dataset}.json              the rows every item reads
     lines/{run_id}/{line}.json       a checkpoint per finished line
     items/{stage}/{item_id}.json     a finished item with its lines
+    metrics/{run_id}.json            an evaluation run's aggregated metrics
     progress.json, result.json, verdict.json
 """
 
@@ -23,6 +24,7 @@ from shared.experiments.store import (
     ItemOutcome,
     LineCheckpoint,
     Progress,
+    RunMetrics,
     Stage,
     StagePlan,
 )
@@ -93,6 +95,14 @@ class BlobExperimentStore:
     def item_outcomes(self, use_case: str, experiment_id: str, stage: Stage) -> list[ItemOutcome]:
         prefix = self._name(use_case, experiment_id, f"items/{stage}/")
         return self._read_all([info.name for info in self._blobs.list(RUNS, prefix)], ItemOutcome)
+
+    def save_run_metrics(self, use_case: str, experiment_id: str, metrics: RunMetrics) -> None:
+        self._blobs.write(RUNS, self._name(use_case, experiment_id, f"metrics/{safe_segment(metrics.run_id)}.json"),
+                          _dump(metrics))
+
+    def run_metrics(self, use_case: str, experiment_id: str) -> dict[str, RunMetrics]:
+        names = [info.name for info in self._blobs.list(RUNS, self._name(use_case, experiment_id, "metrics/"))]
+        return {metrics.run_id: metrics for metrics in self._read_all(names, RunMetrics)}
 
     # --- progress and outcome --------------------------------------------------------------------
 

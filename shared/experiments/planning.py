@@ -12,7 +12,7 @@ from shared.experiments.config import ExperimentConfig
 from shared.experiments.mappings import default_mapping, resolve_inputs
 from shared.experiments.results import LineResult, RunResult
 from shared.experiments.runner import RunSpec
-from shared.experiments.store import ItemOutcome, PlannedRun, RunnerKind, StagePlan, WorkItem
+from shared.experiments.store import ItemOutcome, PlannedRun, RunMetrics, RunnerKind, StagePlan, WorkItem
 from shared.experiments.variants import Combination
 
 Rows = list[dict[str, Any]]
@@ -118,7 +118,7 @@ def run_spec(run: PlannedRun, flow_dir: Path, rows: Mapping[int, dict[str, Any]]
 
 
 def run_results(stage: StagePlan, outcomes: Sequence[ItemOutcome], started_at: Any,
-                metrics: Mapping[str, tuple[dict[str, float], str | None]] | None = None) -> list[RunResult]:
+                metrics: Mapping[str, RunMetrics] | None = None) -> list[RunResult]:
     """The stage's runs, each from the lines of its finished items (and, for evaluations, its metrics)."""
     by_run: dict[str, list[ItemOutcome]] = {}
     for outcome in outcomes:
@@ -128,9 +128,9 @@ def run_results(stage: StagePlan, outcomes: Sequence[ItemOutcome], started_at: A
         items = by_run.get(run.run_id, [])
         lines: list[LineResult] = sorted((c.line for item in items for c in item.lines), key=lambda x: x.line_number)
         start_error = next((item.error for item in items if item.error), None)
-        run_metrics, aggregate_error = (metrics or {}).get(run.run_id, ({}, None))
-        run_metrics = {**{k: v for item in items for k, v in item.metrics.items()}, **run_metrics}
-        error = start_error or aggregate_error
+        aggregated = (metrics or {}).get(run.run_id, RunMetrics())
+        run_metrics = {**{k: v for item in items for k, v in item.metrics.items()}, **aggregated.metrics}
+        error = start_error or aggregated.error
         results.append(RunResult(
             run_id=run.run_id, kind=run.kind, flow=run.flow, dataset=run.dataset, variant=run.variant,
             hyperparameters=run.hyperparameters, evaluator=run.evaluator, parent_run_id=run.parent_run_id,

@@ -101,6 +101,14 @@ class ItemOutcome(_Frozen):
     worker: str = Field(default="", description="host:pid of the instance that finished it (for diagnosis).")
 
 
+class RunMetrics(_Frozen):
+    """An evaluation run's aggregated metrics (log_metric), computed once all its items are done."""
+
+    run_id: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+
+
 class Progress(_Frozen):
     experiment_id: str
     use_case: str
@@ -144,6 +152,12 @@ class ExperimentStore(Protocol):
         ...
 
     def item_outcomes(self, use_case: str, experiment_id: str, stage: Stage) -> list[ItemOutcome]: ...
+
+    def save_run_metrics(self, use_case: str, experiment_id: str, metrics: RunMetrics) -> None: ...
+
+    def run_metrics(self, use_case: str, experiment_id: str) -> dict[str, RunMetrics]:
+        """Run id -> metrics, for the evaluation runs aggregated so far."""
+        ...
 
     def save_progress(self, progress: Progress) -> None: ...
 

@@ -30,7 +30,7 @@ from shared.experiments.store import ExperimentPlan, ItemOutcome, LineCheckpoint
 from shared.experiments.variants import Combination, materialize
 from shared.ports import Clock
 from shared.services.experiment_fanout import after_item
-from shared.services.experiments import SETUP_ERRORS, ExperimentWorkspace
+from shared.services.experiments import SETUP_ERRORS, ExperimentWorkspace, aggregate_run
 
 log = logging.getLogger("genaiops.experiments")
 REMOTE_CHECK_INTERVAL = timedelta(seconds=60)  # how often an Azure ML run is looked at again
@@ -60,7 +60,27 @@ def run_item(event: ExperimentItemRequested, clock: Clock, workspace: Experiment
             not_before = clock.now() + delay if delay else None
             return [event.follow_up(ExperimentItemRequested, {**request.model_dump(), "part": part,
                                                               "not_before": not_before}, key=f"part-{part}")]
+    if stage.stage == "evaluation":
+        _aggregate_when_run_done(plan, stage, item, workspace)
     return after_item(event, plan, stage, clock=clock, store=store)
+
+
+def _aggregate_when_run_done(plan: ExperimentPlan, stage: StagePlan, item: WorkItem,
+                             workspace: ExperimentWorkspace) -> None:
+    """The item that finds its evaluation run's items all done runs the aggregation nodes over the run's lines,
+    so the experiment's last step only reads metrics (several items may find it at once: same result)."""
+    store = workspace.store
+    outcomes = [store.item_outcome(plan.use_case, plan.experiment_id, stage.stage, other.item_id)
+                for other in stage.items if other.run_id == item.run_id]
+    done = [outcome for outcome in outcomes if outcome is not None]
+    if len(done) < len(outcomes):
+        return
+    try:
+        config = workspace.config(plan.use_case, plan.environment)
+    except SETUP_ERRORS:
+        return  # the experiment's last step meets the same problem and reports it
+    store.save_run_metrics(plan.use_case, plan.experiment_id,
+                           aggregate_run(config, plan, stage.run(item.run_id), done, workspace))
 
 
 def _limits(plan: ExperimentPlan) -> ExecutionLimits:

@@ -11,7 +11,7 @@ it is never retried. Infrastructure problems (storage, the bus) raise, so the me
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +43,7 @@ from shared.experiments.planning import (
 from shared.experiments.remote_runner import RemoteFlowRunner
 from shared.experiments.results import ExperimentResult, RunResult
 from shared.experiments.runner import ExecutionLimits, FlowRunner
-from shared.experiments.store import ExperimentPlan, ExperimentStore, StagePlan
+from shared.experiments.store import ExperimentPlan, ExperimentStore, ItemOutcome, PlannedRun, RunMetrics, StagePlan
 from shared.experiments.variants import FlowVariantsError, discover_variants, expand, flow_inputs
 from shared.ports import BlobStore, Clock
 from shared.registry.port import Registry
@@ -181,24 +181,32 @@ def advance_experiment(event: ExperimentStageCompleted, blobs: BlobStore, clock:
 
 def _evaluations(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan,
                  workspace: ExperimentWorkspace) -> list[RunResult]:
-    """Evaluation runs from their items' lines, with the aggregation nodes (log_metric) run over all of them."""
+    """Evaluation runs from their items' lines, with the metrics their aggregation nodes (log_metric) computed
+    over all of a run's lines — by the item that finished the run, or here if that instance died first."""
     store = workspace.store
     outcomes = store.item_outcomes(plan.use_case, plan.experiment_id, "evaluation")
-    connections = connection_specs(config, workspace.secrets_env)
-    limits = ExecutionLimits(concurrency=plan.concurrency, line_timeout_seconds=plan.line_timeout_seconds)
-    evaluators = {evaluator.name: evaluator for evaluator in config.evaluators}
-    metrics: dict[str, tuple[dict[str, float], str | None]] = {}
+    metrics = store.run_metrics(plan.use_case, plan.experiment_id)
     for run in stage.runs:
-        items = [outcome for outcome in outcomes if outcome.run_id == run.run_id]
-        checkpoints = [c for item in items for c in item.lines]
-        if any(item.metrics for item in items) or any(item.error for item in items) or run.evaluator is None:
-            continue  # Azure ML computed the run's metrics, or it never started
-        spec = run_spec(run, evaluators[run.evaluator].flow_dir, {}, [])
-        succeeded = [c.line for c in checkpoints if c.line.error is None]
-        metrics[run.run_id] = workspace.runner.aggregate(
-            spec, succeeded, {c.line.line_number: c.aggregation_inputs for c in checkpoints
-                              if c.aggregation_inputs is not None}, connections, limits)
+        if run.run_id not in metrics:
+            metrics[run.run_id] = aggregate_run(config, plan, run, [o for o in outcomes if o.run_id == run.run_id],
+                                                workspace)
     return run_results(stage, outcomes, plan.started_at, metrics)
+
+
+def aggregate_run(config: ExperimentConfig, plan: ExperimentPlan, run: PlannedRun, items: Sequence[ItemOutcome],
+                  workspace: ExperimentWorkspace) -> RunMetrics:
+    """An evaluation run's aggregation nodes over the lines of all its items (nothing when Azure ML computed the
+    metrics, the run never started, or it is not an evaluation)."""
+    if any(item.metrics for item in items) or any(item.error for item in items) or run.evaluator is None:
+        return RunMetrics(run_id=run.run_id)
+    evaluator = next(e for e in config.evaluators if e.name == run.evaluator)
+    checkpoints = [c for item in items for c in item.lines]
+    limits = ExecutionLimits(concurrency=plan.concurrency, line_timeout_seconds=plan.line_timeout_seconds)
+    values, error = workspace.runner.aggregate(
+        run_spec(run, evaluator.flow_dir, {}, []), [c.line for c in checkpoints if c.line.error is None],
+        {c.line.line_number: c.aggregation_inputs for c in checkpoints if c.aggregation_inputs is not None},
+        connection_specs(config, workspace.secrets_env), limits)
+    return RunMetrics(run_id=run.run_id, metrics=values, error=error)
 
 
 def _finish(event: Event, plan: ExperimentPlan, standard: list[RunResult], evaluations: list[RunResult],

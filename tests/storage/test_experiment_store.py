@@ -12,7 +12,7 @@ from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.events import ExperimentItemRequested, ExperimentRequested
 from shared.experiments.planning import standard_dataset_key
 from shared.experiments.results import LineResult
-from shared.experiments.store import ItemOutcome, LineCheckpoint
+from shared.experiments.store import ItemOutcome, LineCheckpoint, RunMetrics
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
 from shared.services.experiments import ExperimentWorkspace, experiment_id_for, plan_experiment
@@ -70,3 +70,13 @@ def test_lines_and_items_round_trip(blob_store: BlobStore, unique: str) -> None:
     assert len(outcomes["a"].lines) == 3
     assert outcomes["b"].error == "flow could not be loaded"
     assert store.find_plan("math_coding", unique) is None
+
+
+def test_run_metrics_are_kept_by_run_id_however_long(blob_store: BlobStore, unique: str) -> None:
+    store = BlobExperimentStore(blob_store)
+    long_id = f"{unique}." + "combination_" * 30 + ".math_test.accuracy"  # over a blob segment's 200 characters
+    store.save_run_metrics("math_coding", unique, RunMetrics(run_id=long_id, metrics={"accuracy": 0.75}))
+    store.save_run_metrics("math_coding", unique, RunMetrics(run_id="short", error="aggregation failed"))
+    kept = store.run_metrics("math_coding", unique)
+    assert kept[long_id].metrics == {"accuracy": 0.75}
+    assert kept["short"].error == "aggregation failed"
