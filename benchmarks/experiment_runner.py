@@ -10,7 +10,9 @@ lines), the LLM answered by a scripted OpenAI-compatible server on loopback with
 
 Prints wall times, the ratio between them, and the ratio of this project's time to the ideal
 (LLM calls x delay / concurrency). Both ways import promptflow before their clock starts (a warm Functions worker
-has it loaded); everything per run — loading flows, starting executors — is inside the timing.
+has it loaded); everything per run — loading flows, starting executors — is inside the timing. This project's
+way is also timed a second time in the same process (a worker that has run lines before), printed beside the
+first, cold figure.
 
     python benchmarks/experiment_runner.py [--delay 0.2] [--concurrency 8]
 """
@@ -114,16 +116,20 @@ def main() -> None:
         ideal = lines * args.delay / args.concurrency  # one LLM call per line in this flow
         ours = project_way(specs, llm.base_url, args.concurrency)
         ours_calls = llm.calls
+        # The same experiment again in this process: a warm Function worker that has run lines before (the lazy
+        # imports and caches of the first line are paid); printed beside the cold figure, never instead of it.
+        warm = project_way(specs, llm.base_url, args.concurrency)
         llm.reset_stats()
         theirs = reference_way(specs, llm.base_url, args.concurrency, scratch / "pf-home")
     print(f"experiment: {len(specs)} runs ({len(specs) // len(config.datasets)} combinations x "
           f"{len(config.datasets)} datasets), {lines} lines, {ours_calls} LLM calls, "
           f"delay {args.delay * 1000:.0f} ms, concurrency {args.concurrency}")
     print(f"ideal (calls x delay / concurrency) : {ideal:7.2f} s")
-    print(f"this project (one pool, in-process)  : {ours:7.2f} s")
+    print(f"this project (one pool, in-process)  : {ours:7.2f} s   (warm worker: {warm:.2f} s)")
     print(f"reference way (sequential pf.run)    : {theirs:7.2f} s")
     print(f"speed-up over the reference way      : {theirs / ours:7.2f}x   (target >= 8x)")
-    print(f"this project / ideal                 : {ours / ideal:7.2f}x   (target <= 1.3x)")
+    print(f"this project / ideal                 : {ours / ideal:7.2f}x   (warm worker: {warm / ideal:.2f}x; "
+          f"target <= 1.3x)")
 
 
 if __name__ == "__main__":
