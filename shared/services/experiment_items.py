@@ -51,8 +51,7 @@ def run_item(event: ExperimentItemRequested, clock: Clock, workspace: Experiment
             finished = (_run_remote(config, plan, stage, item, workspace, request.part) if remote
                         else _run_local(config, plan, stage, item, workspace))
         except SETUP_ERRORS as problem:  # cannot succeed on a retry: the run fails, the experiment goes on
-            store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(worker=WORKER,
-                item_id=item.item_id, run_id=item.run_id, stage=stage.stage, error=str(problem)))
+            _finish(workspace, plan, stage, item, error=str(problem))
             finished = True
         delay = REMOTE_CHECK_INTERVAL if remote else timedelta(0)
         if not finished:
@@ -83,6 +82,13 @@ def _aggregate_when_run_done(plan: ExperimentPlan, stage: StagePlan, item: WorkI
                            aggregate_run(config, plan, stage.run(item.run_id), done, workspace))
 
 
+def _finish(workspace: ExperimentWorkspace, plan: ExperimentPlan, stage: StagePlan, item: WorkItem,
+            **outcome: Any) -> None:
+    """Mark the item done with its lines, or with the error that ended its run."""
+    workspace.store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(
+        item_id=item.item_id, run_id=item.run_id, stage=stage.stage, worker=WORKER, **outcome))
+
+
 def _limits(plan: ExperimentPlan) -> ExecutionLimits:
     return ExecutionLimits(concurrency=plan.concurrency, line_timeout_seconds=plan.line_timeout_seconds)
 
@@ -91,9 +97,9 @@ def _run_local(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan,
                workspace: ExperimentWorkspace) -> bool:
     """Run the item's lines that have no checkpoint; True when the item is finished (and recorded)."""
     store, run = workspace.store, stage.run(item.run_id)
-    done = {number: checkpoint for number, checkpoint in store.lines(plan.use_case, plan.experiment_id,
-                                                                     run.run_id).items()
-            if number in set(item.line_numbers)}
+    wanted = set(item.line_numbers)
+    done = {number: checkpoint for number, checkpoint
+            in store.lines(plan.use_case, plan.experiment_id, run.run_id).items() if number in wanted}
     todo = [number for number in item.line_numbers if number not in done]
     if todo:
         log.info("item %s: %d line(s) to run, %d already done", item.item_id, len(todo), len(done))
@@ -109,26 +115,21 @@ def _run_local(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan,
                 connection_specs(config, workspace.secrets_env), _limits(plan), on_line=checkpoint,
                 deadline=time.monotonic() + plan.item_seconds, aggregate=False)
         if result.status == "failed" and not result.lines:  # the flow could not even load: the run has failed
-            store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(worker=WORKER,
-                item_id=item.item_id, run_id=run.run_id, stage=stage.stage, error=result.error))
+            _finish(workspace, plan, stage, item, error=result.error)
             return True
     if any(number not in done for number in item.line_numbers):
         return False
-    store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(worker=WORKER,
-        item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
-        lines=[done[number] for number in item.line_numbers]))
+    _finish(workspace, plan, stage, item, lines=[done[number] for number in item.line_numbers])
     return True
 
 
 def _run_remote(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan, item: WorkItem,
                 workspace: ExperimentWorkspace, part: int) -> bool:
     """Submit the run to Azure ML (idempotent) and look at it; True once it has finished and its lines are kept."""
-    store, run = workspace.store, stage.run(item.run_id)
+    run = stage.run(item.run_id)
     if workspace.remote is None:
-        store.finish_item(plan.use_case, plan.experiment_id, ItemOutcome(worker=WORKER,
-            item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
-            error="execution.runner is azureml but this app has no Azure ML runner configured "
-                  "(set AZUREML_WORKSPACE_NAME and the compute settings, see the README)"))
+        _finish(workspace, plan, stage, item, error="execution.runner is azureml but this app has no Azure ML runner "
+                                                    "configured (set AZUREML_WORKSPACE_NAME, see the README)")
         return True
     with _flow_dir(config, run, workspace.work_root) as flow_dir:
         spec = run_spec(run, flow_dir, _rows(workspace, plan, run), item.line_numbers)
@@ -139,14 +140,11 @@ def _run_remote(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan
         if status.state != "completed":
             reason = (f"failed: {status.message}" if status.state == "failed"
                       else f"did not finish within {REMOTE_MAX_CHECKS} checks {REMOTE_CHECK_INTERVAL} apart")
-            outcome = ItemOutcome(worker=WORKER, item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
-                                  error=f"Azure ML run {name} {reason}")
-        else:
-            result = workspace.remote.collect(spec, name)
-            outcome = ItemOutcome(worker=WORKER, item_id=item.item_id, run_id=run.run_id, stage=stage.stage,
-                                  lines=[LineCheckpoint(run_id=run.run_id, line=line) for line in result.lines],
-                                  metrics=result.metrics, error=result.error if result.status == "failed" else None)
-    store.finish_item(plan.use_case, plan.experiment_id, outcome)
+            _finish(workspace, plan, stage, item, error=f"Azure ML run {name} {reason}")
+            return True
+        result = workspace.remote.collect(spec, name)
+    _finish(workspace, plan, stage, item, lines=[LineCheckpoint(run_id=run.run_id, line=line) for line in result.lines],
+            metrics=result.metrics, error=result.error if result.status == "failed" else None)
     return True
 
 
