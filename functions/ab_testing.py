@@ -29,13 +29,18 @@ def submit_feedback(req: func.HttpRequest) -> func.HttpResponse:
 @blueprint.route(route="ab-report/{use_case}/{endpoint}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def ab_report(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployment.port import DeploymentError
-    from shared.services.ab_testing import deployer_of, write_ab_report
+    from shared.feedback.telemetry import TelemetryError
+    from shared.services.ab_testing import deployer_of, telemetry_of, write_ab_report
 
     app = get_application()
     use_case, endpoint = req.route_params["use_case"], req.route_params["endpoint"]
+    workspace, flows, environment = app.deps.deployments, app.settings.flows_dir, app.settings.environment
     try:
-        deployer = deployer_of(app.deps.deployments, app.settings.flows_dir, use_case, app.settings.environment)
-        report, names = write_ab_report(use_case, endpoint, app.blobs, app.clock, deployer)
+        report, names = write_ab_report(use_case, endpoint, app.blobs, app.clock,
+                                        deployer_of(workspace, flows, use_case, environment),
+                                        telemetry_of(workspace, flows, use_case, environment))
+    except TelemetryError as problem:  # the log could not be read: not the caller's fault
+        return func.HttpResponse(json.dumps({"error": str(problem)}), status_code=503, mimetype="application/json")
     except DeploymentError as problem:
         return func.HttpResponse(json.dumps({"error": str(problem)}), status_code=404, mimetype="application/json")
     if req.params.get("format") == "json":

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localstack.deployment import FACTORY as LOCAL_FACTORY
+
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published development key (documented by Microsoft; not a secret).
@@ -98,6 +100,8 @@ class LocalStack:
             "ServiceBusConnection": self.servicebus_connection_string,
             "GENAIOPS_PUBLIC_BASE_URL": self.base_url,
             "GENAIOPS_WORK_DIR": str(self.state_dir / "work"),
+            # The local target lives here, not in shared/: the app loads it by this name.
+            "LOCAL_DEPLOYER_FACTORY": LOCAL_FACTORY,
         })
         if self.with_model:
             # The flows' `aoai` connection, as experiment.local.yaml declares it (an OpenAI-type connection).
@@ -194,9 +198,9 @@ class LocalStack:
             return []
         from azure.storage.blob import BlobServiceClient
 
+        from localstack.deployment.local_deployer import LocalDeployer
         from shared.adapters.azure_blob import AzureBlobStore
         from shared.adapters.clock import SystemClock
-        from shared.deployment.local_deployer import LocalDeployer
 
         blobs = AzureBlobStore(BlobServiceClient.from_connection_string(self.storage_connection_string))
         deployer = LocalDeployer(blobs, SystemClock(), work_dir=self.state_dir / "deployments",

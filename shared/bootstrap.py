@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from shared.application import Application
     from shared.deployment.port import Deployer
     from shared.experiments.remote_runner import RemoteFlowRunner
+    from shared.feedback.telemetry import RequestTelemetry
     from shared.ports import BlobStore, Clock
     from shared.registry.port import Registry
     from shared.services.deployments import DeploymentWorkspace
@@ -46,19 +47,19 @@ def build_remote_runner(settings: Settings) -> RemoteFlowRunner | None:
 
 
 def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> DeploymentWorkspace:
-    """One local deployer per process (it holds the flow servers' handles); Azure ML deployers on demand."""
-    from shared.deployment.local_deployer import LocalDeployer, experiment_connections
+    """A deployer and a request telemetry per target: the local target from the factory LOCAL_DEPLOYER_FACTORY
+    names (the local stack's; absent from the Function package), Azure ML deployers and their traffic log on
+    demand."""
     from shared.deployment.port import DeploymentConfig, DeploymentError, DeploymentTarget
+    from shared.deployment.targets import UnavailableTarget, local_target
     from shared.services.deployments import DeploymentWorkspace
     from shared.smoke.service import SmokeTester
 
-    local = LocalDeployer(blobs, clock, work_dir=settings.work_dir / "deployments",
-                          connections_for=experiment_connections(settings.flows_dir, settings.environment),
-                          router_seed=settings.local_router_seed)
+    local = local_target(settings.local_deployer_factory, settings, blobs, clock)
 
     def deployer_for(config: DeploymentConfig) -> Deployer:
         if config.target is DeploymentTarget.LOCAL:
-            return local
+            return local.deployer
         if config.target is DeploymentTarget.CONTAINER:
             raise DeploymentError("target container is built and rolled out by the pipeline (az acr build + App "
                                   "Service), from shared.deployment.container_build; the app does not deploy it")
@@ -69,8 +70,27 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
         return azureml_deployer_for(config.target, azureml_client_from_env(azure_credential()),
                                     work_dir=settings.work_dir / "deployments")
 
+    def telemetry_for(config: DeploymentConfig) -> RequestTelemetry:
+        if config.target is DeploymentTarget.LOCAL:
+            return local.telemetry
+        if config.target is DeploymentTarget.CONTAINER or not settings.log_analytics_workspace_id:
+            reason = (f"target {config.target.value} has no request telemetry the app reads" if
+                      config.target is DeploymentTarget.CONTAINER else
+                      "LOG_ANALYTICS_WORKSPACE_ID is not set: the A/B report reads Azure ML endpoints' traffic from "
+                      "that Log Analytics workspace")
+            return UnavailableTarget(reason)
+        return _log_analytics(settings.log_analytics_workspace_id)
+
     return DeploymentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, deployer_for=deployer_for,
-                               tester=SmokeTester(blobs, clock))
+                               tester=SmokeTester(blobs, clock), telemetry_for=telemetry_for)
+
+
+@lru_cache(maxsize=4)
+def _log_analytics(workspace_id: str) -> RequestTelemetry:
+    from shared.adapters.credentials import azure_credential
+    from shared.feedback.azure_telemetry import LogAnalyticsTelemetry
+
+    return LogAnalyticsTelemetry.from_credential(azure_credential(), workspace_id)
 
 
 def build_registry(settings: Settings, blobs: BlobStore, clock: Clock) -> Registry:

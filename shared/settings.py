@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         default=None, validation_alias="LOCAL_ROUTER_SEED",
         description="Seeds the local A/B routers' traffic draw (tests); unset = unpredictable, as in production")
 
+    local_deployer_factory: str | None = Field(
+        default=None, validation_alias="LOCAL_DEPLOYER_FACTORY",
+        description="module:function building the local target (the local stack sets it; Azure never does)")
+    log_analytics_workspace_id: str | None = Field(
+        default=None, validation_alias="LOG_ANALYTICS_WORKSPACE_ID",
+        description="Where Azure ML endpoints' AmlOnlineEndpointTrafficLog goes (the A/B report reads it)")
+
     idempotency_lease_seconds: int = Field(default=600, ge=1, validation_alias="IDEMPOTENCY_LEASE_SECONDS")
 
     # Azure ML runner (execution.runner azureml/auto): none set = serverless compute, Azure ML picks the VM size.

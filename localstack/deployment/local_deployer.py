@@ -22,15 +22,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from shared.blob_layout import DEPLOYMENTS, deployed_state_name, safe_segment
-from shared.deployment.local_processes import LocalProcesses, endpoint_dir, router_client, router_url
-from shared.deployment.local_state import (
+from localstack.deployment.local_processes import LocalProcesses, endpoint_dir, router_client, router_url
+from localstack.deployment.local_state import (
     ConnectionsFor,
     LocalDeploymentState,
     LocalEndpointState,
     endpoint_state_name,
     experiment_connections,
 )
+from shared.blob_layout import DEPLOYMENTS, deployed_state_name, safe_segment
 from shared.deployment.port import (
     DEPLOYMENT_HEADER,
     Deployed,
@@ -189,7 +189,7 @@ class LocalDeployer:
     # --- local extras --------------------------------------------------------------------------------------------
 
     def telemetry_file(self, endpoint: str) -> Path:
-        """The router's JSONL request log (read it with localstack.serving.ab_router.read_telemetry)."""
+        """The router's JSONL request log (RouterTelemetry in telemetry.py reads it)."""
         state, _ = self._load(endpoint)
         return Path(state.telemetry_file)
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from localstack.deployment.local_state import ConnectionsFor, LocalDeploymentState, LocalEndpointState
 from shared.blob_layout import safe_segment
-from shared.deployment.local_state import ConnectionsFor, LocalDeploymentState, LocalEndpointState
 from shared.deployment.port import DeploymentFailed, DeploymentRequest
 from shared.redaction import redact_text
 

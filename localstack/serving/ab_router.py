@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from localstack.serving.flow_server import ROOT, ServerProcess, ServingError, free_port
-from shared.feedback.ab_report import ServedRequest
+from shared.feedback.telemetry import ServedRequest
 
 PIN_HEADER = "azureml-model-deployment"
 SERVED_BY_HEADER = "x-served-by"

@@ -1,6 +1,7 @@
 """The A/B report: the deployments behind one endpoint compared on what users got and what they said.
 
-Inputs are the router's per-request telemetry (`ServedRequest`, one per scoring request) and the stored feedback.
+Inputs are the endpoint's per-request telemetry (`ServedRequest`, one per scoring request, from the RequestTelemetry
+port in telemetry.py) and the stored feedback.
 Per deployment: requests served and their share, error rate (any non-2xx answer), latency p50/p95/p99, mean rating
 (1-5) with a 95 % t confidence interval, thumbs-up rate. Each deployment is compared with the baseline (the one
 serving the most traffic unless named): Welch's t-test on the ratings, a two-proportion z-test on the error rates,
@@ -28,27 +29,14 @@ from typing import NamedTuple
 from pydantic import BaseModel, Field
 
 from shared.blob_layout import REPORTS, safe_segment
+from shared.feedback.telemetry import ServedRequest
 from shared.ports import BlobStore, Clock
+
+__all__ = ["ABReport", "RatedFeedback", "ServedRequest", "build_ab_report", "render_csv", "render_html",
+           "report_endpoint", "write_ab_report"]
 
 ALPHA = 0.05
 _NORMAL = statistics.NormalDist()
-
-
-class ServedRequest(BaseModel):
-    """One scoring request as the endpoint's router saw it."""
-
-    time: datetime
-    endpoint: str
-    request_id: str
-    deployment: str | None = Field(description="None when no deployment could be chosen")
-    pinned: bool = Field(default=False, description="routed by the azureml-model-deployment header, not the split")
-    status: int
-    latency_ms: float
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
 
 
 class RatedFeedback(NamedTuple):
@@ -239,6 +227,7 @@ class ABReport(BaseModel):
     comparisons: list[Comparison]
     unattributed_feedback: int = 0
     unrouted_requests: int = 0
+    telemetry_warning: str | None = Field(default=None, description="why the requests may be incomplete")
 
 
 def _finite(value: float) -> float | None:
@@ -425,6 +414,8 @@ def render_html(report: ABReport) -> str:
 Requests pinned to a deployment (smoke tests) are counted apart, not in the comparison.
 Unattributed feedback: {report.unattributed_feedback}.
 Requests no deployment could take: {report.unrouted_requests}.</p>
+{f'<p class="note"><strong>Telemetry may be incomplete:</strong> {e(report.telemetry_warning)}</p>'
+ if report.telemetry_warning else ''}
 <h2>Verdict</h2><ul>{verdicts or '<li>Only one deployment: nothing to compare.</li>'}</ul>
 <h2>Deployments</h2>
 <table><thead><tr><th>deployment</th><th>traffic</th><th>requests</th><th>share served</th><th>pinned</th>
@@ -459,7 +450,8 @@ def write_ab_report(blobs: BlobStore, report: ABReport) -> dict[str, str]:
 
 def report_endpoint(blobs: BlobStore, clock: Clock, use_case: str, endpoint: str,
                     requests: Sequence[ServedRequest], *, traffic: dict[str, int] | None = None,
-                    baseline: str | None = None, alpha: float = ALPHA) -> tuple[ABReport, dict[str, str]]:
+                    baseline: str | None = None, alpha: float = ALPHA,
+                    telemetry_warning: str | None = None) -> tuple[ABReport, dict[str, str]]:
     """Load the endpoint's stored feedback, compare its deployments, write the report; (report, blob names)."""
     from shared.feedback.service import load_feedback
 
@@ -467,4 +459,5 @@ def report_endpoint(blobs: BlobStore, clock: Clock, use_case: str, endpoint: str
                 for f in load_feedback(blobs, use_case, endpoint)]
     report = build_ab_report(use_case, endpoint, requests, feedback, generated_at=clock.now(), traffic=traffic,
                              baseline=baseline, alpha=alpha)
+    report.telemetry_warning = telemetry_warning
     return report, write_ab_report(blobs, report)

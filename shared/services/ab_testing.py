@@ -17,9 +17,12 @@ from shared.events import DeploymentTrafficChanged, DeploymentTrafficRequested, 
 from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
 from shared.experiments.config import load_experiment
 from shared.feedback.ab_report import ABReport, report_endpoint
+from shared.feedback.telemetry import RequestTelemetry
 from shared.ports import BlobStore, Clock
 from shared.services.deployment_record import RecordStore, TrafficRecord
 from shared.services.deployments import DeploymentWorkspace, deployment_config
+
+REPORT_WINDOW = timedelta(days=30)  # Log Analytics' default retention
 
 
 def deployer_of(workspace: DeploymentWorkspace, flows_root: Path, use_case: str, environment: str) -> Deployer:
@@ -27,16 +30,23 @@ def deployer_of(workspace: DeploymentWorkspace, flows_root: Path, use_case: str,
     return workspace.deployer_for(deployment_config(config, environment))
 
 
-def write_ab_report(use_case: str, endpoint: str, blobs: BlobStore, clock: Clock,
-                    deployer: Deployer) -> tuple[ABReport, dict[str, str]]:
-    telemetry_file = getattr(deployer, "telemetry_file", None)
-    if telemetry_file is None:
-        raise DeploymentError("per-request telemetry of Azure ML endpoints lives in Application Insights; the A/B "
-                              "report reads the local router's telemetry only")
-    from localstack.serving.ab_router import read_telemetry
+def telemetry_of(workspace: DeploymentWorkspace, flows_root: Path, use_case: str,
+                 environment: str) -> RequestTelemetry:
+    """The request telemetry of the use case's deployment target (the local router's log, Azure ML's traffic log)."""
+    if workspace.telemetry_for is None:
+        raise DeploymentError("no request telemetry is configured for the A/B report")
+    config = load_experiment(flows_root / use_case, environment)
+    return workspace.telemetry_for(deployment_config(config, environment))
 
-    return report_endpoint(blobs, clock, use_case, endpoint, read_telemetry(telemetry_file(endpoint)),
-                           traffic=deployer.get_traffic(endpoint))
+
+def write_ab_report(use_case: str, endpoint: str, blobs: BlobStore, clock: Clock, deployer: Deployer,
+                    telemetry: RequestTelemetry, *,
+                    window: timedelta = REPORT_WINDOW) -> tuple[ABReport, dict[str, str]]:
+    """The A/B report over the requests the endpoint served in the last `window`, with its current split."""
+    end = clock.now()
+    served = telemetry.served_requests(endpoint, end - window, end)
+    return report_endpoint(blobs, clock, use_case, endpoint, served.requests, traffic=deployer.get_traffic(endpoint),
+                           telemetry_warning=served.warning)
 
 
 def change_traffic(event: DeploymentTrafficRequested, blobs: BlobStore, workspace: DeploymentWorkspace,

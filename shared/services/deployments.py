@@ -50,6 +50,7 @@ from shared.events.catalogue import DeploymentCheckRequested
 from shared.experiments.config import ExperimentConfig, load_experiment
 from shared.experiments.gate import Baseline
 from shared.experiments.variants import Combination, materialize
+from shared.feedback.telemetry import RequestTelemetry
 from shared.ports import BlobStore, Clock
 from shared.registry.hashing import directory_hash
 from shared.registry.port import Registry
@@ -75,6 +76,8 @@ class DeploymentWorkspace:
     work_root: Path
     deployer_for: Callable[[DeploymentConfig], Deployer]
     tester: SmokeTester
+    # The requests a target's endpoints served (the A/B report); None: no report.
+    telemetry_for: Callable[[DeploymentConfig], RequestTelemetry] | None = None
     # Azure ML documents 10-15 minutes for a deployment; past this, a pending operation rolls back.
     operation_timeout_seconds: float = 1800
     # The first re-check after 15 s, doubling up to one a minute.

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from localstack.deployment.local_deployer import LocalDeployer, endpoint_state_name, experiment_connections
 from localstack.llm.scripted import ScriptedLLM, scripted_llm
 from localstack.serving.ab_router import (
     MAX_BODY_BYTES,
@@ -41,7 +42,6 @@ from localstack.serving.flow_server import (
     served_connections,
 )
 from shared.blob_layout import DEPLOYMENTS, REPORTS
-from shared.deployment.local_deployer import LocalDeployer, endpoint_state_name, experiment_connections
 from shared.deployment.port import (
     DEPLOYMENT_HEADER,
     DeploymentConfig,

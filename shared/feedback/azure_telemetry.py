@@ -1,0 +1,114 @@
+"""RequestTelemetry for Azure ML online endpoints: the endpoint's traffic log in Log Analytics.
+
+An Azure ML workspace whose diagnostic settings send the `AmlOnlineEndpointTrafficLog` category to a Log Analytics
+workspace gets one row per request to its online endpoints (EndpointName, DeploymentName, Method, Path,
+ResponseCode, TotalDurationMs, XRequestId, ...). This adapter queries it with azure-monitor-query's LogsQueryClient
+(the app's identity needs Log Analytics Reader on the workspace); the workspace's id is the app setting
+LOG_ANALYTICS_WORKSPACE_ID.
+
+The log does not record the `azureml-model-deployment` header, so requests pinned to a deployment (smoke tests)
+count as that deployment's traffic here; the router's log (local target) tells them apart.
+The SDK is imported on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.feedback.telemetry import ServedRequest, ServedRequests, TelemetryError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.monitor.query import LogsQueryClient, LogsTable
+
+__all__ = ["LOG_ANALYTICS_WORKSPACE_SETTING", "TRAFFIC_TABLE", "LogAnalyticsTelemetry", "traffic_query"]
+
+LOG_ANALYTICS_WORKSPACE_SETTING = "LOG_ANALYTICS_WORKSPACE_ID"
+TRAFFIC_TABLE = "AmlOnlineEndpointTrafficLog"
+SCORE_PATH = "/score"
+COLUMNS = ("TimeGenerated", "DeploymentName", "ResponseCode", "ResponseCodeReason", "TotalDurationMs", "XRequestId",
+           "XMSClientRequestId")
+_log = logging.getLogger(__name__)
+
+
+def _kql_string(value: str) -> str:
+    """A KQL string literal: double quotes, backslash and quote escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def traffic_query(endpoint: str, deployment: str | None = None) -> str:
+    """The KQL for one endpoint's scoring requests (of one deployment when named), oldest first."""
+    lines = [TRAFFIC_TABLE, f"| where EndpointName == {_kql_string(endpoint)}"]
+    if deployment is not None:
+        lines.append(f"| where DeploymentName == {_kql_string(deployment)}")
+    lines += [f'| where Method == "POST" and Path startswith {_kql_string(SCORE_PATH)}',
+              f"| project {', '.join(COLUMNS)}",
+              "| order by TimeGenerated asc"]
+    return "\n".join(lines)
+
+
+class LogAnalyticsTelemetry:
+    def __init__(self, client: LogsQueryClient, workspace_id: str, *, server_timeout_seconds: int = 60) -> None:
+        self.client = client
+        self.workspace_id = workspace_id
+        self.server_timeout_seconds = server_timeout_seconds
+
+    @classmethod
+    def from_credential(cls, credential: TokenCredential, workspace_id: str) -> LogAnalyticsTelemetry:
+        from azure.monitor.query import LogsQueryClient
+
+        return cls(LogsQueryClient(credential), workspace_id)
+
+    def served_requests(self, endpoint: str, start: datetime, end: datetime, *,
+                        deployment: str | None = None) -> ServedRequests:
+        from azure.core.exceptions import AzureError
+        from azure.monitor.query import LogsQueryStatus
+
+        try:
+            result = self.client.query_workspace(self.workspace_id, traffic_query(endpoint, deployment),
+                                                 timespan=(start, end), server_timeout=self.server_timeout_seconds)
+        except AzureError as failure:  # HttpResponseError (bad query, no access), network errors
+            raise TelemetryError(f"Log Analytics query of endpoint {endpoint}'s traffic failed: "
+                                 f"{_first_line(failure)}") from None
+        warning = None
+        if result.status == LogsQueryStatus.PARTIAL:
+            error = result.partial_error
+            warning = (f"Log Analytics returned a partial result ({getattr(error, 'code', '') or 'PartialError'}: "
+                       f"{getattr(error, 'message', '') or 'no message'})")
+            _log.warning("A/B telemetry for %s: %s", endpoint, warning)
+            tables = result.partial_data or []
+        elif result.status == LogsQueryStatus.SUCCESS:
+            tables = result.tables
+        else:  # FAILURE is only returned inside batch queries; never guess
+            raise TelemetryError(f"Log Analytics query of endpoint {endpoint}'s traffic: status {result.status}")
+        requests = [record for table in tables for record in _records(table, endpoint)]
+        return ServedRequests(requests=sorted(requests, key=lambda r: r.time), warning=warning)
+
+
+def _records(table: LogsTable, endpoint: str) -> list[ServedRequest]:
+    missing = [name for name in ("TimeGenerated", "ResponseCode", "TotalDurationMs") if name not in table.columns]
+    if missing:
+        raise TelemetryError(f"{TRAFFIC_TABLE} answer lacks column(s) {', '.join(missing)}")
+    records = []
+    for row in table.rows:
+        values: dict[str, Any] = {name: row[name] for name in table.columns}
+        status = int(values["ResponseCode"] or 0)
+        time = values["TimeGenerated"]
+        if not isinstance(time, datetime):
+            time = datetime.fromisoformat(str(time).replace("Z", "+00:00"))
+        reason = values.get("ResponseCodeReason")
+        records.append(ServedRequest(
+            time=time, endpoint=endpoint,
+            request_id=str(values.get("XRequestId") or values.get("XMSClientRequestId") or f"row-{row.index}"),
+            deployment=values.get("DeploymentName") or None, status=status,
+            latency_ms=float(values["TotalDurationMs"] or 0),
+            error=None if 200 <= status < 300 or not reason else str(reason),
+        ))
+    return records
+
+
+def _first_line(failure: Exception) -> str:
+    text = str(getattr(failure, "message", None) or failure)
+    return text.splitlines()[0][:500] if text else type(failure).__name__
