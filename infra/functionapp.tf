@@ -43,6 +43,10 @@ locals {
     # owns that key); Entra ID auth for ingestion:
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" = "Authorization=AAD"
 
+    # The A/B report reads Azure ML endpoints' AmlOnlineEndpointTrafficLog from
+    # this workspace (shared/feedback/azure_telemetry.py).
+    "LOG_ANALYTICS_WORKSPACE_ID" = azurerm_log_analytics_workspace.this.workspace_id
+
     "KEY_VAULT_URI" = azurerm_key_vault.app.vault_uri
 
     "AZURE_SUBSCRIPTION_ID"  = var.subscription_id
