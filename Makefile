@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
+# Static analysis tools whose pins conflict with the app's (checkov): their own venv, pinned in requirements-tools.txt.
+TOOLS := .venv-tools
 
 .PHONY: install model chromium demo test test-fast lint up down status schema bench lock clean
 
@@ -15,11 +17,17 @@ $(VENV)/.installed: $(PY) requirements.txt requirements-dev.txt
 	$(UV) pip install --quiet -p $(PY) -r requirements.txt -r requirements-dev.txt
 	touch $@
 
+$(TOOLS)/.installed: $(PY) requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	echo '*' > $(TOOLS)/.gitignore
+	$(UV) pip install --quiet -p $(TOOLS)/bin/python -r requirements-tools.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed ## venv + Azurite
+install: $(VENV)/.installed $(TOOLS)/.installed node_modules/.installed ## venv, tools venv (checkov) + Azurite
 
 model: install ## the small real local model (llama-cpp-python build, cached after the first time)
 	bash scripts/install-model.sh
@@ -36,8 +44,9 @@ test: install model chromium ## every test: unit, storage, flows, end-to-end, br
 test-fast: install ## unit tests only, no services
 	$(PY) -m pytest tests/unit
 
-lint: install
+lint: install ## ruff, and checkov over infra/ (suppressions are inline in the .tf files, each with its reason)
 	$(VENV)/bin/ruff check .
+	$(TOOLS)/bin/checkov --directory infra --framework terraform --compact --quiet --skip-download
 
 up: install
 	$(PY) -m localstack up
@@ -59,6 +68,7 @@ bench: install ## cold start, experiment runner vs pf.run, scale-out 1 -> 2 host
 lock: ## re-pin requirements from requirements/*.in
 	$(UV) pip compile -q -p 3.11 requirements/app.in -o requirements.txt --no-header
 	$(UV) pip compile -q -p 3.11 requirements/dev.in -o requirements-dev.txt --no-header
+	$(UV) pip compile -q -p 3.11 requirements/tools.in -o requirements-tools.txt --no-header
 
 clean: down
 	rm -rf .localstack

@@ -2,6 +2,10 @@
 # assigned identity, identity-based connections only.
 
 resource "azurerm_service_plan" "this" {
+  # Static scan (checkov, `make lint`) suppressions, each with its reason:
+  #checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero per event; always-ready instances would be a standing cost for a batch/event workload
+  #checkov:skip=CKV_AZURE_225:not zone redundant: an event-driven batch app; at-least-once delivery and checkpointed items survive an instance or zone loss by redelivery
+
   name                = "asp-${local.name}"
   resource_group_name = local.rg_name
   location            = local.rg_location
@@ -13,15 +17,29 @@ resource "azurerm_service_plan" "this" {
 }
 
 locals {
-  # Every setting the code reads. No secrets: connections name an endpoint and
-  # the runtime authenticates with the app's managed identity.
+  # Exactly the settings the code, its bindings and the Functions host read,
+  # and no more: tests/infra/test_settings_contract.py compares this map with
+  # what shared/settings.py, the bindings and the flows' connections read, in
+  # both directions. No secrets: connections name an endpoint and the runtime
+  # authenticates with the app's managed identity.
   function_app_settings_base = {
-    # Host storage, identity-based. The empty AzureWebJobsStorage overrides the
-    # key-based connection string the provider writes for Flex apps even when
-    # the deployment storage uses a managed identity (terraform-provider-azurerm
-    # #29149/#29693); the host then uses the __accountName form. Side effect:
-    # the provider never reads the empty value back, so every plan shows an
-    # in-place update of app_settings (#33211).
+    # Host storage, identity-based (roles: rbac.tf, "Host storage").
+    #
+    # The empty AzureWebJobsStorage stays, on purpose, until the provider can
+    # express identity-based host storage. storage_authentication_type =
+    # "SystemAssignedIdentity" below only sets how the *deployment package* is
+    # read: on every create/update the released azurerm 4.x provider still
+    # writes AzureWebJobsStorage itself, as a key-based connection string built
+    # from storage_container_endpoint with an empty AccountKey (provider source:
+    # ExpandSiteConfigFunctionFlexConsumptionApp; issues #29149, #29693, #30732,
+    # #33211). The host prefers a non-empty AzureWebJobsStorage over the
+    # __accountName form, and the account has shared keys disabled, so dropping
+    # this line breaks the host. The empty value overrides the provider's and
+    # makes the host use __accountName + __credential. Cost: the provider does
+    # not read the empty value back, so every plan shows an in-place update of
+    # app_settings (#33211). Remove the line when azurerm ships the backend
+    # storage options of PR #29099 (identity-based AzureWebJobsStorage without
+    # an injected connection string); infra/README.md "Host storage" says how.
     "AzureWebJobsStorage"              = ""
     "AzureWebJobsStorage__accountName" = azurerm_storage_account.host.name
     "AzureWebJobsStorage__credential"  = "managedidentity"
@@ -47,15 +65,13 @@ locals {
     # this workspace (shared/feedback/azure_telemetry.py).
     "LOG_ANALYTICS_WORKSPACE_ID" = azurerm_log_analytics_workspace.this.workspace_id
 
-    "KEY_VAULT_URI" = azurerm_key_vault.app.vault_uri
-
     "AZURE_SUBSCRIPTION_ID"  = var.subscription_id
     "AZURE_RESOURCE_GROUP"   = local.rg_name
     "AZUREML_WORKSPACE_NAME" = azurerm_machine_learning_workspace.this.name
 
-    "AZURE_OPENAI_ENDPOINT" = var.azure_openai_endpoint
-    "AZURE_OPENAI_AUTH"     = var.azure_openai_auth
-    # The flows' `aoai` connection reads ${api_base} / ${api_key} as AOAI_API_BASE / AOAI_API_KEY.
+    # The flows' `aoai` connection (flows/*/experiment.yaml) reads ${api_base}
+    # / ${api_key} as AOAI_API_BASE / AOAI_API_KEY (secret_variable in
+    # shared/experiments/config.py).
     "AOAI_API_BASE" = var.azure_openai_endpoint
 
     # Data assets and flow versions go to the Azure ML workspace above.
@@ -72,8 +88,7 @@ locals {
   # App Service resolves the reference with the app identity (Key Vault
   # Secrets User), so the value never appears in Terraform or the portal.
   function_app_settings_openai_key = var.azure_openai_auth == "key_vault" ? {
-    "AZURE_OPENAI_API_KEY" = "@Microsoft.KeyVault(SecretUri=${local.openai_key_secret_uri})"
-    "AOAI_API_KEY"         = "@Microsoft.KeyVault(SecretUri=${local.openai_key_secret_uri})"
+    "AOAI_API_KEY" = "@Microsoft.KeyVault(SecretUri=${local.openai_key_secret_uri})"
   } : {}
 }
 

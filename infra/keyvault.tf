@@ -4,6 +4,11 @@
 data "azurerm_client_config" "current" {}
 
 resource "azurerm_key_vault" "app" {
+  # Static scan (checkov, `make lint`) suppressions, each with its reason:
+  #checkov:skip=CKV2_AZURE_32:no virtual network in this design: Flex runs without VNet integration here, so the app reaches it over the public endpoint; access is Entra ID RBAC only and Key Vault references resolve over it
+  #checkov:skip=CKV_AZURE_109:no virtual network in this design: Flex runs without VNet integration here, so the app reaches it over the public endpoint; access is Entra ID RBAC only; a firewall would block the Flex app, whose outbound addresses are not fixed
+  #checkov:skip=CKV_AZURE_189:no virtual network in this design: Flex runs without VNet integration here, so the app reaches it over the public endpoint; access is Entra ID RBAC only and Key Vault references resolve over it
+
   name                = "kv${local.compact}"
   resource_group_name = local.rg_name
   location            = local.rg_location

@@ -46,7 +46,7 @@ output "events_queue_name" {
 }
 
 output "key_vault_uri" {
-  description = "URI of the app Key Vault (KEY_VAULT_URI)."
+  description = "URI of the app Key Vault (holds azure-openai-api-key when azure_openai_auth = key_vault)."
   value       = azurerm_key_vault.app.vault_uri
 }
 

@@ -13,13 +13,49 @@ locals {
 
 # --- Function App identity --------------------------------------------------------
 
-# Host storage: deployment package (Flex), leases, timers, blob receipts.
+# Host storage (AzureWebJobsStorage, identity-based) -----------------------------------
+#
+# The Functions docs ("Connecting to host storage with an identity", and the blob
+# extension's permissions table: "the AzureWebJobsStorage connection is used
+# internally for blobs and queues that enable the trigger ... The required
+# permissions are covered by the Storage Blob Data Owner, Storage Queue Data
+# Contributor, and Storage Account Contributor roles") list these three roles for
+# an identity-based AzureWebJobsStorage in an app with a blob trigger
+# (functions/dataset_uploads.py). All three are scoped to the host account only,
+# which holds nothing but host state and the deployment package.
+
+# Blob Data Owner: host leases (singleton/timer locks), blob receipts of the blob
+# trigger, host keys (azure-webjobs-secrets), and the Flex deployment package,
+# which the platform reads with this identity (storage_authentication_type).
 resource "azurerm_role_assignment" "func_host_blob_owner" {
   scope                = azurerm_storage_account.host.id
   role_definition_name = "Storage Blob Data Owner"
   principal_id         = local.function_principal_id
   principal_type       = "ServicePrincipal"
-  description          = "GenAIOps Functions host storage: Flex deployment package, leases and blob receipts."
+  description          = "GenAIOps Functions host storage: Flex deployment package, leases, host keys and blob receipts."
+}
+
+# Queue Data Contributor: the host's internal queues for the blob trigger
+# (the blob extension's dispatch queue lives on AzureWebJobsStorage).
+resource "azurerm_role_assignment" "func_host_queue_contributor" {
+  scope                = azurerm_storage_account.host.id
+  role_definition_name = "Storage Queue Data Contributor"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions host storage: the blob trigger's internal queues."
+}
+
+# Storage Account Contributor: the account-level (management-plane) operations
+# the blob extension makes on AzureWebJobsStorage; the docs name this role for
+# that case. It is a management role on this one account: it could list
+# account keys, but shared-key access is disabled on the account (storage.tf),
+# so a key gives no data access. No role on the data account is management-plane.
+resource "azurerm_role_assignment" "func_host_account_contributor" {
+  scope                = azurerm_storage_account.host.id
+  role_definition_name = "Storage Account Contributor"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions host storage: account properties the blob trigger reads at start-up."
 }
 
 # Data storage: read uploads, write runs/reports/registry/approvals/audit.
@@ -40,22 +76,25 @@ resource "azurerm_role_assignment" "func_data_queue_contributor" {
   description          = "GenAIOps Functions: blob trigger poison queue on the data account."
 }
 
-# Events queue (queue scope, not namespace): the app emits follow-up events...
-resource "azurerm_role_assignment" "func_events_sender" {
+# Events queue (queue scope, not namespace): Azure Service Bus Data Owner.
+#
+# Decision: Data Owner on the queue, not Data Receiver + Data Sender. Flex
+# Consumption scales with target-based scaling only, and the Service Bus
+# extension's target scaler gets the queue length from the queue's runtime
+# properties (ServiceBusAdministrationClient.GetQueueRuntimePropertiesAsync),
+# which needs the Manage right; with Listen only it logs "does not have 'Manage
+# Claim' ... Unable to determine active message count" and the scale decision
+# fails, so a backlog (an experiment fans out N items) does not scale out. The
+# Functions docs list Data Receiver or Data Owner for the trigger; Data Owner is
+# the only built-in data role with Manage. Scoped to this one queue, it covers
+# receive (trigger), send (follow-up events) and reading/managing this queue
+# only: no other entity in the namespace is reachable, and SAS is disabled.
+resource "azurerm_role_assignment" "func_events_owner" {
   scope                = azurerm_servicebus_queue.events.id
-  role_definition_name = "Azure Service Bus Data Sender"
+  role_definition_name = "Azure Service Bus Data Owner"
   principal_id         = local.function_principal_id
   principal_type       = "ServicePrincipal"
-  description          = "GenAIOps Functions: publish events to the genaiops-events queue."
-}
-
-# ...and its Service Bus trigger consumes them.
-resource "azurerm_role_assignment" "func_events_receiver" {
-  scope                = azurerm_servicebus_queue.events.id
-  role_definition_name = "Azure Service Bus Data Receiver"
-  principal_id         = local.function_principal_id
-  principal_type       = "ServicePrincipal"
-  description          = "GenAIOps Functions: Service Bus trigger on the genaiops-events queue."
+  description          = "GenAIOps Functions: trigger on, publish to and scale by the length of the genaiops-events queue."
 }
 
 # App vault: read secrets (Key Vault references, azure-openai-api-key).

@@ -1,6 +1,12 @@
 # Service Bus: the event bus between pipelines, the app and its own stages.
 
 resource "azurerm_servicebus_namespace" "this" {
+  # Static scan (checkov, `make lint`) suppressions, each with its reason:
+  #checkov:skip=CKV_AZURE_199:infrastructure (double) encryption needs the Premium tier; Standard is chosen for cost (duplicate detection and dead-lettering are Standard)
+  #checkov:skip=CKV_AZURE_201:customer-managed keys need the Premium tier; events carry ids and references, not datasets
+  #checkov:skip=CKV_AZURE_202:a namespace identity is only used for customer-managed keys (CKV_AZURE_201); clients authenticate with their own identities
+  #checkov:skip=CKV_AZURE_204:private endpoints need the Premium tier; the pipeline (hosted agents) and the Flex app (no VNet) publish over the public endpoint; SAS is disabled, Entra ID RBAC on the queue only
+
   name                = "sb-${local.name}"
   resource_group_name = local.rg_name
   location            = local.rg_location

@@ -183,13 +183,13 @@ variable "approver_auth_tenant_id" {
 }
 
 variable "azure_openai_endpoint" {
-  description = "Azure OpenAI endpoint (https://<name>.openai.azure.com/); exported as AZURE_OPENAI_ENDPOINT. Empty disables it."
+  description = "Azure OpenAI endpoint (https://<name>.openai.azure.com/); exported as AOAI_API_BASE, the api_base of the flows' aoai connection."
   type        = string
   default     = ""
 }
 
 variable "azure_openai_auth" {
-  description = "How the app authenticates to Azure OpenAI: identity (Entra ID, preferred) or key_vault (AZURE_OPENAI_API_KEY resolved from Key Vault secret azure-openai-api-key)."
+  description = "How the app authenticates to Azure OpenAI: identity (Entra ID, preferred) or key_vault (AOAI_API_KEY resolved from Key Vault secret azure-openai-api-key)."
   type        = string
   default     = "identity"
 
