@@ -58,6 +58,7 @@ class ScriptedLLM:
         self.delay_seconds = delay_seconds
         self.calls = 0
         self.peak_concurrency = 0
+        self.credentials: set[str] = set()  # how callers authenticated: "api-key", "bearer <token>"
         self._active = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler())
@@ -118,6 +119,10 @@ class ScriptedLLM:
                     self._json(404, {"error": {"message": f"unsupported path {self.path}"}})
                     return
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                if self.headers.get("api-key"):
+                    llm.credentials.add("api-key")
+                if (self.headers.get("Authorization") or "").startswith("Bearer "):
+                    llm.credentials.add("bearer " + self.headers["Authorization"].removeprefix("Bearer "))
                 try:
                     answer = llm.complete(request)
                 except Exception as refusal:  # noqa: BLE001 - a responder's exception is the API's 400 answer

@@ -10,10 +10,12 @@ import io
 import json
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from azure.core.credentials import AccessToken
 
 from localstack.llm.scripted import Messages, ScriptedLLM, arithmetic_responder, scripted_llm
 from shared.adapters.blob_experiment_store import BlobExperimentStore
@@ -166,12 +168,37 @@ def test_named_entity_recognition_metrics_match_the_labels(blob_store: BlobStore
     assert metrics[("variant_1", "variant_1")] == {"exact_match_rate": 0.0, "partial_match_rate": partial}
 
 
+class ManagedIdentity:
+    """azure-identity at its boundary: the token the Function's managed identity would get for Azure OpenAI."""
+
+    TOKEN = "token-of-the-function-identity"
+
+    def __init__(self) -> None:
+        self.scopes: list[str] = []
+
+    def get_token(self, *scopes: str, **_: object) -> AccessToken:
+        self.scopes += scopes
+        return AccessToken(self.TOKEN, int(time.time()) + 3600)
+
+
+@pytest.fixture(autouse=True)
+def managed_identity(monkeypatch: pytest.MonkeyPatch) -> ManagedIdentity:
+    """The shipped dev/prod connection authenticates with Entra ID (auth_mode: meid_token): promptflow asks
+    DefaultAzureCredential for a Cognitive Services token, answered here."""
+    from promptflow._core import token_provider
+
+    identity = ManagedIdentity()
+    monkeypatch.setattr(token_provider, "get_default_azure_credential", lambda: identity)
+    monkeypatch.setattr(token_provider.AzureTokenProvider, "_instance", None)  # a process-wide singleton
+    return identity
+
+
 def judged(server: ScriptedLLM, blob_store: BlobStore, clock: ManualClock, tmp_path: Path) -> tuple[Event, dict]:
-    """Run math_coding in the dev environment (its Azure OpenAI connection pointed at the scripted server), then
-    the gate; return the verdict event and decision.json."""
+    """Run math_coding in the dev environment (its Azure OpenAI connection pointed at the scripted server, with the
+    managed identity's token), then the gate; return the verdict event and decision.json."""
     request = ExperimentRequested.create({"use_case": "math_coding", "environment": "dev",
                                           "datasets": ["math_test"]}, correlation_id=f"gate-{tmp_path.name}")
-    env = {"AOAI_API_BASE": server.base_url.removesuffix("/v1"), "AOAI_API_KEY": "not-a-real-key"}
+    env = {"AOAI_API_BASE": server.base_url.removesuffix("/v1")}  # no key: Entra ID
     space = ExperimentWorkspace(FLOWS, tmp_path, PromptflowRunner(), secrets_env=env,
                                 store=BlobExperimentStore(blob_store))
     evaluated = next(e for e in execute(request, blob_store, clock, space)
@@ -182,8 +209,12 @@ def judged(server: ScriptedLLM, blob_store: BlobStore, clock: ManualClock, tmp_p
 
 
 def test_gate_passes_the_best_combination(llm: ScriptedLLM, blob_store: BlobStore, clock: ManualClock,
-                                          tmp_path: Path) -> None:
+                                          tmp_path: Path, managed_identity: ManagedIdentity) -> None:
+    llm.credentials.clear()
     verdict, decision = judged(llm, blob_store, clock, tmp_path)
+    # The Azure OpenAI connection used the Function's identity: a bearer token for Cognitive Services, no key.
+    assert llm.credentials == {f"bearer {ManagedIdentity.TOKEN}"}
+    assert set(managed_identity.scopes) == {"https://cognitiveservices.azure.com/.default"}
     assert verdict.type == "gate.passed", verdict.payload.reasons
     # Three combinations score 1.0; the tie goes to the all-defaults baseline, listed first.
     assert verdict.payload.best_variant == {"solve": "variant_0", "extract_answer": "variant_0"}
