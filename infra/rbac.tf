@@ -83,8 +83,9 @@ resource "azurerm_role_assignment" "func_data_queue_contributor" {
 # extension's target scaler gets the queue length from the queue's runtime
 # properties (ServiceBusAdministrationClient.GetQueueRuntimePropertiesAsync),
 # which needs the Manage right; with Listen only it logs "does not have 'Manage
-# Claim' ... Unable to determine active message count" and the scale decision
-# fails, so a backlog (an experiment fans out N items) does not scale out. The
+# Claim' ... Unable to determine active message count" and rethrows, so the
+# scale controller gets no queue length to size a backlog by (an experiment
+# fans out N item events at once) and cannot scale out on it reliably. The
 # Functions docs list Data Receiver or Data Owner for the trigger; Data Owner is
 # the only built-in data role with Manage. Scoped to this one queue, it covers
 # receive (trigger), send (follow-up events) and reading/managing this queue
