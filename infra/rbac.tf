@@ -217,6 +217,16 @@ resource "azurerm_role_assignment" "eventgrid_deadletter_writer" {
   depends_on = [azurerm_storage_container.data]
 }
 
+# The A/B report reads the endpoints' request logs (AmlOnlineEndpointTrafficLog) from Log Analytics with a KQL
+# query (shared/feedback/azure_telemetry.py): read-only, on this one workspace.
+resource "azurerm_role_assignment" "func_log_analytics_reader" {
+  scope                = azurerm_log_analytics_workspace.this.id
+  role_definition_name = "Log Analytics Reader"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: the A/B report's query of online endpoint request logs."
+}
+
 # --- People / automation that maintain app secrets -----------------------------------
 
 resource "azurerm_role_assignment" "kv_secrets_officers" {

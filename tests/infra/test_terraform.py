@@ -374,6 +374,8 @@ def test_role_assignments_match_the_least_privilege_matrix() -> None:
         (func, "Key Vault Secrets User", "${azurerm_key_vault.app.id}"),
         (func, "AzureML Data Scientist", "${azurerm_machine_learning_workspace.this.id}"),
         (func, "Monitoring Metrics Publisher", "${azurerm_application_insights.this.id}"),
+        # The A/B report's KQL query of the endpoints' request logs.
+        (func, "Log Analytics Reader", "${azurerm_log_analytics_workspace.this.id}"),
         (pipeline, "Azure Service Bus Data Sender", "${azurerm_servicebus_queue.events.id}"),
         (pipeline, "Storage Blob Data Reader", "${azurerm_storage_account.data.id}"),
         (pipeline, "Storage Blob Data Contributor", "${local.datasets_container_scope}"),
