@@ -19,7 +19,6 @@ from pathlib import Path
 from azure.storage.blob import BlobServiceClient
 
 from localstack.host.app_service_auth import local_session_token
-from localstack.host.keys import read_host_keys
 from localstack.stack import ROOT, LocalStack, StackError
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
@@ -62,14 +61,14 @@ def upload(storage: BlobServiceClient, path: Path) -> str:
 def approve(stack: LocalStack, event: Event) -> None:
     """Play the approver: what a person does on the approval page, done over the same HTTP API."""
     approval_id = event.payload.approval_id
-    key = read_host_keys(stack.storage_connection_string)["default"]
     token = local_session_token(stack.storage_connection_string, DEMO_APPROVER)
-    print(f"  approval page: {stack.base_url}/.auth/login/local?user={DEMO_APPROVER}"
-          f"&redirect=/api/approvals/{approval_id}%3Fformat%3Dhtml%26code%3D{key}")
+    # The notification's link needs no function key: the local host's App Service authentication asks who you are.
+    print(f"  approval page: {event.payload.approval_url} (or signed in at once: {stack.base_url}/.auth/login/"
+          f"local?user={DEMO_APPROVER}&redirect=/api/approvals/{approval_id}%3Fformat%3Dhtml)")
     request = urllib.request.Request(
         f"{stack.base_url}/api/approvals/{approval_id}/approve", method="POST",
         data=json.dumps({"comment": "approved by the demo"}).encode(),
-        headers={"x-functions-key": key, "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         print(f"  approved as {DEMO_APPROVER}: HTTP {response.status}")
 

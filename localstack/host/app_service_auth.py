@@ -10,6 +10,14 @@ sets the HttpOnly cookie `AppServiceAuthSession`; scripts and tests send the sam
 with a random secret kept beside the function keys (azure-webjobs-secrets/{hostId}/auth.json). A tampered or
 expired token yields no identity. `/.auth/logout` clears the cookie.
 
+`/.auth/login/local` without `user` (where the app sends a browser that is not signed in) asks for the name.
+
+Like the platform, the host tells the app that authentication is on: it sets `WEBSITE_AUTH_ENABLED=True` and
+`WEBSITE_AUTH_DEFAULT_PROVIDER=local` in the environment the app reads its settings from, so the app trusts the
+injected principal by the same rule as in Azure. `WEBSITE_AUTH_ENABLED=false` in the local settings turns the
+emulation off, as authentication off in Azure: client headers pass through untouched, nothing is injected,
+`/.auth/*` does not exist — and the app then refuses approvals.
+
 Local only: anyone who can reach 127.0.0.1 can sign in as anyone, which is the point of a local login.
 """
 
@@ -27,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from html import escape
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import SplitResult, parse_qsl
 
@@ -39,6 +48,9 @@ SESSION_SECONDS = 8 * 3600  # Easy Auth's default session lifetime
 NAME_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
 ROLE_CLAIM = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
 _INJECTED = ("x-ms-client-principal", "x-ms-token-")
+ENABLED_SETTING = "WEBSITE_AUTH_ENABLED"  # what App Service sets when authentication is on
+PROVIDER_SETTING = "WEBSITE_AUTH_DEFAULT_PROVIDER"
+_OFF = ("false", "0", "no", "off")
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,255}$")  # UPN / e-mail shaped; nothing that breaks a header
 
 
@@ -126,17 +138,24 @@ def local_session_token(storage_connection_string: str, user: str, host_id: str 
 # --- the module in front of the routes ---------------------------------------------------------------------
 
 class LocalAppServiceAuth:
-    def __init__(self, secret: Callable[[], bytes]) -> None:
+    def __init__(self, secret: Callable[[], bytes], enabled: bool = True) -> None:
         self._load_secret = secret
         self._signer: SessionSigner | None = None
         self._lock = threading.Lock()
+        self.enabled = enabled
 
     @classmethod
     def from_environment(cls) -> LocalAppServiceAuth:
         """The host's storage and id, as the host itself reads them; the secret loads on first use, so requests
-        without a session never touch storage."""
+        without a session never touch storage. Announces the emulation to the app (same process, same
+        environment) the way App Service does, unless the local settings turned it off."""
+        enabled = os.environ.get(ENABLED_SETTING, "").strip().lower() not in _OFF
+        os.environ[ENABLED_SETTING] = "True" if enabled else "False"
+        if enabled:
+            os.environ[PROVIDER_SETTING] = PROVIDER
         return cls(lambda: load_or_create_auth_secret(
-            os.environ["AzureWebJobsStorage"], os.environ.get("AzureFunctionsWebHost__hostid", "genaiops-local")))
+            os.environ["AzureWebJobsStorage"], os.environ.get("AzureFunctionsWebHost__hostid", "genaiops-local")),
+            enabled=enabled)
 
     @property
     def signer(self) -> SessionSigner:
@@ -146,7 +165,10 @@ class LocalAppServiceAuth:
             return self._signer
 
     def authenticate(self, headers: dict[str, str]) -> dict[str, str]:
-        """The headers the app sees: the client's principal headers dropped, the session's injected."""
+        """The headers the app sees: the client's principal headers dropped, the session's injected. With the
+        emulation off, the client's headers unchanged (as App Service with authentication off)."""
+        if not self.enabled:
+            return dict(headers)
         cleaned = {name: value for name, value in headers.items() if not name.lower().startswith(_INJECTED)}
         token = self._presented_token(cleaned)
         user = self.signer.verify(token) if token else None
@@ -167,8 +189,8 @@ class LocalAppServiceAuth:
         return morsel.value if morsel else None
 
     def handle(self, method: str, url: SplitResult, headers: dict[str, str]) -> func.HttpResponse | None:
-        """Answer the /.auth/* routes; None for every other path."""
-        if not url.path.startswith(AUTH_PREFIX):
+        """Answer the /.auth/* routes; None for every other path (and for all of them when off)."""
+        if not self.enabled or not url.path.startswith(AUTH_PREFIX):
             return None
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         if method not in ("GET", "POST"):
@@ -182,6 +204,8 @@ class LocalAppServiceAuth:
                                  f"{AUTH_PREFIX}login/{PROVIDER}?user=<name>&redirect=<path>", status_code=404)
 
     def _login(self, query: dict[str, str]) -> func.HttpResponse:
+        if "user" not in query:
+            return _sign_in_form(_local_path(query.get("redirect") or query.get("post_login_redirect_uri")))
         user = query.get("user", "").strip()
         try:
             token = self.signer.issue(user)
@@ -190,6 +214,19 @@ class LocalAppServiceAuth:
                                      "&redirect=<path>", status_code=400, mimetype="text/plain")
         target = _local_path(query.get("redirect") or query.get("post_login_redirect_uri"))
         return _redirect(target, f"{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}")
+
+
+def _sign_in_form(target: str) -> func.HttpResponse:
+    """The local stand-in for the provider's sign-in page: who are you? (no password: local only)."""
+    body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in (local)</title></head>'
+            f'<body><h1>Sign in (local App Service authentication)</h1>'
+            f'<form method="get" action="{AUTH_PREFIX}login/{PROVIDER}">'
+            f'<label for="user">Principal name</label> <input id="user" name="user" required '
+            f'placeholder="alice@contoso.com"><input type="hidden" name="post_login_redirect_uri" '
+            f'value="{escape(target, quote=True)}"> <button type="submit">Sign in</button></form></body></html>')
+    return func.HttpResponse(body, status_code=200, mimetype="text/html",
+                             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                      "Content-Security-Policy": "default-src 'none'; form-action 'self'"})
 
 
 def _local_path(target: str | None) -> str:

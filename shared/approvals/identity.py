@@ -6,6 +6,11 @@ In Azure, Easy Auth validates the sign-in, strips any X-MS-* headers the client 
 On the local stack the local host does the same (localstack/host/app_service_auth.py). The app trusts those
 headers only together: both must be present, the principal must decode, and the name header must be one of the
 principal's name claims — anything else is treated as no identity at all (401).
+
+Those headers mean something only when App Service authentication is on: with it off the platform neither
+injects nor strips them, so any caller could send them. The platform says it is on with the app setting
+`WEBSITE_AUTH_ENABLED=True` (and names the provider in `WEBSITE_AUTH_DEFAULT_PROVIDER`); the local host sets the
+same when it emulates it. `IdentitySource` is that decision: without it nobody is signed in, whatever the headers.
 """
 
 from __future__ import annotations
@@ -15,12 +20,18 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from shared.approvals.models import NotAuthenticated, same_principal
+from shared.approvals.models import IdentitySourceMissing, NotAuthenticated, same_principal
 
+TRUST_SETTING = "WEBSITE_AUTH_ENABLED"  # set by App Service when authentication is on ("True")
+PROVIDER_SETTING = "WEBSITE_AUTH_DEFAULT_PROVIDER"  # e.g. "AzureActiveDirectory"; the local host says "local"
+ENABLE_HINT = ("enable App Service authentication on the Function App — Terraform: approver_auth_enabled = true "
+               "with approver_auth_client_id (see infra/README.md, 'Approver sign-in'); the platform then sets "
+               "WEBSITE_AUTH_ENABLED=True. The local host emulates it unless WEBSITE_AUTH_ENABLED is false")
+_PROVIDER_PATHS = {"azureactivedirectory": "aad", "microsoftaccount": "microsoftaccount"}
 NAME_HEADER = "x-ms-client-principal-name"
 PRINCIPAL_HEADER = "x-ms-client-principal"
 MAX_PRINCIPAL_BYTES = 64 * 1024
@@ -96,12 +107,38 @@ def principal_from_headers(headers: Mapping[str, str]) -> Principal:
     return Principal(name=name, provider=principal.auth_typ)
 
 
-def optional_principal(headers: Mapping[str, str]) -> Principal | None:
-    """For pages that only show who is signed in."""
-    try:
+@dataclass(frozen=True)
+class IdentitySource:
+    """Whether a signed-in person can be known at all here, and where they sign in."""
+
+    enabled: bool
+    provider: str = "aad"  # the /.auth/login/<provider> path segment
+
+    @classmethod
+    def from_platform(cls, enabled: bool, provider: str | None) -> IdentitySource:
+        name = (provider or "").strip()
+        return cls(enabled, _PROVIDER_PATHS.get(name.lower(), name.lower()) if name else "aad")
+
+    def require(self) -> None:
+        if not self.enabled:
+            raise IdentitySourceMissing("no trusted identity source: App Service authentication is off, so "
+                                        f"nobody can be signed in as an approver; {ENABLE_HINT}")
+
+    def principal(self, headers: Mapping[str, str]) -> Principal:
+        """The signed-in person — only when the platform vouches for the headers."""
+        self.require()
         return principal_from_headers(headers)
-    except NotAuthenticated:
-        return None
+
+    def viewer(self, headers: Mapping[str, str]) -> Principal | None:
+        """For pages that only show who is signed in."""
+        try:
+            return self.principal(headers)
+        except (NotAuthenticated, IdentitySourceMissing):
+            return None
+
+    def sign_in_url(self, return_to: str) -> str:
+        """App Service's sign-in, coming back to `return_to` (a path on this app)."""
+        return f"/.auth/login/{self.provider}?post_login_redirect_uri={quote(return_to, safe='/')}"
 
 
 def is_cross_site(headers: Mapping[str, str], allowed_origins: set[str]) -> bool:

@@ -111,6 +111,13 @@ class NotAuthenticated(ApprovalError):
     status, code = 401, "unauthenticated"
 
 
+class IdentitySourceMissing(ApprovalError):
+    """No trusted identity source: App Service authentication is off, so X-MS-CLIENT-PRINCIPAL* headers are
+    whatever the caller sent. Nobody can decide until it is on (a key holder must never pose as an approver)."""
+
+    status, code = 503, "identity_source_missing"
+
+
 class NotAnApprover(ApprovalError):
     status, code = 403, "forbidden"
 

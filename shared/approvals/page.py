@@ -1,8 +1,9 @@
 """The approval page: what is being approved, the evidence, and Approve / Reject while the request is open.
 
 One self-contained HTML document (inline CSS and a few lines of JS, both under a per-response CSP nonce);
-every value goes through Jinja's autoescaping. The buttons POST to the approve/reject routes with the function
-key the page was opened with; the browser adds the approver's session itself (same origin).
+every value goes through Jinja's autoescaping. The buttons POST to the approve/reject routes on the same origin;
+the browser adds the approver's App Service authentication session itself. The page never holds a function key:
+the approval routes need none (a signed-in person is what they require).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from shared.approvals.identity import Principal
 from shared.approvals.models import MAX_COMMENT, ApprovalError, ApprovalRequest
@@ -96,8 +97,8 @@ def report_link(uri: str) -> str | None:
     return uri if urlsplit(uri).scheme in ("http", "https") else None
 
 
-def render_approval_page(request: ApprovalRequest, *, now: datetime, page_path: str, function_key: str | None,
-                         viewer: Principal | None, error: ApprovalError | None = None) -> Page:
+def render_approval_page(request: ApprovalRequest, *, now: datetime, page_path: str, viewer: Principal | None,
+                         error: ApprovalError | None = None) -> Page:
     nonce = secrets.token_urlsafe(18)
     base = page_path.rstrip("/")
     is_open = request.is_open(now)
@@ -109,14 +110,13 @@ def render_approval_page(request: ApprovalRequest, *, now: datetime, page_path: 
         report_href=report_link(request.report_uri), viewer=viewer,
         viewer_may_decide=viewer is not None and request.is_approver(viewer.name),
         approve_url=f"{base}/approve", reject_url=f"{base}/reject",
-        key_query=f"?code={quote(function_key, safe='')}" if function_key else "", function_key=function_key or "",
         max_comment=MAX_COMMENT, error=error, nonce=nonce,
     )
     return Page(body, page_headers(nonce))
 
 
 def page_headers(nonce: str) -> dict[str, str]:
-    # The page holds a function key and an Approve button: no framing (clickjacking), no caching, no Referer
+    # The page has an Approve button and the approver's session: no framing (clickjacking), no caching, no Referer
     # to the report link, and only our own nonce'd style and script.
     return {
         "Content-Security-Policy": (

@@ -1,7 +1,9 @@
 """Human approval of a registered flow version: ask, decide once, expire.
 
 - request_approval: store the request (id derived from the causing event, so a redelivery asks no second
-  time), notify the approvers, return the approval.requested event for the caller to publish.
+  time), notify the approvers, return the approval.requested event for the caller to publish. Without a trusted
+  identity source (App Service authentication off) it asks nobody: it logs why and returns approval.rejected by
+  "system" with the reason, which ends the run at once (retrying would not turn authentication on).
 - decide: an approver grants or rejects; the write is conditional on the ETag read, so exactly one decision is
   recorded however many arrive at once. The decision's event is published at once and, should that fail,
   re-sent by the next sweep (its id and time come from the stored record, so a re-send is the same event).
@@ -21,7 +23,7 @@ from typing import Annotated, cast
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.approvals.identity import Principal
+from shared.approvals.identity import ENABLE_HINT, IdentitySource, Principal
 from shared.approvals.models import (
     MAX_COMMENT,
     SYSTEM_ACTOR,
@@ -67,6 +69,13 @@ class ApprovalSettings(BaseSettings):
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="APPROVERS")
     timeout_minutes: int = Field(default=60, ge=1, validation_alias="APPROVAL_TIMEOUT_MINUTES")
     webhook_url: SecretStr | None = Field(default=None, validation_alias="APPROVAL_WEBHOOK_URL")
+    app_service_auth_enabled: bool = Field(default=False, validation_alias="WEBSITE_AUTH_ENABLED")
+    app_service_auth_provider: str = Field(default="", validation_alias="WEBSITE_AUTH_DEFAULT_PROVIDER")
+
+    @field_validator("app_service_auth_enabled", mode="before")
+    @classmethod
+    def _only_true_is_on(cls, value: object) -> object:
+        return value.strip().lower() == "true" if isinstance(value, str) else value
 
     @field_validator("approvers", mode="before")
     @classmethod
@@ -90,6 +99,9 @@ class ApprovalSettings(BaseSettings):
     @property
     def timeout(self) -> timedelta:
         return timedelta(minutes=self.timeout_minutes)
+
+    def identity_source(self) -> IdentitySource:
+        return IdentitySource.from_platform(self.app_service_auth_enabled, self.app_service_auth_provider)
 
 
 @lru_cache(maxsize=1)
@@ -138,13 +150,17 @@ def decision_event(request: ApprovalRequest) -> DecisionEvent:
 # --- asking ------------------------------------------------------------------------------------------------
 
 def request_approval(causing_event: Event, subject: ApprovalSubject, *, blobs: BlobStore, clock: Clock,
-                     settings: Settings, config: ApprovalSettings, notifier: Notifier) -> ApprovalRequested:
-    """Create (once) the approval request for `subject` and return approval.requested for the caller to publish."""
+                     settings: Settings, config: ApprovalSettings,
+                     notifier: Notifier) -> ApprovalRequested | ApprovalRejected:
+    """Create (once) the approval request for `subject` and return approval.requested for the caller to publish;
+    approval.rejected (by "system", with the reason) when no trusted identity source is configured."""
     approvers = config.approvers_for(subject.use_case)
     if not approvers:
         raise ApprovalConfigError("no approvers configured: set APPROVERS to comma-separated principal names")
     now = clock.now()
     approval_id = approval_id_for(causing_event)
+    if not config.identity_source().enabled:
+        return _refused(causing_event, subject, approval_id, now)
     url = approval_url(settings, approval_id)
     candidate = ApprovalRequest(
         approval_id=approval_id, **subject.model_dump(), approvers=approvers, requested_at=now,
@@ -170,6 +186,21 @@ def request_approval(causing_event: Event, subject: ApprovalSubject, *, blobs: B
     except Exception:  # notifiers are best effort: the request stands without the notification
         log.exception("approval %s: notifier failed; the request stands", approval_id)
     return _requested_event(causing_event, candidate, url)
+
+
+def _refused(causing_event: Event, subject: ApprovalSubject, approval_id: str, now: datetime) -> ApprovalRejected:
+    """No request is stored and nobody is notified: with App Service authentication off, anyone holding a
+    function key could claim to be an approver. The run ends with the reason instead."""
+    reason = (f"approval refused: no trusted identity source (App Service authentication is off, "
+              f"WEBSITE_AUTH_ENABLED is not True), so no approver could be told from a function-key holder; "
+              f"{ENABLE_HINT}")
+    log.error("approval %s for %s %s v%s: %s", approval_id, subject.use_case, subject.flow_name,
+              subject.flow_version, reason)
+    payload = ApprovalDecisionPayload(
+        approval_id=approval_id, use_case=subject.use_case, flow_name=subject.flow_name,
+        flow_version=subject.flow_version, decided_by=SYSTEM_ACTOR, decided_at=now, comment=reason[:MAX_COMMENT],
+    )
+    return causing_event.follow_up(ApprovalRejected, payload)
 
 
 def _requested_event(causing_event: Event, request: ApprovalRequest, url: str) -> ApprovalRequested:

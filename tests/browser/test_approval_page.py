@@ -1,6 +1,6 @@
-"""The approval page in headless Chromium, driven like a person would: sign in through the local host's
-`/.auth/login/local`, open the page with the function key, type a comment, click Approve — then see the
-decision on the page and in storage. Chromium is driven over the DevTools protocol with a small stdlib
+"""The approval page in headless Chromium, driven like a person would: open the link from the notification (no
+function key), get sent to the local host's `/.auth/login/local`, sign in, type a comment, click Approve — then
+see the decision on the page and in storage. Chromium is driven over the DevTools protocol with a small stdlib
 WebSocket client (no extra packages).
 
 Needs the Debian `chromium` package (scripts/install-chromium.sh); skipped with the reason when it is absent.
@@ -24,11 +24,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from localstack.host.app_service_auth import local_session_token
 from localstack.host.keys import read_host_keys
 from localstack.stack import LocalStack, Ports
 from shared.adapters.azure_blob import AzureBlobStore
@@ -215,14 +216,15 @@ def create_approval(stack: LocalStack, storage: BlobServiceClient) -> ApprovalRe
     )
     return request_approval(cause, subject, blobs=AzureBlobStore(storage), clock=SystemClock(),
                             settings=Settings(public_base_url=stack.base_url),
-                            config=ApprovalSettings(approvers=[APPROVER, "bob@contoso.com"]), notifier=LogNotifier())
+                            config=ApprovalSettings(approvers=[APPROVER, "bob@contoso.com"],
+                                                    app_service_auth_enabled=True),
+                            notifier=LogNotifier())
 
 
 def test_approver_approves_with_a_comment_in_the_browser(stack: LocalStack, tmp_path: Path) -> None:
     storage = BlobServiceClient.from_connection_string(stack.storage_connection_string)
     event = create_approval(stack, storage)
     key = read_host_keys(stack.storage_connection_string)["default"]
-    page = f"/api/approvals/{event.payload.approval_id}?code={quote(key)}&format=html"
     comment = "Accuracy up 5 points over v11; error rate within budget."
 
     def stored() -> dict:
@@ -230,11 +232,18 @@ def test_approver_approves_with_a_comment_in_the_browser(stack: LocalStack, tmp_
                           .download_blob().readall())
 
     with chromium(tmp_path) as browser:
-        # Sign in the way a person would locally: the login route sets the session cookie and sends us on.
-        browser.call("Page.navigate", url=f"{stack.base_url}/.auth/login/local?user={APPROVER}"
-                                          f"&redirect={quote(page, safe='')}")
+        # The link in the notification, as is: no function key. Not signed in yet, so App Service authentication
+        # (emulated by the local host) asks who we are and sends us back to the page.
+        assert "code=" not in event.payload.approval_url
+        browser.call("Page.navigate", url=event.payload.approval_url)
+        browser.wait_for("document.readyState === 'complete' && !!document.getElementById('user')",
+                         what="the sign-in page")
+        assert browser.evaluate("location.pathname") == "/.auth/login/local"
+        browser.type_into("#user", APPROVER)
+        browser.click("button[type=submit]")
         browser.wait_for("document.readyState === 'complete' && !!document.getElementById('approve')",
                          what="the approval page with its buttons")
+        assert browser.evaluate("document.documentElement.outerHTML.includes(" + json.dumps(key) + ")") is False
         assert browser.evaluate("document.getElementById('viewer').textContent").strip().startswith(
             f"Signed in as {APPROVER}")
         assert browser.evaluate("document.querySelectorAll('#metrics tbody tr').length") == 4
@@ -267,19 +276,22 @@ def test_approver_approves_with_a_comment_in_the_browser(stack: LocalStack, tmp_
     assert shot.stat().st_size > 30_000, "a blank page compresses to a few KB"
 
 
-def test_a_signed_out_visitor_sees_why_they_cannot_decide(stack: LocalStack, tmp_path: Path) -> None:
+def test_someone_signed_in_who_is_not_an_approver_sees_why_they_cannot_decide(stack: LocalStack,
+                                                                              tmp_path: Path) -> None:
+    """(A signed-out visitor never sees the page now: the link sends them to sign in, as the test above shows.)"""
     storage = BlobServiceClient.from_connection_string(stack.storage_connection_string)
     event = create_approval(stack, storage)
-    key = read_host_keys(stack.storage_connection_string)["default"]
+    token = local_session_token(stack.storage_connection_string, "mallory@contoso.com")
     with chromium(tmp_path) as browser:
-        browser.call("Page.navigate",
-                     url=f"{stack.base_url}/api/approvals/{event.payload.approval_id}?code={quote(key)}")
+        browser.call("Network.enable")
+        browser.call("Network.setCookie", name="AppServiceAuthSession", value=token, url=stack.base_url)
+        browser.call("Page.navigate", url=event.payload.approval_url)
         browser.wait_for("document.readyState === 'complete' && !!document.getElementById('approve')",
                          what="the page (a browser's Accept header prefers HTML)")
-        assert "Not signed in" in browser.evaluate("document.getElementById('viewer').textContent")
+        assert "not an approver" in browser.evaluate("document.getElementById('viewer').textContent")
         browser.click("#reject")
         message = browser.wait_for("document.getElementById('error').textContent", what="the error message")
-        assert "not signed in" in message
-        assert browser.evaluate("document.getElementById('reject').disabled") is False  # free to sign in and retry
+        assert "not an approver" in message
+        assert browser.evaluate("document.getElementById('reject').disabled") is False
     assert json.loads(storage.get_blob_client(APPROVALS, f"{event.payload.approval_id}.json")
                       .download_blob().readall())["status"] == "pending"

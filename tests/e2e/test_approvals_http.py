@@ -1,5 +1,7 @@
-"""Approvals over real HTTP on the local stack: function keys, App Service authentication as the local host
-emulates it (client-supplied identity headers stripped, sessions injected), every error status, a decision
+"""Approvals over real HTTP on the local stack: App Service authentication as the local host emulates it
+(client-supplied identity headers stripped, sessions injected) and no function key anywhere — the notification's
+link opens the page after sign-in, a key holder without a signed-in identity gets 401, and a host with the
+emulation off (App Service authentication off) refuses every approval route. Every error status, a decision
 landing once under concurrent clicks, the granted event in the audit journal, and expiry by the timer."""
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -18,7 +21,7 @@ from azure.storage.blob import BlobServiceClient
 
 from localstack.host.app_service_auth import local_session_token
 from localstack.host.keys import read_host_keys
-from localstack.stack import LocalStack
+from localstack.stack import LocalStack, free_port
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.adapters.servicebus import ServiceBusPublisher
 from shared.approvals import ApprovalSettings, ApprovalSubject, LogNotifier, request_approval
@@ -68,7 +71,8 @@ def create_approval(stack: LocalStack, storage: BlobServiceClient, publisher: Jo
     timeout = timedelta(minutes=60)
     event = request_approval(cause, SUBJECT, blobs=AzureBlobStore(storage), clock=ShiftedClock(expires_in - timeout),
                              settings=Settings(public_base_url=stack.base_url),
-                             config=ApprovalSettings(approvers=APPROVERS, timeout_minutes=60), notifier=LogNotifier())
+                             config=ApprovalSettings(approvers=APPROVERS, timeout_minutes=60,
+                                                     app_service_auth_enabled=True), notifier=LogNotifier())
     publisher.publish([event])
     return event
 
@@ -91,31 +95,69 @@ def journaled_types(storage: BlobServiceClient, correlation_id: str) -> list[str
             for blob in sorted(blobs, key=lambda b: b.name)]
 
 
+def test_the_notification_link_opens_the_page_after_sign_in_without_any_key(
+        stack: LocalStack, storage: BlobServiceClient, publisher: JournalingPublisher, key: str) -> None:
+    event = create_approval(stack, storage, publisher)
+    assert event.payload.approval_url == url(stack, event)  # what the notification links to: no key in it
+    browser = requests.Session()
+    browser.headers["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"
+
+    to_sign_in = browser.get(event.payload.approval_url, allow_redirects=False, timeout=10)
+    assert to_sign_in.status_code == 302
+    assert to_sign_in.headers["Location"].startswith("/.auth/login/local?post_login_redirect_uri=")
+    form = browser.get(stack.base_url + to_sign_in.headers["Location"], timeout=10)
+    assert form.status_code == 200
+    assert 'name="user"' in form.text
+    back = parse_qs(urlsplit(to_sign_in.headers["Location"]).query)["post_login_redirect_uri"][0]
+    assert back == f"/api/approvals/{event.payload.approval_id}?format=html"
+
+    page = browser.get(f"{stack.base_url}/.auth/login/local",  # the form's submit, followed to the page
+                       params={"user": "alice@contoso.com", "post_login_redirect_uri": back}, timeout=10)
+    assert page.status_code == 200, page.text
+    assert page.url == stack.base_url + back
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert "Signed in as <b>alice@contoso.com</b>" in page.text
+    assert 'id="approve"' in page.text
+    assert "accuracy &gt;= 0.8 passed" in page.text
+    assert key not in page.text
+    assert "code=" not in page.text
+
+    # The page's own buttons: a same-origin post with the session cookie, no key.
+    granted = browser.post(url(stack, event, "approve"), json={"comment": "from the page"},
+                           headers={"Accept": "application/json", "Origin": stack.base_url}, timeout=10)
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["approval"]["decided_by"] == "alice@contoso.com"
+
+
 def test_the_request_is_served_as_json_or_as_the_page(stack: LocalStack, storage: BlobServiceClient,
                                                       publisher: JournalingPublisher, http: requests.Session,
                                                       key: str) -> None:
     event = create_approval(stack, storage, publisher)
-    assert event.payload.approval_url == url(stack, event)
-    assert http.get(url(stack, event), timeout=10).status_code == 401  # function key required
+    for credentials in ({}, {"x-functions-key": key}):  # a function key is nobody: 401 without a signed-in person
+        refused = http.get(url(stack, event), headers=credentials, timeout=10)
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "unauthenticated"
+        assert refused.json()["sign_in"].startswith("/.auth/login/local?")
+    assert http.get(url(stack, event), params={"code": key}, timeout=10).status_code == 401
 
-    as_json = http.get(url(stack, event), headers={"x-functions-key": key}, timeout=10)
+    bob = signed_in(stack, "bob@contoso.com")
+    as_json = http.get(url(stack, event), headers=bob, timeout=10)
     assert as_json.status_code == 200
     assert as_json.headers["Content-Type"].startswith("application/json")
     body = as_json.json()
     assert (body["status"], body["open"], body["approvers"]) == ("pending", True, APPROVERS)
     assert body["metrics"] == SUBJECT.metrics
 
-    browser = http.get(url(stack, event), params={"code": key},
-                       headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}, timeout=10)
+    browser = http.get(url(stack, event), headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", **bob},
+                       timeout=10)
     assert browser.status_code == 200
     assert browser.headers["Content-Type"].startswith("text/html")
-    assert "frame-ancestors 'none'" in browser.headers["Content-Security-Policy"]
     assert 'id="approve"' in browser.text
-    assert "accuracy &gt;= 0.8 passed" in browser.text
-    assert "math_coding" in http.get(url(stack, event), params={"code": key, "format": "html"}, timeout=10).text
+    assert "math_coding" in http.get(url(stack, event), params={"format": "html"}, headers=bob, timeout=10).text
 
     for missing in ("0" * 32, "not..valid"):
-        gone = http.get(f"{stack.base_url}/api/approvals/{missing}", headers={"x-functions-key": key}, timeout=10)
+        gone = http.get(f"{stack.base_url}/api/approvals/{missing}", headers=bob, timeout=10)
         assert gone.status_code == 404
         assert gone.json()["error"] == "not_found"
 
@@ -204,7 +246,7 @@ def test_form_post_without_javascript_gets_the_page_back(stack: LocalStack, stor
                                                           key: str) -> None:
     event = create_approval(stack, storage, publisher)
     browser = {"Accept": "text/html,*/*;q=0.8", "Origin": stack.base_url, **signed_in(stack, "bob@contoso.com")}
-    rejected = http.post(url(stack, event, "reject"), params={"code": key}, data={"comment": "error rate & latency"},
+    rejected = http.post(url(stack, event, "reject"), data={"comment": "error rate & latency"},
                          headers=browser, timeout=10)
     assert rejected.status_code == 200, rejected.text
     assert rejected.headers["Content-Type"].startswith("text/html")
@@ -213,7 +255,7 @@ def test_form_post_without_javascript_gets_the_page_back(stack: LocalStack, stor
     record = stored(storage, event.payload.approval_id)
     assert (record["status"], record["comment"]) == ("rejected", "error rate & latency")
 
-    again = http.post(url(stack, event, "approve"), params={"code": key}, data={}, headers=browser, timeout=10)
+    again = http.post(url(stack, event, "approve"), data={}, headers=browser, timeout=10)
     assert again.status_code == 409
     assert "already rejected by bob@contoso.com" in again.text  # the page, with the reason
 
@@ -261,4 +303,38 @@ def test_the_timer_expires_a_forgotten_request(stack: LocalStack, storage: BlobS
                      json={}, timeout=10)
     assert late.status_code == 410
     assert late.json()["approval"]["status"] == "expired"
-    assert http.get(url(stack, event), headers=with_key, timeout=10).json()["open"] is False
+    assert http.get(url(stack, event), headers=signed_in(stack, "bob@contoso.com"), timeout=10).json()["open"] is False
+
+
+def test_with_app_service_authentication_off_every_approval_route_refuses(
+        stack: LocalStack, storage: BlobServiceClient, publisher: JournalingPublisher, http: requests.Session,
+        key: str) -> None:
+    """A host with WEBSITE_AUTH_ENABLED=false is Azure with authentication off (the pr environment): nothing
+    strips client headers, so a key holder could send any principal. The app must not believe them."""
+    event = create_approval(stack, storage, publisher)
+    port, name = free_port(), "host-noauth"
+    stack.extra_settings["WEBSITE_AUTH_ENABLED"] = "false"
+    try:
+        stack.start_host(name, port)
+    finally:
+        del stack.extra_settings["WEBSITE_AUTH_ENABLED"]
+    try:
+        base = f"http://127.0.0.1:{port}/api/approvals/{event.payload.approval_id}"
+        principal = base64.b64encode(json.dumps({"auth_typ": "aad", "claims": [
+            {"typ": "preferred_username", "val": "alice@contoso.com"}]}).encode()).decode()
+        posing = {"x-functions-key": key, "X-MS-CLIENT-PRINCIPAL-NAME": "alice@contoso.com",
+                  "X-MS-CLIENT-PRINCIPAL": principal}
+        for method, target in (("POST", f"{base}/approve"), ("POST", f"{base}/reject"), ("GET", base)):
+            for headers in (posing, {**posing, **signed_in(stack, "alice@contoso.com")}):
+                answer = http.request(method, target, headers=headers, json={}, timeout=10)
+                assert answer.status_code == 503, (method, target, answer.text)
+                assert answer.json()["error"] == "identity_source_missing"
+                assert "enable App Service authentication" in answer.json()["message"]
+        page = http.get(base, headers={"Accept": "text/html", **posing}, timeout=10)
+        assert page.status_code == 503
+        assert http.get(f"http://127.0.0.1:{port}/.auth/login/local?user=alice@contoso.com",
+                        allow_redirects=False, timeout=10).status_code == 404  # no emulated sign-in either
+        assert stored(storage, event.payload.approval_id)["status"] == "pending"
+        assert "approval route refused" in stack.log_file(name).read_text()
+    finally:
+        stack.stop(name)

@@ -53,7 +53,8 @@ def ask(blob_store: BlobStore, clock: ManualClock, unique: str) -> str:
                                    "version": "3", "content_hash": "sha256:" + "1" * 64, "variant": {},
                                    "metrics": {}, "created": True}, correlation_id=f"run-{unique}")
     event = request_approval(cause, SUBJECT, blobs=blob_store, clock=clock, settings=Settings(),
-                             config=ApprovalSettings(approvers=APPROVERS, timeout_minutes=30),
+                             config=ApprovalSettings(approvers=APPROVERS, timeout_minutes=30,
+                                                     app_service_auth_enabled=True),
                              notifier=LogNotifier())
     return event.payload.approval_id
 

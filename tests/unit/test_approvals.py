@@ -128,7 +128,7 @@ def blobs() -> MemoryBlobStore:
 
 @pytest.fixture
 def config() -> ApprovalSettings:
-    return ApprovalSettings(approvers=APPROVERS, timeout_minutes=60)
+    return ApprovalSettings(approvers=APPROVERS, timeout_minutes=60, app_service_auth_enabled=True)
 
 
 SETTINGS = Settings(public_base_url="https://func-genaiops.azurewebsites.net")
@@ -537,7 +537,7 @@ def test_content_negotiation(accept: str | None, fmt: str | None, html: bool) ->
 
 def page_for(request: ApprovalRequest, now: datetime, viewer: Principal | None = ALICE) -> str:
     page = render_approval_page(request, now=now, page_path="/api/approvals/" + request.approval_id,
-                                function_key="k&ey", viewer=viewer)
+                                viewer=viewer)
     nonce = re.search(r"'nonce-([^']+)'", page.headers["Content-Security-Policy"])
     assert nonce is not None
     assert page.body.count(f'nonce="{nonce.group(1)}"') == 2  # the style and the script, nothing else
@@ -562,8 +562,11 @@ def test_open_request_page_shows_the_evidence_and_the_buttons(blobs: MemoryBlobS
     assert 'id="approve"' in body
     assert 'id="reject"' in body
     assert f'data-endpoint="/api/approvals/{request.approval_id}/approve"' in body
-    assert 'data-key="k&amp;ey"' in body
-    assert f'formaction="/api/approvals/{request.approval_id}/approve?code=k%26ey"' in body
+    # The page never holds a function key: the form posts to the same origin, the session goes along.
+    assert f'formaction="/api/approvals/{request.approval_id}/approve"' in body
+    assert "data-key" not in body
+    assert "x-functions-key" not in body.lower()
+    assert "code=" not in body
     assert "1h 00m left" in body
     assert "Signed in as <b>alice@contoso.com</b>" in body
     assert "not an approver" in page_for(request, clock.now(), Principal("mallory@contoso.com", "aad"))
