@@ -82,7 +82,10 @@ state_rg="$TFSTATE_RESOURCE_GROUP"
 state_account="$TFSTATE_STORAGE_ACCOUNT"
 state_container="$TFSTATE_CONTAINER"
 
-terraform init -input=false -no-color \
+# Once infra/.terraform.lock.hcl is committed (infra/README.md: how it is produced), init must not change it.
+lockfile=()
+if [[ -f .terraform.lock.hcl ]]; then lockfile=(-lockfile=readonly); fi
+terraform init -input=false -no-color "${lockfile[@]}" \
   -backend-config="resource_group_name=${state_rg}" \
   -backend-config="storage_account_name=${state_account}" \
   -backend-config="container_name=${state_container}" \
