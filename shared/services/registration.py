@@ -4,6 +4,7 @@ only when their content changed (content hashes; the registry compares with its 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from collections.abc import Sequence
@@ -18,6 +19,10 @@ from shared.registry.port import Registry
 from shared.registry.service import register_flow_if_changed
 from shared.services.intake import IntakeReport
 
+log = logging.getLogger("genaiops.registration")
+# Pull-request experiments answer "is this change good enough?": gate.passed is their outcome (the pr pipeline waits
+# for it); registering, approving and deploying happen from dev and prod only.
+STOPS_AT_GATE = frozenset({"pr"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -52,6 +57,10 @@ def register_chosen_flow(event: GatePassed, store: ExperimentStore, registry: Re
                          work_root: Path) -> list[Event]:
     """Materialize the winning combination (variant baked in, hyperparameters applied) and register it."""
     verdict = event.payload
+    if verdict.environment in STOPS_AT_GATE:
+        log.info("%s experiment %s passed its gate in %s: nothing is registered or deployed from %s",
+                 verdict.use_case, verdict.experiment_id, verdict.environment, verdict.environment)
+        return []
     result = store.result(verdict.use_case, verdict.experiment_id)
     config = load_experiment(flows_root / verdict.use_case, verdict.environment)
     combination = Combination(variant=verdict.best_variant, hyperparameters=verdict.best_hyperparameters)
