@@ -4,6 +4,8 @@ function_app.py — on free ports, exactly as `make demo` starts it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,21 +26,25 @@ def llm() -> Iterator[ScriptedLLM]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[LocalStack]:
-    stack = LocalStack(
-        state_dir=tmp_path_factory.mktemp("stack"), ports=Ports.free(),
-        max_delivery_count=E2E_MAX_DELIVERY_COUNT, lock_duration_seconds=10, with_model=False,
-        extra_settings={"HEARTBEAT_SCHEDULE": "*/2 * * * * *", "AOAI_BASE_URL": llm.base_url,
-                        "AOAI_API_KEY": "not-a-real-key",
-                        "APPROVERS": "alice@contoso.com,Bob@Contoso.com", "APPROVAL_EXPIRY_SCHEDULE": "*/1 * * * * *",
-                        "LOCAL_ROUTER_SEED": "20261125"},
-    )
+@contextmanager
+def running_stack(state_dir: Path, llm: ScriptedLLM, **settings: str) -> Iterator[LocalStack]:
+    """The local stack on free ports, its LLM the scripted one, as the e2e modules need it; stopped after."""
+    stack = LocalStack(state_dir=state_dir, ports=Ports.free(), max_delivery_count=E2E_MAX_DELIVERY_COUNT,
+                       lock_duration_seconds=10, with_model=False,
+                       extra_settings={"AOAI_BASE_URL": llm.base_url, "AOAI_API_KEY": "not-a-real-key", **settings})
     try:
         stack.up()
         yield stack
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[LocalStack]:
+    with running_stack(tmp_path_factory.mktemp("stack"), llm, HEARTBEAT_SCHEDULE="*/2 * * * * *",
+                       APPROVERS="alice@contoso.com,Bob@Contoso.com", APPROVAL_EXPIRY_SCHEDULE="*/1 * * * * *",
+                       LOCAL_ROUTER_SEED="20261125") as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.storage.blob import BlobServiceClient
 
 from localstack.llm.scripted import Messages, ScriptedLLM, arithmetic_responder, scripted_llm
-from localstack.stack import LocalStack, Ports, free_port
+from localstack.stack import LocalStack, free_port
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.adapters.servicebus import ServiceBusPublisher
@@ -26,7 +26,7 @@ from shared.audit import EventJournal
 from shared.blob_layout import SYSTEM
 from shared.events import Event, ExperimentRequested
 from shared.experiments.results import ExperimentResult
-from tests.e2e.conftest import E2E_MAX_DELIVERY_COUNT, wait_for
+from tests.e2e.conftest import running_stack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,14 +57,8 @@ def llm() -> Iterator[ScriptedLLM]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[LocalStack]:
-    stack = LocalStack(state_dir=tmp_path_factory.mktemp("durable"), ports=Ports.free(),
-                       max_delivery_count=E2E_MAX_DELIVERY_COUNT, lock_duration_seconds=10, with_model=False,
-                       extra_settings={"AOAI_BASE_URL": llm.base_url, "AOAI_API_KEY": "not-a-real-key"})
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
+    with running_stack(tmp_path_factory.mktemp("durable"), llm) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
