@@ -24,7 +24,6 @@ from azure.core.exceptions import AzureError
 
 from shared.deployment.azureml_entities import (
     INFERENCE_CONFIG,
-    PROMPTFLOW_RUNTIME_IMAGE,
     SPEC_TAG,
     AzureMLEntities,
     is_not_found,
@@ -32,6 +31,7 @@ from shared.deployment.azureml_entities import (
 from shared.deployment.identity import EndpointIdentity
 from shared.deployment.port import (
     DEPLOYMENT_HEADER,
+    PROMPTFLOW_RUNTIME_IMAGE,
     DeploymentConfig,
     DeploymentError,
     DeploymentFailed,
@@ -82,11 +82,12 @@ class AzureMLOnlineDeployer(AzureMLEntities):
     """Everything managed and Kubernetes online endpoints share; subclasses name the entity classes."""
 
     def __init__(self, ml_client: MLClient, *, work_dir: Path, identity: EndpointIdentity | None = None,
-                 auth_mode: str = "key", base_image: str = PROMPTFLOW_RUNTIME_IMAGE,
+                 auth_mode: str = "key", base_image: str | None = None, settings: Mapping[str, str] | None = None,
                  operation_timeout_seconds: float = 300, log_lines: int = 100) -> None:
         """`operation_timeout_seconds` bounds the one call that still waits (remove, a clean-up no event handler
         runs); deployments and traffic updates never wait."""
-        super().__init__(ml_client, work_dir=work_dir, identity=identity, auth_mode=auth_mode, base_image=base_image)
+        super().__init__(ml_client, work_dir=work_dir, identity=identity, auth_mode=auth_mode, base_image=base_image,
+                         settings=settings)
         self._timeout = operation_timeout_seconds
         self._log_lines = log_lines
 
@@ -124,6 +125,9 @@ class AzureMLOnlineDeployer(AzureMLEntities):
             # restart (or conflict with) the operation under way.
             log.info("deployment %s/%s is already this spec; not redeploying", endpoint, name)
             return self._deployment_state(state, existing)
+        failure = self._ensure_connections(request)
+        if failure:
+            return state.finished(OperationStatus.FAILED, failure)
         log.info("deploying %s/%s (%s %s)", endpoint, name, request.flow_name, request.flow_version)
         try:
             self._ml.online_deployments.begin_create_or_update(deployment)  # polled, not waited on
@@ -131,6 +135,18 @@ class AzureMLOnlineDeployer(AzureMLEntities):
             return state.finished(OperationStatus.FAILED, f"deployment {endpoint}/{name} failed: {_message(error)}",
                                   self._logs(endpoint, name))
         return state
+
+    def _ensure_connections(self, request: DeploymentRequest) -> str:
+        """Create or update the workspace connections the flow needs, before the deployment that loads them at
+        start (create_or_update: the same connection again changes nothing). Returns why it failed, or ""."""
+        entities = [self._connection_entity(connection) for connection in request.config.connections]
+        for entity in entities:
+            log.info("workspace connection %s: create or update (%s)", entity.name, type(entity.credentials).__name__)
+            try:
+                self._ml.connections.create_or_update(entity)
+            except AzureError as error:
+                return f"workspace connection {entity.name} could not be created or updated: {_message(error)}"
+        return ""
 
     def begin_set_traffic(self, endpoint: str, traffic: dict[str, int]) -> OperationState:
         entity, wanted = self._traffic_update(endpoint, traffic)

@@ -5,8 +5,13 @@ azureml_deployer.py; this module only builds (reading the model registry to reus
 - model: the flow folder as a custom model with `azureml.promptflow.source_flow_id` (which also lifts the request
   timeout limit to 5 minutes). The registry already registers each flow version so (`azureml:<flow>:<version>`);
   when it has not, the folder is registered inline under the same name and version.
-- environment: the prompt flow serving image, or a build context on top of it when the flow has a
-  requirements.txt, with the inference config Azure ML needs for a custom container (/health, /score on 8080).
+- environment: the prompt flow serving image (pinned: the `deployment:` block's `runtime_image`, default
+  PROMPTFLOW_RUNTIME_IMAGE), or a build context on top of it when the flow has a requirements.txt, with the
+  inference config Azure ML needs for a custom container (/health, /score on 8080).
+- workspace connections: the flow's connections (experiment.yaml `connections:`), created or updated before the
+  deployment is sent, since the serving container loads them from the workspace at start. An Azure OpenAI
+  connection with `auth_mode: meid_token` is identity-based (Entra ID: the endpoint's identity calls Azure OpenAI);
+  otherwise its key comes from the app setting its `${api_key}` placeholder names, and is never logged.
 - environment variables: PROMPTFLOW_RUN_MODE=serving, and PRT_CONFIG_OVERRIDE naming the workspace, endpoint and
   deployment so the container pulls the flow's connections from the workspace through the endpoint identity —
   no secret is ever passed to a deployment.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -33,13 +39,19 @@ from shared.deployment.port import (
     DeploymentError,
     DeploymentRequest,
     DeploymentTarget,
+    WorkspaceConnection,
 )
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
-    from azure.ai.ml.entities import DataCollector, Environment, Model, OnlineDeployment, OnlineEndpoint
-
-PROMPTFLOW_RUNTIME_IMAGE = "mcr.microsoft.com/azureml/promptflow/promptflow-runtime:latest"
+    from azure.ai.ml.entities import (
+        AzureOpenAIConnection,
+        DataCollector,
+        Environment,
+        Model,
+        OnlineDeployment,
+        OnlineEndpoint,
+    )
 SERVING_PORT = 8080
 INFERENCE_CONFIG = {
     "liveness_route": {"path": "/health", "port": SERVING_PORT},
@@ -105,7 +117,10 @@ class AzureMLEntities(ABC):
     target: ClassVar[DeploymentTarget]
 
     def __init__(self, ml_client: MLClient, *, work_dir: Path, identity: EndpointIdentity | None = None,
-                 auth_mode: str = "key", base_image: str = PROMPTFLOW_RUNTIME_IMAGE) -> None:
+                 auth_mode: str = "key", base_image: str | None = None,
+                 settings: Mapping[str, str] | None = None) -> None:
+        """`base_image` overrides every deployment's `runtime_image`; `settings` are where a connection's
+        `${placeholder}` values are read (the app settings: os.environ by default)."""
         if auth_mode not in ("key", "aml_token", "aad_token"):
             raise ValueError(f"auth_mode {auth_mode!r}: use key, aml_token or aad_token")
         self._ml = ml_client
@@ -113,6 +128,7 @@ class AzureMLEntities(ABC):
         self._identity = identity
         self._auth_mode = auth_mode
         self._base_image = base_image
+        self._settings = os.environ if settings is None else settings
 
     # --- what managed and Kubernetes endpoints do differently ------------------------------------------------
 
@@ -251,21 +267,60 @@ class AzureMLEntities(ABC):
         custom environment'). The build context is content-addressed by the SDK: same files, same environment."""
         from azure.ai.ml.entities import BuildContext, Environment
 
+        image = self._base_image or request.config.runtime_image
         requirements = _requirements_file(request.flow_dir)
         if requirements is None:
-            return Environment(image=self._base_image, inference_config=INFERENCE_CONFIG), self._base_image
+            return Environment(image=image, inference_config=INFERENCE_CONFIG), image
         context = self._work_dir / "aml-environments" / f"{request.flow_name}-{request.flow_version}"
         if context.exists():
             shutil.rmtree(context)
         context.mkdir(parents=True)
         shutil.copyfile(requirements, context / "requirements.txt")
         (context / "Dockerfile").write_text(
-            f"FROM {self._base_image}\n"
+            f"FROM {image}\n"
             "COPY requirements.txt /tmp/flow-requirements.txt\n"
             "RUN pip install --no-cache-dir -r /tmp/flow-requirements.txt\n",
             encoding="utf-8",
         )
-        digest = hashlib.sha256(requirements.read_bytes() + self._base_image.encode()).hexdigest()[:12]
+        digest = hashlib.sha256(requirements.read_bytes() + image.encode()).hexdigest()[:12]
         environment = Environment(build=BuildContext(path=str(context), dockerfile_path="Dockerfile"),
                                   inference_config=INFERENCE_CONFIG)
-        return environment, f"build:{self._base_image}+requirements@{digest}"
+        return environment, f"build:{image}+requirements@{digest}"
+
+    def _connection_values(self, connection: WorkspaceConnection) -> dict[str, str]:
+        """The connection's fields, `${placeholder}`s read from the app settings they name (may hold a key)."""
+        values, missing = dict(connection.values), []
+        for field, setting in connection.settings.items():
+            value = self._settings.get(setting)
+            if value is None:
+                missing.append(f"{field} -> {setting}")
+            else:
+                values[field] = value
+        if missing:
+            raise DeploymentError(f"workspace connection {connection.name}: no value for {', '.join(missing)}; set "
+                                  "the app setting(s) named there")
+        return values
+
+    def _connection_entity(self, connection: WorkspaceConnection) -> AzureOpenAIConnection:
+        """The workspace connection for one of the flow's connections (azure-ai-ml connection entities)."""
+        from azure.ai.ml.entities import AadCredentialConfiguration, AzureOpenAIConnection
+
+        if connection.connection_type != "AzureOpenAIConnection":
+            raise DeploymentError(f"connection {connection.name}: a {connection.connection_type} is not created in "
+                                  "the workspace by the app; create it there once, or leave out connection_type in "
+                                  "experiment.yaml to mean a connection that already exists")
+        identity = connection.identity_auth
+        if identity:  # only the non-secret fields are needed: a key, if one is also written, is not read
+            connection = connection.model_copy(update={"settings": {
+                field: setting for field, setting in connection.settings.items() if field != "api_key"}})
+        values = self._connection_values(connection)
+        api_base = values.get("api_base") or values.get("azure_endpoint")
+        if not api_base:
+            raise DeploymentError(f"connection {connection.name}: no api_base (the Azure OpenAI endpoint)")
+        common = {"name": connection.name, "azure_endpoint": api_base, "api_version": values.get("api_version")}
+        if identity:
+            return AzureOpenAIConnection(**common, credentials=AadCredentialConfiguration())
+        if not values.get("api_key"):
+            raise DeploymentError(f"connection {connection.name}: neither auth_mode: meid_token nor an api_key "
+                                  "placeholder; write one of them in experiment.yaml")
+        return AzureOpenAIConnection(**common, api_key=values["api_key"])

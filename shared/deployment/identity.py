@@ -16,15 +16,22 @@ Azure ML online endpoints (managed and Kubernetes):
 A container (App Service): AcrPull on the registry holding the image, and Key Vault Secrets User on the vault
 that the app settings' Key Vault references (`@Microsoft.KeyVault(SecretUri=...)`) point at.
 
-Either way, a flow whose connection authenticates with Entra ID instead of a key also needs Cognitive Services
-OpenAI User on the Azure OpenAI account. Nobody gets Owner or Contributor.
+Either way, a flow whose connection authenticates with Entra ID instead of a key (`auth_mode: meid_token`, the
+shipped default: the app then creates an identity-based workspace connection) also needs Cognitive Services OpenAI
+User on the Azure OpenAI account — `roles_for_deployment` adds it from the deployment's connections. Azure ML
+never grants that one: a system-assigned identity only exists once the endpoint does, so it is granted after the
+endpoint is created (its principal id is on the endpoint), or — better — the endpoint gets a user-assigned identity
+holding every role above before it is created (`EndpointIdentity`).
+
+The app's own identity (the Function) creates the endpoint, the deployment and the workspace connections: AzureML
+Data Scientist on the workspace covers all three (infra/rbac.tf). Nobody gets Owner or Contributor.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.deployment.port import DeploymentTarget
+from shared.deployment.port import DeploymentConfig, DeploymentTarget
 
 ACR_PULL = "AcrPull"
 STORAGE_BLOB_DATA_READER = "Storage Blob Data Reader"
@@ -90,3 +97,11 @@ def required_roles(target: DeploymentTarget, scopes: Scopes, *, system_assigned:
         wanted.append((OPENAI_USER, scopes.openai_account, "call Azure OpenAI with Entra ID instead of a key", False))
     return [RoleAssignmentSpec(role=role, scope=scope, why=why, automatic=automatic)
             for role, scope, why, automatic in wanted if scope]
+
+
+def roles_for_deployment(config: DeploymentConfig, scopes: Scopes, *,
+                         system_assigned: bool = True) -> list[RoleAssignmentSpec]:
+    """`required_roles` for a deployment block: Entra ID for Azure OpenAI when one of its connections uses it."""
+    entra_openai = any(connection.identity_auth and connection.connection_type == "AzureOpenAIConnection"
+                       for connection in config.connections)
+    return required_roles(config.target, scopes, system_assigned=system_assigned, entra_openai=entra_openai)

@@ -99,6 +99,45 @@ class SmokeConfig(_Block):
     readiness_timeout_seconds: int = Field(default=600, ge=1)
 
 
+# The prompt flow serving image, pinned (Azure ML tags it <yyyymmdd>.v<n>; tags are listed at
+# https://mcr.microsoft.com/v2/azureml/promptflow/promptflow-runtime/tags/list). `latest` would change what a
+# deployment runs without any change here; a newer image is chosen on purpose, through `runtime_image`.
+PROMPTFLOW_RUNTIME_IMAGE = "mcr.microsoft.com/azureml/promptflow/promptflow-runtime:20241031.v1"
+_PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.:/_-]*(?:@sha256:[0-9a-f]{64}|:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
+_ENVIRONMENT_SLUG = re.compile(r"[^a-z0-9]+")
+ENDPOINT_HASH_LENGTH = 6
+
+
+def default_endpoint_name(use_case: str, environment: str, scope: str = "") -> str:
+    """`<use case>-<environment>-<hash>`, within Azure ML's endpoint name rules (3-32 characters, a letter first,
+    letters, digits and hyphens). The use case is its folder name (underscores become hyphens, cut to fit); the hash
+    is of `scope` (the subscription, resource group and workspace when known), the whole folder name and the
+    environment, so names differ per workspace and environment — managed online endpoint names must be unique in
+    the region — and two folders that slug or cut alike still get different names."""
+    digest = hashlib.sha256("\n".join((scope, use_case, environment)).encode()).hexdigest()[:ENDPOINT_HASH_LENGTH]
+    env = _ENVIRONMENT_SLUG.sub("", environment.lower())[:8] or "env"
+    slug = _ENVIRONMENT_SLUG.sub("-", use_case.lower()).strip("-")
+    if not slug[:1].isalpha():
+        slug = f"uc-{slug}".rstrip("-")
+    slug = slug[:MAX_NAME_LENGTH - len(env) - ENDPOINT_HASH_LENGTH - 2].rstrip("-")
+    return check_name(f"{slug}-{env}-{digest}", "endpoint_name")
+
+
+class WorkspaceConnection(_Block):
+    """A connection the flow needs where it is served (Azure ML: a workspace connection, created or updated before
+    each deployment). No secret: `settings` names the app setting that holds a `${placeholder}` field's value."""
+
+    name: str
+    connection_type: str
+    values: dict[str, str] = Field(default_factory=dict, description="Fields written as literals in experiment.yaml")
+    settings: dict[str, str] = Field(default_factory=dict, description="field -> the app setting holding its value")
+
+    @property
+    def identity_auth(self) -> bool:
+        """Entra ID (the caller's identity) instead of a key: `auth_mode: meid_token` on the connection."""
+        return self.values.get("auth_mode", "").lower() == "meid_token"
+
+
 class DeploymentConfig(_Block):
     target: DeploymentTarget = DeploymentTarget.LOCAL
     endpoint_name: str
@@ -116,6 +155,18 @@ class DeploymentConfig(_Block):
     compute: str | None = Field(default=None, description="The Kubernetes compute name, for aml_kubernetes")
     smoke: SmokeConfig = Field(default_factory=SmokeConfig)
     image_repository: str | None = Field(default=None, description="<registry>/<repository>, for container")
+    runtime_image: str = Field(default=PROMPTFLOW_RUNTIME_IMAGE,
+                               description="The prompt flow serving image (Azure ML), with a pinned tag or digest")
+    connections: tuple[WorkspaceConnection, ...] = Field(
+        default=(), description="Set from the experiment's connections: (not written in the deployment: block)")
+
+    @field_validator("runtime_image")
+    @classmethod
+    def _runtime_image(cls, value: str) -> str:
+        if not _PINNED_IMAGE.match(value) or value.endswith(":latest"):
+            raise ValueError(f"runtime_image {value!r} must name a pinned tag or digest (e.g. "
+                             f"{PROMPTFLOW_RUNTIME_IMAGE}), not latest or no tag")
+        return value
 
     @field_validator("endpoint_name")
     @classmethod

@@ -17,21 +17,26 @@ complete at once (the local target, an endpoint that exists) run on in the same 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from shared.blob_layout import DEPLOYMENTS, REPORTS, deployed_state_name, safe_segment
+from shared.deployment.azureml_deployer import RESOURCE_GROUP_SETTING, SUBSCRIPTION_SETTING, WORKSPACE_SETTING
 from shared.deployment.port import (
     Deployer,
     DeploymentConfig,
     DeploymentError,
     DeploymentRequest,
+    DeploymentTarget,
     EndpointNotFound,
     OperationStatus,
+    WorkspaceConnection,
+    default_endpoint_name,
     deployment_name_for,
     plan_traffic,
     prior_deployment,
@@ -47,7 +52,7 @@ from shared.events import (
     SmokePassed,
 )
 from shared.events.catalogue import DeploymentCheckRequested
-from shared.experiments.config import ExperimentConfig, load_experiment
+from shared.experiments.config import ExperimentConfig, load_experiment, secret_variable
 from shared.experiments.gate import Baseline
 from shared.experiments.variants import Combination, materialize
 from shared.feedback.telemetry import RequestTelemetry
@@ -85,10 +90,50 @@ class DeploymentWorkspace:
     max_check_interval_seconds: float = 60
 
 
-def deployment_config(config: ExperimentConfig, environment: str) -> DeploymentConfig:
-    """The `deployment:` block (per environment through the overlays); locally by default."""
-    default_endpoint = re.sub(r"[^a-z0-9-]+", "-", f"{config.name}-{environment}".lower()).strip("-")[:32]
-    return DeploymentConfig.model_validate({"endpoint_name": default_endpoint, **(config.deployment or {})})
+# Environments that run in Azure deploy to Azure ML managed online endpoints unless their `deployment:` block says
+# otherwise; the others (local, pr — which stops at the gate) default to the local stack's target.
+AZURE_ML_ENVIRONMENTS = frozenset({"dev", "prod"})
+_PLACEHOLDER = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}$")
+
+
+def workspace_scope(settings: Mapping[str, str] | None = None) -> str:
+    """The workspace the app deploys to (subscription/resource group/workspace from the app settings), or ""."""
+    settings = os.environ if settings is None else settings
+    parts = [settings.get(name, "") for name in (SUBSCRIPTION_SETTING, RESOURCE_GROUP_SETTING, WORKSPACE_SETTING)]
+    return "/".join(parts).lower() if any(parts) else ""
+
+
+def workspace_connections(config: ExperimentConfig) -> tuple[WorkspaceConnection, ...]:
+    """The experiment's connections a serving deployment needs; a `${placeholder}` field names the app setting
+    holding its value (`${api_base}` in `aoai` -> AOAI_API_BASE), never the value. A connection without
+    connection_type already exists where the flow runs and is left alone."""
+    connections = []
+    for connection in config.connections:
+        if connection.connection_type is None:
+            continue
+        values, settings = {}, {}
+        for field, value in connection.fields.items():
+            match = _PLACEHOLDER.match(value)
+            if match is None:
+                values[field] = value
+            else:
+                settings[field] = secret_variable(connection.name, match.group(1))
+        connections.append(WorkspaceConnection(name=connection.name, connection_type=connection.connection_type,
+                                               values=values, settings=settings))
+    return tuple(connections)
+
+
+def deployment_config(config: ExperimentConfig, environment: str,
+                      settings: Mapping[str, str] | None = None) -> DeploymentConfig:
+    """The `deployment:` block (per environment through the overlays) on top of the defaults: dev and prod deploy
+    to an Azure ML managed online endpoint, other environments locally; the endpoint is named after the use-case
+    folder, the environment and a hash of the workspace (default_endpoint_name), unless the block names it."""
+    defaults = {
+        "target": DeploymentTarget.AML_MANAGED if environment in AZURE_ML_ENVIRONMENTS else DeploymentTarget.LOCAL,
+        "endpoint_name": default_endpoint_name(config.base_dir.name, environment, workspace_scope(settings)),
+    }
+    return DeploymentConfig.model_validate({**defaults, **(config.deployment or {}),
+                                            "connections": workspace_connections(config)})
 
 
 def _rebuild(config: ExperimentConfig, registry: Registry, name: str, version: str, target: Path) -> tuple[Path, dict]:

@@ -139,7 +139,8 @@ def world(request: pytest.FixtureRequest, blob_store: BlobStore, clock: ManualCl
                                                 provisioning_state="Succeeded"),
                   progress=options.get("progress", 3))
     client.online_endpoints.get_keys.return_value = EndpointAuthKeys(primary_key="endpoint-key")
-    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "aml")
+    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "aml",
+                                     settings={"AOAI_API_BASE": "https://aoai-genaiops.openai.azure.com/"})
     workspace = DeploymentWorkspace(flows_root=tmp_path / "flows", work_root=tmp_path / "work",
                                     deployer_for=lambda _: deployer, tester=SmokeTester(blob_store, clock),
                                     operation_timeout_seconds=options.get("timeout", 1800))

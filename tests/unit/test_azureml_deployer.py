@@ -36,7 +36,12 @@ from azure.ai.ml.entities import (
     OnlineRequestSettings,
     ProbeSettings,
 )
-from azure.ai.ml.operations import ModelOperations, OnlineDeploymentOperations, OnlineEndpointOperations
+from azure.ai.ml.operations import (
+    ModelOperations,
+    OnlineDeploymentOperations,
+    OnlineEndpointOperations,
+    WorkspaceConnectionsOperations,
+)
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
@@ -89,6 +94,7 @@ def autospec_client() -> MLClient:
     client._online_endpoints = create_autospec(OnlineEndpointOperations, instance=True)
     client._online_deployments = create_autospec(OnlineDeploymentOperations, instance=True)
     client._models = create_autospec(ModelOperations, instance=True)
+    client._connections = create_autospec(WorkspaceConnectionsOperations, instance=True)
     return client
 
 
