@@ -108,17 +108,20 @@ _ENVIRONMENT_SLUG = re.compile(r"[^a-z0-9]+")
 ENDPOINT_HASH_LENGTH = 6
 
 
-def default_endpoint_name(use_case: str, environment: str, scope: str = "") -> str:
+def default_endpoint_name(use_case: str, environment: str, scope: str = "", *, hashed: bool = True) -> str:
     """`<use case>-<environment>-<hash>`, within Azure ML's endpoint name rules (3-32 characters, a letter first,
     letters, digits and hyphens). The use case is its folder name (underscores become hyphens, cut to fit); the hash
     is of `scope` (the subscription, resource group and workspace when known), the whole folder name and the
     environment, so names differ per workspace and environment — managed online endpoint names must be unique in
-    the region — and two folders that slug or cut alike still get different names."""
+    the region — and two folders that slug or cut alike still get different names. `hashed=False` (the local
+    stack, where none of that applies): `<use case>-<environment>`."""
     digest = hashlib.sha256("\n".join((scope, use_case, environment)).encode()).hexdigest()[:ENDPOINT_HASH_LENGTH]
     env = _ENVIRONMENT_SLUG.sub("", environment.lower())[:8] or "env"
     slug = _ENVIRONMENT_SLUG.sub("-", use_case.lower()).strip("-")
     if not slug[:1].isalpha():
         slug = f"uc-{slug}".rstrip("-")
+    if not hashed:
+        return check_name(f"{slug[:MAX_NAME_LENGTH - len(env) - 1].rstrip('-')}-{env}", "endpoint_name")
     slug = slug[:MAX_NAME_LENGTH - len(env) - ENDPOINT_HASH_LENGTH - 2].rstrip("-")
     return check_name(f"{slug}-{env}-{digest}", "endpoint_name")
 

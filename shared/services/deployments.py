@@ -93,6 +93,7 @@ class DeploymentWorkspace:
 # Environments that run in Azure deploy to Azure ML managed online endpoints unless their `deployment:` block says
 # otherwise; the others (local, pr — which stops at the gate) default to the local stack's target.
 AZURE_ML_ENVIRONMENTS = frozenset({"dev", "prod"})
+LOCAL_ENVIRONMENT = "local"
 _PLACEHOLDER = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}$")
 
 
@@ -127,10 +128,12 @@ def deployment_config(config: ExperimentConfig, environment: str,
                       settings: Mapping[str, str] | None = None) -> DeploymentConfig:
     """The `deployment:` block (per environment through the overlays) on top of the defaults: dev and prod deploy
     to an Azure ML managed online endpoint, other environments locally; the endpoint is named after the use-case
-    folder, the environment and a hash of the workspace (default_endpoint_name), unless the block names it."""
+    folder, the environment and a hash of the workspace (default_endpoint_name; in the local stack without the
+    hash: `math-coding-local`), unless the block names it."""
     defaults = {
         "target": DeploymentTarget.AML_MANAGED if environment in AZURE_ML_ENVIRONMENTS else DeploymentTarget.LOCAL,
-        "endpoint_name": default_endpoint_name(config.base_dir.name, environment, workspace_scope(settings)),
+        "endpoint_name": default_endpoint_name(config.base_dir.name, environment, workspace_scope(settings),
+                                               hashed=environment != LOCAL_ENVIRONMENT),
     }
     return DeploymentConfig.model_validate({**defaults, **(config.deployment or {}),
                                             "connections": workspace_connections(config)})

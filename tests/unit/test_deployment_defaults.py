@@ -62,6 +62,12 @@ def test_long_and_odd_folder_names_still_make_valid_names() -> None:
             assert f"-{environment}-" in name
 
 
+def test_an_unhashed_name_still_fits_the_rules() -> None:
+    assert default_endpoint_name("math_coding", "local", hashed=False) == "math-coding-local"
+    assert valid(default_endpoint_name("x" * 60, "local", hashed=False))
+    assert valid(default_endpoint_name("9_lives", "local", hashed=False))
+
+
 def test_names_do_not_collide_across_folders_environments_and_workspaces() -> None:
     long = "named_entity_recognition_with_a_very_long_folder_name"
     names = {
@@ -96,6 +102,9 @@ def test_dev_and_prod_deploy_to_azure_ml_by_default_and_local_stays_local(use_ca
     config = deployment_config(load_experiment(use_case, environment), environment, WORKSPACE)
 
     assert config.target is target
+    if environment == "local":  # the local stack: no region to be unique in, a name to read
+        assert config.endpoint_name == "billing-questions-local"
+        return
     assert config.endpoint_name == default_endpoint_name("billing_questions", environment,
                                                          "00000000-0000-0000-0000-000000000000/rg-genaiops/"
                                                          "mlw-genaiops")
