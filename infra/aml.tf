@@ -127,3 +127,15 @@ resource "azurerm_machine_learning_workspace" "this" {
 
   tags = local.tags
 }
+
+# --- The identity deployed flows run as ------------------------------------------------------------
+# Online endpoints the app creates get this user-assigned identity instead of a system-assigned one: a system
+# identity exists only once its endpoint does, too late to hold Cognitive Services OpenAI User when the serving
+# container first calls Azure OpenAI with Entra ID (the shipped connections do). Nothing is granted
+# automatically to a user-assigned identity, so rbac.tf grants exactly what a serving container needs.
+resource "azurerm_user_assigned_identity" "endpoints" {
+  name                = "id-genaiops-endpoints-${var.environment}"
+  resource_group_name = local.rg_name
+  location            = local.rg_location
+  tags                = local.tags
+}

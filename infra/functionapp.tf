@@ -69,6 +69,11 @@ locals {
     "AZURE_RESOURCE_GROUP"   = local.rg_name
     "AZUREML_WORKSPACE_NAME" = azurerm_machine_learning_workspace.this.name
 
+    # The identity deployed flows run as (aml.tf): it holds its roles before
+    # the app creates an endpoint (shared/deployment/identity.py).
+    "AZUREML_ENDPOINT_IDENTITY_ID"        = azurerm_user_assigned_identity.endpoints.id
+    "AZUREML_ENDPOINT_IDENTITY_CLIENT_ID" = azurerm_user_assigned_identity.endpoints.client_id
+
     # The flows' `aoai` connection (flows/*/experiment.yaml) reads ${api_base}
     # / ${api_key} as AOAI_API_BASE / AOAI_API_KEY (secret_variable in
     # shared/experiments/config.py).

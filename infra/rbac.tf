@@ -227,6 +227,52 @@ resource "azurerm_role_assignment" "func_log_analytics_reader" {
   description          = "GenAIOps Functions: the A/B report's query of online endpoint request logs."
 }
 
+# --- Deployed flows (online endpoints' user-assigned identity, aml.tf) ---------------------------------
+# What Azure ML would grant a system-assigned endpoint identity, plus Azure OpenAI: pull the serving image, read
+# the model from the workspace storage, write metrics, read the workspace connections' secrets, call Azure OpenAI.
+
+resource "azurerm_role_assignment" "endpoints_acr_pull" {
+  scope                = azurerm_container_registry.aml.id
+  role_definition_name = "AcrPull"
+  principal_id         = azurerm_user_assigned_identity.endpoints.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Deployed flows: pull the serving image from the workspace registry."
+}
+
+resource "azurerm_role_assignment" "endpoints_model_reader" {
+  scope                = azurerm_storage_account.aml.id
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = azurerm_user_assigned_identity.endpoints.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Deployed flows: read the registered flow (model) from the workspace storage."
+}
+
+resource "azurerm_role_assignment" "endpoints_metrics_writer" {
+  scope                = azurerm_machine_learning_workspace.this.id
+  role_definition_name = "AzureML Metrics Writer (preview)"
+  principal_id         = azurerm_user_assigned_identity.endpoints.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Deployed flows: write metrics to the workspace."
+}
+
+resource "azurerm_role_assignment" "endpoints_connection_secrets" {
+  scope                = azurerm_machine_learning_workspace.this.id
+  role_definition_name = "Azure Machine Learning Workspace Connection Secrets Reader"
+  principal_id         = azurerm_user_assigned_identity.endpoints.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Deployed flows: resolve the flow's workspace connections at start."
+}
+
+resource "azurerm_role_assignment" "endpoints_openai_user" {
+  count = local.openai_role_enabled ? 1 : 0
+
+  scope                = var.azure_openai_resource_id
+  role_definition_name = "Cognitive Services OpenAI User"
+  principal_id         = azurerm_user_assigned_identity.endpoints.principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "Deployed flows: call Azure OpenAI deployments with Entra ID."
+}
+
 # --- People / automation that maintain app secrets -----------------------------------
 
 resource "azurerm_role_assignment" "kv_secrets_officers" {

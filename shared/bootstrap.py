@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.application import Application
+    from shared.deployment.identity import EndpointIdentity
     from shared.deployment.port import Deployer
     from shared.experiments.remote_runner import RemoteFlowRunner
     from shared.feedback.telemetry import RequestTelemetry
@@ -68,7 +69,7 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
         from shared.deployment.azureml_deployer import azureml_client_from_env
 
         return azureml_deployer_for(config.target, azureml_client_from_env(azure_credential()),
-                                    work_dir=settings.work_dir / "deployments")
+                                    work_dir=settings.work_dir / "deployments", identity=endpoint_identity(settings))
 
     def telemetry_for(config: DeploymentConfig) -> RequestTelemetry:
         if config.target is DeploymentTarget.LOCAL:
@@ -91,6 +92,17 @@ def _log_analytics(workspace_id: str) -> RequestTelemetry:
     from shared.feedback.azure_telemetry import LogAnalyticsTelemetry
 
     return LogAnalyticsTelemetry.from_credential(azure_credential(), workspace_id)
+
+
+def endpoint_identity(settings: Settings) -> EndpointIdentity | None:
+    """The user-assigned identity deployed flows run as, when Terraform made one (it holds its roles before the
+    endpoint exists); None leaves Azure ML to create a system-assigned identity per endpoint."""
+    if not (settings.azureml_endpoint_identity_id and settings.azureml_endpoint_identity_client_id):
+        return None
+    from shared.deployment.identity import EndpointIdentity
+
+    return EndpointIdentity(resource_id=settings.azureml_endpoint_identity_id,
+                            client_id=settings.azureml_endpoint_identity_client_id)
 
 
 def build_registry(settings: Settings, blobs: BlobStore, clock: Clock) -> Registry:

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
                                            description="A compute instance for the run's compute session")
     azureml_pf_runtime: str | None = Field(default=None, validation_alias="AZUREML_PF_RUNTIME",
                                            description="A named prompt flow runtime (then compute is the runtime's)")
+    azureml_endpoint_identity_id: str | None = Field(
+        default=None, validation_alias="AZUREML_ENDPOINT_IDENTITY_ID",
+        description="Resource id of the user-assigned identity deployed flows run as (Terraform creates it)")
+    azureml_endpoint_identity_client_id: str | None = Field(
+        default=None, validation_alias="AZUREML_ENDPOINT_IDENTITY_CLIENT_ID",
+        description="Its client id: AZURE_CLIENT_ID in the deployment, so the container uses that identity")
 
     def require_storage(self) -> None:
         if not (self.storage_connection_string or self.storage_blob_uri):
