@@ -20,4 +20,8 @@ def route_event(message: func.ServiceBusMessage) -> None:
         message_id=message.message_id or "",
         delivery_count=message.delivery_count,
         properties=dict(message.application_properties or {}),
+        sequence_number=message.sequence_number,
+        content_type=message.content_type,
+        correlation_id=message.correlation_id,
+        subject=message.subject or message.label,
     )

@@ -73,16 +73,22 @@ class Application:
         return event.id
 
     def on_bus_message(self, body: bytes, *, message_id: str, delivery_count: int | None,
-                       properties: dict[str, Any]) -> MessageOutcome:
-        """Service Bus trigger entry. Malformed messages are dead-lettered here with their reason; any other
-        exception propagates so the host abandons the message and the broker retries it."""
+                       properties: dict[str, Any], sequence_number: int | None = None,
+                       content_type: str | None = None, correlation_id: str | None = None,
+                       subject: str | None = None) -> MessageOutcome:
+        """Service Bus trigger entry. Malformed messages are dead-lettered here with their reason (one record per
+        message, whatever its bytes); any other exception propagates so the host abandons the message and the
+        broker retries it. `properties` are the message's application properties; the broker's content type,
+        correlation id, subject and sequence number go into the dead-letter record too."""
         try:
             event = decode(body)
         except MalformedEvent as bad:
             self.dead_letters.record(queue=self.settings.events_queue, message_id=message_id, body=body,
                                      reason=bad.reason, description=bad.description,
-                                     delivery_count=delivery_count, properties=properties)
-            log.warning("dead-lettered message %s: %s", message_id, bad)
+                                     delivery_count=delivery_count, properties=properties,
+                                     sequence_number=sequence_number, content_type=content_type,
+                                     correlation_id=correlation_id, subject=subject)
+            log.warning("dead-lettered message %s: %s: %s", ascii(message_id)[:200], bad.reason, bad.description[:500])
             return MessageOutcome("dead_lettered")
         with correlation(event.correlation_id):
             self.journal.record(event)  # events posted straight to the bus by others are journaled too

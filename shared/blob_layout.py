@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 
@@ -35,8 +36,22 @@ def idempotency_name(scope: str, key: str) -> str:
     return f"idempotency/{safe_segment(scope)}/{safe_segment(key)}.json"
 
 
-def dead_letter_name(queue: str, message_id: str) -> str:
-    return f"deadletter/{safe_segment(queue)}/{safe_segment(message_id)}.json"
+def message_key(message_id: str) -> str:
+    """A name segment for any message id that two ids never share (safe_segment collapses `a/1`, `a_1`, `a?1`):
+    the sha256 of its UTF-8 bytes (lone surrogates included), 64 characters however long the id is."""
+    return hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def dead_letter_prefix(queue: str, message_id: str) -> str:
+    """Every dead-letter record of one message id (one per broker sequence number)."""
+    return f"deadletter/{safe_segment(queue)}/{message_key(message_id)}/"
+
+
+def dead_letter_name(queue: str, message_id: str, sequence_number: int | None = None) -> str:
+    """One record per message: the id's hash, then the broker's sequence number (two messages that share an id
+    still get two records; a redelivery of the same message writes the same record again)."""
+    leaf = "unsequenced" if sequence_number is None else f"{sequence_number:020d}"
+    return f"{dead_letter_prefix(queue, message_id)}{leaf}.json"
 
 
 def intake_report_name(use_case: str, dataset: str) -> str:

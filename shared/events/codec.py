@@ -55,23 +55,65 @@ def encode(event: Event) -> BusMessage:
 
 
 def decode(body: bytes | str) -> Event:
-    """Parse and validate a message body; any problem raises MalformedEvent with a precise reason."""
+    """Parse and validate a message body; any problem raises MalformedEvent with a precise reason.
+
+    Nothing else escapes, whatever the bytes: not UTF-8, integers past Python's int-string limit, nesting
+    deeper than the parser's recursion limit, `type`/`version` of any JSON shape, strings with lone surrogates,
+    or a value that validates but cannot be written back as JSON (the journal and the audit could not store it).
+    """
+    try:  # strict decoding: json.loads(bytes) would let encoded lone surrogates (ED A0 80) through
+        text = body.decode(json.detect_encoding(body)) if isinstance(body, bytes | bytearray) else body
+    except UnicodeError as exc:
+        raise MalformedEvent("InvalidJson", f"body is not JSON: not valid Unicode text ({_short(str(exc))})") from None
     try:
-        raw: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent("InvalidJson", f"body is not JSON: {exc}") from None
+        raw: Any = json.loads(text)
+    except RecursionError:
+        raise MalformedEvent("InvalidJson", "body is not JSON: nested too deeply") from None
+    except (UnicodeError, ValueError) as exc:  # JSONDecodeError, and ValueError for ints past the digit limit
+        raise MalformedEvent("InvalidJson", f"body is not JSON: {_short(str(exc))}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the parser throws, the message is not JSON we can read
+        raise MalformedEvent("InvalidJson", f"body is not JSON: {type(exc).__name__}") from None
     if not isinstance(raw, dict):
         raise MalformedEvent("InvalidEnvelope", "body must be a JSON object")
     event_type = raw.get("type")
-    if event_type not in EVENT_TYPES:
-        raise MalformedEvent("UnknownEventType", f"type {event_type!r} is not in the event catalogue")
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+        raise MalformedEvent("UnknownEventType", f"type {_describe(event_type)} is not in the event catalogue")
     version = raw.get("version", 1)
-    if version not in SUPPORTED_VERSIONS[event_type]:
-        raise MalformedEvent("UnsupportedVersion", f"{event_type} version {version!r} is not supported")
+    if not _is_number(version) or version not in SUPPORTED_VERSIONS[event_type]:
+        raise MalformedEvent("UnsupportedVersion", f"{event_type} version {_describe(version)} is not supported")
     try:
-        return ANY_EVENT_ADAPTER.validate_python(raw)
+        event = ANY_EVENT_ADAPTER.validate_python(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc'][1:])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(_short(str(part), 80) for part in err['loc'][1:])}: {err['msg']}" for err in exc.errors()
         )
-        raise MalformedEvent("SchemaValidationFailed", problems) from None
+        raise MalformedEvent("SchemaValidationFailed", _short(problems, 4000)) from None
+    except RecursionError:
+        raise MalformedEvent("SchemaValidationFailed", "nested too deeply to validate") from None
+    except Exception as exc:  # noqa: BLE001 - a validator failing in an unexpected way still means "invalid"
+        raise MalformedEvent("SchemaValidationFailed", f"{type(exc).__name__}: {_short(str(exc))}") from None
+    try:  # what the journal, the audit and the idempotency record write; an event they cannot store is bad input
+        event.model_dump_json()
+    except Exception as exc:  # noqa: BLE001 - PydanticSerializationError (lone surrogate, depth), RecursionError
+        raise MalformedEvent("SchemaValidationFailed", f"event cannot be written as JSON: {_short(str(exc))}") from None
+    return event
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """Bounded, printable-as-UTF-8 text for a description (lone surrogates become escapes)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _describe(value: Any) -> str:
+    """A short description of any JSON value; never repr() a container (it may be nested thousands deep)."""
+    if isinstance(value, str) or _is_number(value) or value is None or isinstance(value, bool):
+        try:
+            return _short(repr(value), 100)
+        except ValueError:  # an int past the digit limit cannot be printed
+            return "a very large integer"
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)

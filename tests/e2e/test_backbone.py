@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 
 from localstack.host.keys import read_host_keys
 from localstack.stack import LocalStack
-from shared.blob_layout import AUDIT, REPORTS, SYSTEM, dead_letter_name, intake_report_name
+from shared.blob_layout import AUDIT, REPORTS, SYSTEM, dead_letter_prefix, intake_report_name
 from shared.events import DatasetUploaded
 from shared.events.codec import encode
 from shared.services.intake import dataset_uploaded_event
@@ -26,6 +26,13 @@ QUEUE = "genaiops-events"
 
 def read_json(storage: BlobServiceClient, container: str, name: str) -> dict:
     return json.loads(storage.get_blob_client(container, name).download_blob().readall())
+
+
+def read_dead_letter(storage: BlobServiceClient, message_id: str) -> dict:
+    """The latest dead-letter record of a message id (records are named by the id's hash and sequence number)."""
+    names = sorted(blob.name for blob in storage.get_container_client(SYSTEM).list_blobs(
+        name_starts_with=dead_letter_prefix(QUEUE, message_id)))
+    return read_json(storage, SYSTEM, names[-1])
 
 
 def send_raw(stack: LocalStack, message: ServiceBusMessage) -> None:
@@ -69,7 +76,7 @@ def test_same_blob_version_fires_once_and_a_new_version_fires_again(stack: Local
 def test_malformed_message_is_dead_lettered_with_its_reason(stack: LocalStack, storage: BlobServiceClient) -> None:
     send_raw(stack, ServiceBusMessage(b'{"type": "experiment.exploded", "payload": {"api_key": "s3cr3t"}}',
                                       message_id="malformed-1"))
-    letter = wait_for(lambda: read_json(storage, SYSTEM, dead_letter_name(QUEUE, "malformed-1")),
+    letter = wait_for(lambda: read_dead_letter(storage, "malformed-1"),
                       what="the dead-letter record")
     assert letter["reason"] == "UnknownEventType"
     assert "experiment.exploded" in letter["description"]
