@@ -75,13 +75,20 @@ def test_same_blob_version_fires_once_and_a_new_version_fires_again(stack: Local
 
 def test_malformed_message_is_dead_lettered_with_its_reason(stack: LocalStack, storage: BlobServiceClient) -> None:
     send_raw(stack, ServiceBusMessage(b'{"type": "experiment.exploded", "payload": {"api_key": "s3cr3t"}}',
-                                      message_id="malformed-1"))
+                                      message_id="malformed-1", correlation_id="corr-malformed-1",
+                                      subject="experiment.exploded", content_type="application/json",
+                                      application_properties={"event_type": "experiment.exploded"}))
     letter = wait_for(lambda: read_dead_letter(storage, "malformed-1"),
                       what="the dead-letter record")
     assert letter["reason"] == "UnknownEventType"
     assert "experiment.exploded" in letter["description"]
     assert letter["delivery_count"] == 1  # recorded on the first delivery, not retried
     assert "s3cr3t" not in json.dumps(letter)
+    # The broker's properties are kept: what the message said it was, and which run it belonged to.
+    assert (letter["message_id"], letter["correlation_id"], letter["subject"], letter["content_type"]) == (
+        "malformed-1", "corr-malformed-1", "experiment.exploded", "application/json")
+    assert letter["properties"]["event_type"] == "experiment.exploded"
+    assert isinstance(letter["sequence_number"], int)
 
 
 def test_redelivered_event_is_processed_once(stack: LocalStack, storage: BlobServiceClient) -> None:
