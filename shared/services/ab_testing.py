@@ -84,15 +84,12 @@ def check_traffic_change(event: DeploymentCheckRequested, blobs: BlobStore, work
                          clock: Clock, environment: str) -> list[Event]:
     """A scheduled check of a traffic request: has the endpoint reported the new split yet?"""
     store = RecordStore(blobs)
-    found = store.load(event.payload.use_case, event.payload.request_id, TrafficRecord)
-    if found is None:
-        return []  # nothing was ever started under this id
-    record, etag = found
-    answer = record.replay(event)
-    if answer is not None:
-        return answer
-    deployer = deployer_of(workspace, workspace.flows_root, record.use_case, environment)
-    return _advance(record, event, deployer, store, etag, workspace, clock)
+
+    def advance(record: TrafficRecord, etag: str) -> list[Event]:
+        deployer = deployer_of(workspace, workspace.flows_root, record.use_case, environment)
+        return _advance(record, event, deployer, store, etag, workspace, clock)
+
+    return store.resume(event, TrafficRecord, advance)
 
 
 def _advance(record: TrafficRecord, cause: Event, deployer: Deployer, store: RecordStore, etag: str | None,

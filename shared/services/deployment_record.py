@@ -11,6 +11,7 @@ handled at the same moment cannot both advance it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal, TypeVar
@@ -146,6 +147,17 @@ class RecordStore:
         except BlobNotFound:
             return None
         return kind.model_validate_json(data), etag
+
+    def resume(self, check: DeploymentCheckRequested, kind: type[R],
+               advance: Callable[[R, str], list[Event]]) -> list[Event]:
+        """A scheduled check: nothing when no record was started under its id, the same events again when this
+        check was already handled, else `advance(record, etag)`."""
+        found = self.load(check.payload.use_case, check.payload.request_id, kind)
+        if found is None:
+            return []  # nothing was ever started under this id
+        record, etag = found
+        answer = record.replay(check)
+        return answer if answer is not None else advance(record, etag)
 
     def save(self, record: CheckedRecord, etag: str | None) -> str:
         """Create (etag None) or replace the version read; RecordChanged when another delivery got there first."""

@@ -229,14 +229,8 @@ def check_deployment(event: DeploymentCheckRequested, blobs: BlobStore, registry
                      workspace: DeploymentWorkspace, clock: Clock) -> list[Event]:
     """A scheduled check: poll the step's operation and move on as far as it can go now."""
     store = RecordStore(blobs)
-    found = store.load(event.payload.use_case, event.payload.request_id, DeploymentRecord)
-    if found is None:
-        return []  # nothing was ever started under this id
-    record, etag = found
-    answer = record.replay(event)
-    if answer is not None:
-        return answer
-    return _advance(_open(record, event, blobs, registry, workspace, clock), store, etag)
+    return store.resume(event, DeploymentRecord, lambda record, etag: _advance(
+        _open(record, event, blobs, registry, workspace, clock), store, etag))
 
 
 def _advance(run: _Run, store: RecordStore, etag: str | None) -> list[Event]:
