@@ -6,47 +6,33 @@ knows both use cases' answers, so every metric is known."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.storage.blob import BlobServiceClient
 
-from localstack.llm.scripted import Messages, ScriptedLLM, arithmetic_responder, scripted_llm
+from localstack.llm.scripted import ScriptedLLM, scripted_llm
 from localstack.stack import LocalStack, free_port
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.adapters.blob_experiment_store import BlobExperimentStore
-from shared.adapters.servicebus import ServiceBusPublisher
-from shared.audit import EventJournal
 from shared.blob_layout import SYSTEM
-from shared.events import Event, ExperimentRequested
-from shared.experiments.results import ExperimentResult
 from tests.e2e.conftest import running_stack, wait_for
+from tests.e2e.experiments import (
+    experiment_id,
+    journal,
+    knowing_responder,
+    line_outputs,
+    outcome,
+    request,
+    standard_checkpoints,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-ROOT = Path(__file__).resolve().parents[2]
-NER_DATA = ROOT / "flows" / "named_entity_recognition" / "data"
 LLM_DELAY = 0.25  # seconds per LLM call: an experiment lasts long enough to be interrupted
-
-
-def knowing_responder() -> Any:
-    """Arithmetic for math_coding; the labelled entities for NER (the few-shot prompt adds a full stop)."""
-    truth: dict[str, str] = {}
-    for dataset in NER_DATA.glob("*.jsonl"):
-        truth |= {row["text"]: row["results"] for row in map(json.loads, dataset.read_text().splitlines())}
-
-    def respond(messages: Messages) -> str:
-        last = str(messages[-1].get("content", ""))
-        if "Text:" in last:
-            return truth[last.split("Text:", 1)[1].strip()] + ("." if len(messages) > 2 else "")
-        return arithmetic_responder(messages)
-
-    return respond
 
 
 @pytest.fixture(scope="module")
@@ -65,46 +51,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterato
 def store(stack: LocalStack) -> BlobExperimentStore:
     return BlobExperimentStore(AzureBlobStore(BlobServiceClient.from_connection_string(
         stack.storage_connection_string)))
-
-
-def request(stack: LocalStack, *use_cases: str) -> list[ExperimentRequested]:
-    events = [ExperimentRequested.create({"use_case": use_case, "environment": "local"},
-                                         correlation_id=f"durable-{use_case}-{time.time_ns()}", source="e2e")
-              for use_case in use_cases]
-    client = ServiceBusClient.from_connection_string(stack.servicebus_connection_string)
-    publisher = ServiceBusPublisher(client, stack.settings()["EVENTS_QUEUE"])
-    try:
-        publisher.publish(events)  # one batch: they arrive at the same moment
-    finally:
-        publisher.close()
-    return events
-
-
-def journal(stack: LocalStack, correlation_id: str) -> list[Event]:
-    blobs = AzureBlobStore(BlobServiceClient.from_connection_string(stack.storage_connection_string))
-    return EventJournal(blobs).events_for(correlation_id)
-
-
-def outcome(stack: LocalStack, event: ExperimentRequested, timeout: float = 300) -> Event:
-    return wait_for(lambda: next((e for e in journal(stack, event.correlation_id)
-                                  if e.type in ("evaluation.completed", "experiment.failed")), None),
-                    timeout=timeout, interval=0.5, what=f"the outcome of {event.payload.use_case}")
-
-
-def experiment_id(stack: LocalStack, event: ExperimentRequested) -> str:
-    planned = wait_for(lambda: next((e for e in journal(stack, event.correlation_id)
-                                     if e.type == "experiment.progressed"), None), what="the plan")
-    return str(planned.payload.experiment_id)
-
-
-def standard_checkpoints(store: BlobExperimentStore, use_case: str, experiment: str) -> int:
-    plan = store.plan(use_case, experiment)
-    return sum(len(store.lines(use_case, experiment, run.run_id)) for run in plan.standard.runs)
-
-
-def line_outputs(result: ExperimentResult) -> dict[tuple[str, str, int], Any]:
-    return {(run.label, run.dataset, line.line_number): line.outputs
-            for run in result.standard_runs for line in run.lines}
 
 
 def test_a_killed_host_resumes_and_never_reruns_a_finished_line(stack: LocalStack, llm: ScriptedLLM,
