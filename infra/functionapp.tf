@@ -64,6 +64,9 @@ locals {
     # The A/B report reads Azure ML endpoints' AmlOnlineEndpointTrafficLog from
     # this workspace (shared/feedback/azure_telemetry.py).
     "LOG_ANALYTICS_WORKSPACE_ID" = azurerm_log_analytics_workspace.this.workspace_id
+    # ...and each online endpoint the app creates gets a diagnostic setting sending that log here
+    # (shared/deployment/endpoint_logs.py).
+    "LOG_ANALYTICS_WORKSPACE_RESOURCE_ID" = azurerm_log_analytics_workspace.this.id
 
     "AZURE_SUBSCRIPTION_ID"  = var.subscription_id
     "AZURE_RESOURCE_GROUP"   = local.rg_name

@@ -118,6 +118,28 @@ resource "azurerm_role_assignment" "func_aml_data_scientist" {
   description          = "GenAIOps Functions: register data and flows, manage and score online endpoints."
 }
 
+# Each online endpoint the app creates gets a diagnostic setting that sends its
+# traffic log to Log Analytics (shared/deployment/endpoint_logs.py). Writing it
+# takes Microsoft.Insights/diagnosticSettings/write on the endpoint and, to name
+# the workspace as destination, workspaces/read + workspaces/sharedKeys/action
+# on the workspace: Monitoring Contributor at each scope, the narrowest built-in
+# role holding them (Log Analytics Contributor would add workspace management).
+resource "azurerm_role_assignment" "func_aml_monitoring_contributor" {
+  scope                = azurerm_machine_learning_workspace.this.id
+  role_definition_name = "Monitoring Contributor"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: route each online endpoint's traffic log to Log Analytics."
+}
+
+resource "azurerm_role_assignment" "func_logs_monitoring_contributor" {
+  scope                = azurerm_log_analytics_workspace.this.id
+  role_definition_name = "Monitoring Contributor"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: name this workspace as the endpoints' diagnostic destination."
+}
+
 # --- Azure ML workspace identity ------------------------------------------------------
 
 # Prompt flow runs on serverless compute read the uploaded flow snapshot and data

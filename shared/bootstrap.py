@@ -67,9 +67,14 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
         from shared.adapters.credentials import azure_credential
         from shared.deployment import azureml_deployer_for
         from shared.deployment.azureml_deployer import azureml_client_from_env
+        from shared.deployment.endpoint_logs import endpoint_traffic_logs
 
-        return azureml_deployer_for(config.target, azureml_client_from_env(azure_credential()),
-                                    work_dir=settings.work_dir / "deployments", identity=endpoint_identity(settings))
+        credential = azure_credential()
+        return azureml_deployer_for(config.target, azureml_client_from_env(credential),
+                                    work_dir=settings.work_dir / "deployments", identity=endpoint_identity(settings),
+                                    traffic_logs=endpoint_traffic_logs(
+                                        credential, settings.azure_subscription_id,
+                                        settings.log_analytics_workspace_resource_id))
 
     def telemetry_for(config: DeploymentConfig) -> RequestTelemetry:
         if config.target is DeploymentTarget.LOCAL:

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     log_analytics_workspace_id: str | None = Field(
         default=None, validation_alias="LOG_ANALYTICS_WORKSPACE_ID",
         description="Where Azure ML endpoints' AmlOnlineEndpointTrafficLog goes (the A/B report reads it)")
+    log_analytics_workspace_resource_id: str | None = Field(
+        default=None, validation_alias="LOG_ANALYTICS_WORKSPACE_RESOURCE_ID",
+        description="The same workspace's ARM id: each new endpoint's diagnostic setting sends its traffic log there")
 
     idempotency_lease_seconds: int = Field(default=600, ge=1, validation_alias="IDEMPOTENCY_LEASE_SECONDS")
 

@@ -28,6 +28,7 @@ from shared.deployment.azureml_entities import (
     AzureMLEntities,
     is_not_found,
 )
+from shared.deployment.endpoint_logs import EndpointTrafficLogs
 from shared.deployment.identity import EndpointIdentity
 from shared.deployment.port import (
     DEPLOYMENT_HEADER,
@@ -83,13 +84,16 @@ class AzureMLOnlineDeployer(AzureMLEntities):
 
     def __init__(self, ml_client: MLClient, *, work_dir: Path, identity: EndpointIdentity | None = None,
                  auth_mode: str = "key", base_image: str | None = None, settings: Mapping[str, str] | None = None,
-                 operation_timeout_seconds: float = 300, log_lines: int = 100) -> None:
+                 operation_timeout_seconds: float = 300, log_lines: int = 100,
+                 traffic_logs: EndpointTrafficLogs | None = None) -> None:
         """`operation_timeout_seconds` bounds the one call that still waits (remove, a clean-up no event handler
-        runs); deployments and traffic updates never wait."""
+        runs); deployments and traffic updates never wait. `traffic_logs` routes each ready endpoint's request log
+        to Log Analytics for the A/B report."""
         super().__init__(ml_client, work_dir=work_dir, identity=identity, auth_mode=auth_mode, base_image=base_image,
                          settings=settings)
         self._timeout = operation_timeout_seconds
         self._log_lines = log_lines
+        self._traffic_logs = traffic_logs
 
     # --- Deployer: started, then polled ----------------------------------------------------------------------
 
@@ -236,7 +240,11 @@ class AzureMLOnlineDeployer(AzureMLEntities):
         status = provisioning_status(entity.provisioning_state)
         if status is OperationStatus.FAILED:
             return state.finished(status, f"endpoint {state.endpoint} ended {entity.provisioning_state}")
-        return state.finished(status) if status is OperationStatus.SUCCEEDED else state
+        if status is not OperationStatus.SUCCEEDED:
+            return state
+        if self._traffic_logs is not None and entity.id:
+            self._traffic_logs.ensure(entity.id)
+        return state.finished(status)
 
     def _deployment_state(self, state: OperationState, entity: OnlineDeployment) -> OperationState:
         status = provisioning_status(entity.provisioning_state)

@@ -376,6 +376,9 @@ def test_role_assignments_match_the_least_privilege_matrix() -> None:
         (func, "Monitoring Metrics Publisher", "${azurerm_application_insights.this.id}"),
         # The A/B report's KQL query of the endpoints' request logs.
         (func, "Log Analytics Reader", "${azurerm_log_analytics_workspace.this.id}"),
+        # Each new online endpoint's diagnostic setting sending its traffic log to that workspace.
+        (func, "Monitoring Contributor", "${azurerm_machine_learning_workspace.this.id}"),
+        (func, "Monitoring Contributor", "${azurerm_log_analytics_workspace.this.id}"),
         (pipeline, "Azure Service Bus Data Sender", "${azurerm_servicebus_queue.events.id}"),
         (pipeline, "Storage Blob Data Reader", "${azurerm_storage_account.data.id}"),
         (pipeline, "Storage Blob Data Contributor", "${local.datasets_container_scope}"),

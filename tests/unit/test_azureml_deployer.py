@@ -68,11 +68,14 @@ from shared.deployment.azureml_deployer import (
     azureml_client_from_env,
     is_not_found,
 )
+from shared.deployment.endpoint_logs import EndpointTrafficLogs
 from shared.deployment.identity import EndpointIdentity
 from shared.deployment.port import OperationKind, OperationState, OperationStatus
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 SCORING_URI = "https://math-coding-dev.westeurope.inference.ml.azure.com/score"
+ENDPOINT_ID = ("/subscriptions/0/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w"
+               "/onlineEndpoints/")
 UAI = ("/subscriptions/0/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/flows")
 
 
@@ -187,7 +190,7 @@ class Azure:
         stored = type(endpoint)(
             name=endpoint.name, auth_mode=endpoint.auth_mode, identity=endpoint.identity,
             traffic=dict(endpoint.traffic or {}), mirror_traffic=dict(endpoint.mirror_traffic or {}),
-            scoring_uri=SCORING_URI, provisioning_state="Succeeded", **extra)
+            scoring_uri=SCORING_URI, provisioning_state="Succeeded", id=ENDPOINT_ID + endpoint.name, **extra)
         if self.endpoint is not None:  # an update: the old one reads Updating until it lands
             self.endpoint._provisioning_state = "Updating" if self.progress else "Succeeded"
             stored.traffic = {**dict.fromkeys(self.endpoint.traffic or {}, 0), **stored.traffic}
@@ -525,6 +528,19 @@ def test_the_endpoint_is_created_without_waiting(deployer: ManagedOnlineDeployer
     assert deployer.poll(state).pending
     assert deployer.poll(state).status is OperationStatus.SUCCEEDED
     assert deployer.begin_endpoint(request(Path("unused")).config).status is OperationStatus.SUCCEEDED
+
+
+def test_an_endpoint_once_ready_has_its_traffic_log_routed_to_log_analytics(client: MLClient, tmp_path: Path) -> None:
+    traffic_logs = create_autospec(EndpointTrafficLogs, instance=True)
+    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path, traffic_logs=traffic_logs)
+    Azure(client, endpoint=None, progress=1)
+
+    state = deployer.begin_endpoint(request(Path("unused")).config)
+    state = deployer.poll(state)
+    traffic_logs.ensure.assert_not_called()  # still creating: nothing to attach a setting to
+    assert deployer.poll(state).status is OperationStatus.SUCCEEDED
+
+    traffic_logs.ensure.assert_called_once_with(ENDPOINT_ID + "math-coding-dev")
 
 
 def test_a_deployment_that_ends_failed_is_reported_with_its_logs(
