@@ -13,8 +13,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
 
-$(VENV)/.installed: $(PY) requirements.txt requirements-dev.txt
+$(VENV)/.installed: $(PY) requirements.txt requirements-dev.txt pyproject.toml
 	$(UV) pip install --quiet -p $(PY) -r requirements.txt -r requirements-dev.txt
+	$(UV) pip install --quiet -p $(PY) --no-deps -e .  # the `genaiops` command
 	touch $@
 
 $(TOOLS)/.installed: $(PY) requirements-tools.txt
