@@ -25,9 +25,10 @@ def get_application() -> Application:
     from shared.adapters.promptflow_runner import PromptflowRunner
     from shared.adapters.servicebus import ServiceBusPublisher, servicebus_client
     from shared.application import Application
-    from shared.observability import configure_telemetry
+    from shared.observability import configure_telemetry, install_masking
     from shared.settings import get_settings
 
+    install_masking()  # in Azure the worker owns the log handlers; the masking must reach its lines too
     settings = get_settings()
     configure_telemetry()
     clock = SystemClock()
