@@ -12,9 +12,11 @@ import contextvars
 import json
 import logging
 import os
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from shared.redaction import redact_text, register_environment
 
@@ -71,8 +73,42 @@ def _mask_record(record: logging.LogRecord) -> logging.LogRecord:
     return record
 
 
+class MaskingStream:
+    """sys.stdout / sys.stderr with secrets masked: some libraries print instead of logging (promptflow's LLM tools
+    print "Exception occurs: ..." with the provider's answer, a 401 echoing the key included). Masks per write, so
+    a secret split over two writes would pass; print() writes its text in one."""
+
+    masks_secrets = True
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(redact_text(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, encoding, isatty...: the real stream's
+        return getattr(self._inner, name)
+
+
+def _masking_factory(previous: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        return _mask_record(previous(*args, **kwargs))
+
+    factory.masks_secrets = True  # type: ignore[attr-defined]
+    return factory
+
+
 def install_masking() -> None:
-    """Mask secrets in every log record of this process, from any logger and for any handler.
+    """Mask secrets in every log record of this process, from any logger and for any handler, and in what it
+    prints.
 
     A record factory rather than a formatter or filter: promptflow builds its execution loggers with
     `logging.Logger(name)` (outside the logging tree, so root filters never see them) and gives them their own
@@ -82,14 +118,13 @@ def install_masking() -> None:
     register_environment()
     with _masking_lock:
         previous = logging.getLogRecordFactory()
-        if getattr(previous, "masks_secrets", False):
-            return
-
-        def factory(*args: object, **kwargs: object) -> logging.LogRecord:
-            return _mask_record(previous(*args, **kwargs))
-
-        factory.masks_secrets = True  # type: ignore[attr-defined]
-        logging.setLogRecordFactory(factory)
+        if not getattr(previous, "masks_secrets", False):
+            logging.setLogRecordFactory(_masking_factory(previous))
+        # Replaced before promptflow keeps a reference to them (its node log writers wrap what they find here).
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is not None and not getattr(stream, "masks_secrets", False):
+                setattr(sys, name, MaskingStream(stream))
 
 
 def configure_logging(level: int = logging.INFO, *, json_lines: bool = True) -> None:

@@ -75,3 +75,14 @@ def test_installing_twice_wraps_the_factory_once(secret: str) -> None:
     factory = logging.getLogRecordFactory()
     install_masking()
     assert logging.getLogRecordFactory() is factory
+
+
+def test_what_a_library_prints_is_masked(secret: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    install_masking()  # wraps the streams pytest put in place for this test
+    print(f"Exception occurs: AuthenticationError: Incorrect API key provided: {secret}.", file=sys.stderr)
+    print(f"token {secret}")
+    captured = capsys.readouterr()
+    assert secret not in captured.err + captured.out
+    assert f"provided: {REDACTED}." in captured.err
