@@ -96,11 +96,11 @@ def test_a_connection_string_registers_the_keys_inside_it_and_a_header_its_token
 
 
 def test_secret_settings_are_registered_by_name_or_by_a_key_inside() -> None:
-    api_key, account_key, harmless = canary(), canary(), canary()
+    api_key, account_key, hook, harmless = canary(), canary(), f"https://x.example/hooks/{canary()}", canary()
     register_environment({"AOAI_API_KEY": api_key, "GenAIOpsStorage": f"AccountName=a;AccountKey={account_key}",
-                          "GENAIOPS_ENV": harmless})
-    masked = redact_text(f"{api_key} {account_key} {harmless}")
-    assert masked == f"{REDACTED} {REDACTED} {harmless}"
+                          "APPROVAL_WEBHOOK_URL": hook, "GENAIOPS_ENV": harmless})
+    masked = redact_text(f"{api_key} {account_key} {hook} {harmless}")
+    assert masked == f"{REDACTED} {REDACTED} {REDACTED} {harmless}"
 
 
 def test_short_values_are_not_registered() -> None:
