@@ -126,3 +126,38 @@ def test_the_longest_secret_wins_when_one_contains_another() -> None:
     short = canary()
     registry.add([short, f"{short}-and-more"])
     assert registry.mask(f"<{short}-and-more>") == f"<{REDACTED}>"
+
+
+def test_event_payloads_are_masked_on_the_bus_and_in_the_journal() -> None:
+    from shared.events.catalogue import ExperimentFailed
+    from shared.events.codec import decode, encode
+
+    secret = canary()
+    register_secret(secret)
+    event = ExperimentFailed.create({"use_case": "math_coding", "experiment_id": "e1",
+                                     "reasons": [f"401 Incorrect API key provided: {secret}", "Bearer abcdefgh1234"]},
+                                    correlation_id="c1")
+    for document in (encode(event).body.decode(), event.model_dump_json(indent=2)):
+        assert secret not in document
+        assert "abcdefgh1234" not in document
+    assert decode(encode(event).body).payload.reasons == [f"401 Incorrect API key provided: {REDACTED}",
+                                                          f"Bearer {REDACTED}"]
+
+
+def test_a_known_secret_anywhere_in_a_result_is_masked_in_all_four_reports() -> None:
+    from shared.reports import write_experiment_reports
+    from tests.unit.test_reports import MemoryBlobs, build_result
+
+    secret = canary()
+    register_secret(secret)
+    result = build_result(lines=3)
+    first = result.standard_runs[0]
+    line = first.lines[0].model_copy(update={"outputs": {"answer": f"my key is {secret}"}})
+    run = first.model_copy(update={"variant": {"summarize": secret}, "lines": [line, *first.lines[1:]],
+                                   "error": f"Incorrect API key provided: {secret}"})
+    result = result.model_copy(update={"standard_runs": [run, *result.standard_runs[1:]]})
+    blobs = MemoryBlobs()
+    where = write_experiment_reports(result, blobs, {"note": secret})
+    for name in (where.experiment_json, where.results_csv, where.metrics_csv, where.summary_html):
+        assert secret not in blobs.text(name), name
+    assert f"Incorrect API key provided: {REDACTED}" in blobs.text(where.experiment_json)
