@@ -53,7 +53,7 @@ class SecretRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: frozenset[str] = frozenset()
-        self._patterns: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
+        self._patterns: tuple[re.Pattern[str], re.Pattern[bytes], tuple[bytes, ...]] | None = None
 
     def add(self, values: Iterable[str]) -> None:
         fresh = {variant for value in values if len(value) >= MIN_SECRET_LENGTH for variant in _spellings(value)}
@@ -64,8 +64,9 @@ class SecretRegistry:
             # Longest first, so a secret that contains another is masked whole.
             ordered = sorted(known, key=len, reverse=True)
             text = re.compile("|".join(map(re.escape, ordered)))
-            raw = re.compile(b"|".join(re.escape(value.encode()) for value in ordered))
-            self._values, self._patterns = known, (text, raw)
+            encoded = tuple(value.encode() for value in ordered)
+            raw = re.compile(b"|".join(map(re.escape, encoded)))
+            self._values, self._patterns = known, (text, raw, encoded)
 
     def __contains__(self, value: object) -> bool:
         return value in self._values
@@ -76,7 +77,10 @@ class SecretRegistry:
 
     def mask_bytes(self, data: bytes) -> bytes:
         patterns = self._patterns
-        return patterns[1].sub(REDACTED.encode(), data) if patterns else data
+        # `in` on bytes is a fast substring search; the regex runs only on the rare blob that holds a secret.
+        if not patterns or not any(value in data for value in patterns[2]):
+            return data
+        return patterns[1].sub(REDACTED.encode(), data)
 
 
 def _spellings(value: str) -> set[str]:
