@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 @lru_cache(maxsize=1)
 def get_application() -> Application:
     from shared.adapters.servicebus import ServiceBusPublisher, servicebus_client
-    from shared.observability import configure_telemetry
+    from shared.observability import configure_telemetry, install_masking
     from shared.settings import get_settings
 
+    install_masking()  # in Azure the worker owns the log handlers; the masking must reach its lines too
     settings = get_settings()
     configure_telemetry()
     return build_application(settings, ServiceBusPublisher(servicebus_client(settings), settings.events_queue))

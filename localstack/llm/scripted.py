@@ -2,8 +2,9 @@
 
 It answers `POST /v1/chat/completions` (and the Azure OpenAI path `/openai/deployments/{d}/chat/completions`)
 both as plain JSON and as server-sent events when `stream: true` (promptflow's `pf.test` streams, `pf.run`
-does not). The answer comes from a responder function of the messages (an exception becomes a 400 answer);
-an optional fixed delay makes latency predictable for benchmarks. `GET /stats` reports calls and peak concurrency.
+does not). The answer comes from a responder function of the messages (an exception becomes a 400 answer;
+`InvalidApiKey` a 401 that echoes the caller's key, as OpenAI's does); an optional fixed delay makes latency
+predictable for benchmarks. `GET /stats` reports calls and peak concurrency.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def arithmetic_responder(messages: Messages) -> str:
     a, b = float(left), float(right)
     value = {"+": a + b, "-": a - b, "*": a * b, "x": a * b, "/": a / b if b else float("nan")}[op]
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+class InvalidApiKey(Exception):
+    """Raised by a responder to refuse the call as OpenAI refuses a wrong key: 401, the key echoed back."""
 
 
 def _validate(request: dict[str, Any]) -> None:
@@ -125,6 +130,14 @@ class ScriptedLLM:
                     llm.credentials.add("bearer " + self.headers["Authorization"].removeprefix("Bearer "))
                 try:
                     answer = llm.complete(request)
+                except InvalidApiKey:
+                    # Echoed whole, the worst case: what the app does with it is what the tests look at.
+                    presented = self.headers.get("api-key") or self.headers.get("Authorization") or ""
+                    self._json(401, {"error": {
+                        "message": f"Incorrect API key provided: {presented.removeprefix('Bearer ')}. You can find "
+                                   "your API key at https://platform.openai.com/account/api-keys.",
+                        "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}})
+                    return
                 except Exception as refusal:  # noqa: BLE001 - a responder's exception is the API's 400 answer
                     # 400 is not retried by the OpenAI client nor by promptflow: the line fails at once.
                     self._json(400, {"error": {"message": str(refusal), "type": "invalid_request_error"}})

@@ -10,6 +10,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from shared.ports import BlobInfo, BlobNotFound, PreconditionFailed
+from shared.redaction import redact_bytes
 from shared.settings import Settings
 
 
@@ -52,6 +53,7 @@ class AzureBlobStore:
             conditions = {"match_condition": MatchConditions.IfMissing}
         elif if_match:
             conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
+        data = redact_bytes(data)  # the last net: no known secret value is ever stored, whoever wrote the bytes
         try:
             result = self._service.get_blob_client(container, name).upload_blob(
                 data, overwrite=True, content_settings=ContentSettings(content_type=content_type), **conditions

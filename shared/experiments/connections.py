@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from shared.experiments.config import ExperimentConfig, ExperimentConfigError, is_secret_field, resolve_connection
 from shared.experiments.runner import ConnectionSpec
+from shared.redaction import register_secrets
 
 
 def connection_specs(config: ExperimentConfig, env: Mapping[str, str] | None = None) -> list[ConnectionSpec]:
@@ -17,9 +18,10 @@ def connection_specs(config: ExperimentConfig, env: Mapping[str, str] | None = N
                 "(connections stored in a promptflow connection store are not used inside the Function)"
             )
         fields = resolve_connection(connection, env)
+        secrets = {k: v for k, v in fields.items() if is_secret_field(k)}
+        register_secrets(secrets.values())  # masked in logs, events and reports from here on, wherever they echo
         specs.append(ConnectionSpec(
             name=connection.name, type=connection.connection_type,
-            values={k: v for k, v in fields.items() if not is_secret_field(k)},
-            secrets={k: v for k, v in fields.items() if is_secret_field(k)},
+            values={k: v for k, v in fields.items() if not is_secret_field(k)}, secrets=secrets,
         ))
     return specs
