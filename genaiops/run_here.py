@@ -14,6 +14,7 @@ from shared.bootstrap import build_application
 from shared.events import Event, ExperimentRequested
 from shared.events.codec import encode
 from shared.events.envelope import new_event_id
+from shared.observability import install_masking
 from shared.settings import Settings
 
 EXPERIMENT_EVENTS = frozenset({"experiment.requested", "experiment.item_requested", "experiment.stage_completed"})
@@ -43,6 +44,7 @@ class InProcessQueue:
 def run_experiment(settings: Settings, use_case: str, environment: str, *,
                    on_event: Callable[[Event], None] = lambda event: None) -> Event:
     """Run `use_case`'s experiment here and return its outcome event."""
+    install_masking()  # promptflow runs in this process: its log lines and prints are masked as in the app
     queue = InProcessQueue()
     app = build_application(settings, queue)
     requested = ExperimentRequested.create({"use_case": use_case, "environment": environment, "reason": "manual"},
