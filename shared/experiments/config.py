@@ -2,13 +2,15 @@
 
 The keys are the reference template's (name, flow, connections, datasets, evaluators, runtime), so its use cases
 move over unchanged; our extensions (variants, hyperparameters, execution, gate, deployment) are optional.
-`experiment.<env>.yaml` overlays replace whole top-level blocks. Every problem is reported as
+`experiment.<env>.yaml` overlays replace whole top-level blocks; on the local stack `experiment.local.yaml` is applied
+last, on top of the environment's overlay. Every problem is reported as
 `<file>: <field path>: <what is wrong and how to fix it>`, and never echoes a value that could be a secret.
 The model lives in experiment_model.py, connections in connections.py; their public names are importable here.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,15 +49,17 @@ from shared.experiments.fields import (
 )
 
 __all__ = [
-    "ENVIRONMENTS", "EXPERIMENT_FILE", "FLOW_FILES", "YAML_KEYS", "ConnectionConfig", "ConnectionType",
-    "DatasetConfig", "EnvSecretSource", "EvaluatorConfig", "EvaluatorDatasetConfig", "ExecutionConfig",
-    "ExperimentConfig", "ExperimentConfigError", "MissingSecretError", "SecretSource", "SourceKind", "VariantMode",
-    "VariantPolicy", "is_flow_dir", "is_secret_field", "load_experiment", "parse_blob_source", "resolve_connection",
-    "secret_variable", "source_kind",
+    "APP_ENVIRONMENT_SETTING", "ENVIRONMENTS", "EXPERIMENT_FILE", "FLOW_FILES", "LOCAL", "YAML_KEYS",
+    "ConnectionConfig", "ConnectionType", "DatasetConfig", "EnvSecretSource", "EvaluatorConfig",
+    "EvaluatorDatasetConfig", "ExecutionConfig", "ExperimentConfig", "ExperimentConfigError", "MissingSecretError",
+    "SecretSource", "SourceKind", "VariantMode", "VariantPolicy", "is_flow_dir", "is_secret_field",
+    "load_experiment", "overlay_files", "parse_blob_source", "resolve_connection", "secret_variable", "source_kind",
 ]
 
 EXPERIMENT_FILE = "experiment.yaml"
 ENVIRONMENTS = ("pr", "dev", "prod", "local")
+LOCAL = "local"
+APP_ENVIRONMENT_SETTING = "GENAIOPS_ENV"  # the app's own environment (shared/settings.py); `local` on the local stack
 YAML_KEYS = (
     "name", "flow", "connections", "datasets", "evaluators", "runtime", "resources",
     "variants", "hyperparameters", "execution", "gate", "deployment",
@@ -195,8 +199,21 @@ def _block(field_path: str) -> str:
     return re.split(r"[.\[]", field_path, maxsplit=1)[0]
 
 
-def load_experiment(use_case_dir: Path, environment: str | None = None) -> ExperimentConfig:
-    """The use case's experiment.yaml with the `experiment.<environment>.yaml` overlay applied, fully checked."""
+def overlay_files(use_case_dir: Path, environment: str | None, local: bool) -> list[Path]:
+    """The overlays that apply, in order: `experiment.<environment>.yaml`, then `experiment.local.yaml` on the
+    local stack (once, also when the environment is `local`); files that do not exist are left out."""
+    names = [f"experiment.{env}.yaml" for env in (environment, LOCAL if local else None) if env is not None]
+    return [path for name in dict.fromkeys(names) if (path := use_case_dir / name).is_file()]
+
+
+def load_experiment(
+    use_case_dir: Path, environment: str | None = None, *, local: bool | None = None
+) -> ExperimentConfig:
+    """The use case's experiment.yaml with its overlays applied in order (see overlay_files), fully checked.
+
+    `local`: stack experiment.local.yaml on top; by default when this app runs on the local stack
+    (GENAIOPS_ENV=local), so a `pr` experiment there reads experiment.yaml <- experiment.pr.yaml <-
+    experiment.local.yaml."""
     base_dir = Path(use_case_dir).resolve()
     base_file = base_dir / EXPERIMENT_FILE
     if not base_file.is_file():
@@ -205,13 +222,14 @@ def load_experiment(use_case_dir: Path, environment: str | None = None) -> Exper
         raise ExperimentConfigError(
             f"{_display(base_file)}: unknown environment {environment!r}; use one of: {', '.join(ENVIRONMENTS)}"
         )
+    if local is None:
+        local = os.environ.get(APP_ENVIRONMENT_SETTING) == LOCAL
     document = _read(base_file)
     origins = dict.fromkeys(document, base_file)
     files = [base_file]
-    overlay_file = base_dir / f"experiment.{environment}.yaml"
-    if environment is not None and overlay_file.is_file():
+    for overlay_file in overlay_files(base_dir, environment, local):
         overlay = _read(overlay_file)
-        document.update(overlay)  # whole top-level blocks: the overlay decides a block entirely
+        document.update(overlay)  # whole top-level blocks: the later file decides a block entirely
         origins.update(dict.fromkeys(overlay, overlay_file))
         files.append(overlay_file)
     try:

@@ -1,4 +1,4 @@
-"""experiment.yaml connections: their fields, where `${placeholder}` values come from, and the
+"""experiment.yaml connections: their fields, where `${placeholder}` values and setting overrides come from, and the
 executor's connection specs built from them."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def is_secret_field(field: str) -> bool:
 
 
 def secret_variable(connection_name: str, placeholder: str) -> str:
-    """The canonical secret name for `${placeholder}` in a connection: `<CONNECTION>_<PLACEHOLDER>` upper-cased."""
+    """The setting `${placeholder}` in a connection reads, `<CONNECTION>_<PLACEHOLDER>` upper-cased; with a field name,
+    the setting that overrides that field (`api_base` in `aoai` -> AOAI_API_BASE)."""
     return re.sub(r"[^A-Za-z0-9]", "_", f"{connection_name}_{placeholder}").upper()
 
 
@@ -102,27 +103,34 @@ class EnvSecretSource:
 def resolve_connection(
     conn: ConnectionConfig, env: Mapping[str, str] | None = None, sources: Sequence[SecretSource] = ()
 ) -> dict[str, str]:
-    """The connection's fields with every `${placeholder}` replaced by its secret.
+    """The connection's fields as the executor gets them.
 
-    `${api_key}` in connection `aoai` reads AOAI_API_KEY (the template's case-preserved `aoai_api_key` is tried
-    next, so migrated pipelines keep working). Lookup order: `env` (os.environ when neither env nor sources is
-    given), then `sources`. The result holds secrets: hand it to the executor, never log or store it."""
+    A setting named after the field (`api_base` in connection `aoai` -> AOAI_API_BASE) wins over what the file
+    says, a literal or a placeholder, so one experiment.yaml runs against any endpoint in every environment.
+    Otherwise `${api_key}` in `aoai` reads AOAI_API_KEY (the template's case-preserved `aoai_api_key` is tried
+    next, so migrated pipelines keep working) and a literal stays as written. Lookup order: `env` (os.environ
+    when neither env nor sources is given), then `sources`. The result holds secrets: hand it to the executor,
+    never log or store it."""
     chain: list[SecretSource] = [EnvSecretSource(env)] if env is not None or not sources else []
     chain.extend(sources)
+
+    def lookup(names: Sequence[str]) -> str | None:
+        return next((v for source in chain for name in names if (v := source.get(name)) is not None), None)
+
     resolved: dict[str, str] = {}
     missing: list[str] = []
     for field, value in conn.fields.items():
         match = _PLACEHOLDER.match(value)
-        if match is None:
-            resolved[field] = value
-            continue
-        canonical = secret_variable(conn.name, match.group(1))
-        names = dict.fromkeys([canonical, f"{conn.name}_{match.group(1)}"])
-        found = next((v for source in chain for name in names if (v := source.get(name)) is not None), None)
-        if found is None:
-            missing.append(f"{field} (${{{match.group(1)}}}) -> {canonical}")
-        else:
+        names = [secret_variable(conn.name, field)]
+        if match is not None:
+            names += [secret_variable(conn.name, match.group(1)), f"{conn.name}_{match.group(1)}"]
+        found = lookup(list(dict.fromkeys(names)))
+        if found is not None:
             resolved[field] = found
+        elif match is None:
+            resolved[field] = value
+        else:
+            missing.append(f"{field} (${{{match.group(1)}}}) -> {secret_variable(conn.name, match.group(1))}")
     if missing:
         raise MissingSecretError(
             f"connection {conn.name!r}: no value for {'; '.join(missing)}; set the environment variable(s) "
