@@ -34,6 +34,16 @@ def secret_variable(connection_name: str, placeholder: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", f"{connection_name}_{placeholder}").upper()
 
 
+def field_variable(connection_name: str, field: str, written: str, env: Mapping[str, str]) -> str | None:
+    """The setting a field's value comes from where the flow runs: the field's own `<CONNECTION>_<FIELD>` when `env`
+    has it (it overrides what is written, as in resolve_connection), else a `${placeholder}`'s; None: the literal."""
+    own = secret_variable(connection_name, field)
+    if own in env:
+        return own
+    match = _PLACEHOLDER.match(written)
+    return secret_variable(connection_name, match.group(1)) if match else None
+
+
 class ConnectionConfig(BaseModel):
     """A promptflow connection. Fields other than name and connection_type (api_base, api_version, api_key, ...) are
     kept as written; every secret-looking field must be a `${...}` placeholder (see resolve_connection)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from localstack.serving.flow_server import served_connections
 from shared.experiments.config import (
     ConnectionConfig,
     ExperimentConfigError,
@@ -97,6 +98,15 @@ def test_executor_specs_carry_overrides_and_keep_the_key_secret(use_case: Path) 
     assert spec.values["api_base"] == LOCAL_ENDPOINT
     assert spec.secrets["api_key"].get_secret_value() == KEY
     assert KEY not in repr(spec)
+
+
+def test_a_served_flow_reads_the_overridden_field_from_its_environment(use_case: Path) -> None:
+    connections = load_experiment(use_case, local=False).connections
+    [declaration] = served_connections(connections, {"AOAI_API_BASE": LOCAL_ENDPOINT, "AOAI_API_KEY": KEY})
+    assert declaration["value"] == {"api_base": "${env:AOAI_API_BASE}", "api_version": "2023-07-01-preview",
+                                    "api_key": "${env:AOAI_API_KEY}", "api_type": "azure"}
+    [literal] = served_connections(connections, {"AOAI_API_KEY": KEY})
+    assert literal["value"]["api_base"] == "https://contoso-genaiops.openai.azure.com/"
 
 
 # --- overlays stack: experiment.yaml <- experiment.<env>.yaml <- experiment.local.yaml ----------------------------
