@@ -18,6 +18,7 @@ from shared.experiments.config import (
     resolve_connection,
 )
 from shared.experiments.connections import connection_specs
+from shared.services.deployments import workspace_connections
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "flows" / "reference_math"
 LOCAL_ENDPOINT = "http://127.0.0.1:8089"
@@ -107,6 +108,15 @@ def test_a_served_flow_reads_the_overridden_field_from_its_environment(use_case:
                                     "api_key": "${env:AOAI_API_KEY}", "api_type": "azure"}
     [literal] = served_connections(connections, {"AOAI_API_KEY": KEY})
     assert literal["value"]["api_base"] == "https://contoso-genaiops.openai.azure.com/"
+
+
+def test_an_azure_ml_deployment_reads_the_overridden_field_from_the_app_settings(use_case: Path) -> None:
+    config = load_experiment(use_case, "dev", local=False)
+    [overridden] = workspace_connections(config, {"AOAI_API_BASE": LOCAL_ENDPOINT})
+    assert overridden.settings == {"api_base": "AOAI_API_BASE", "api_key": "AOAI_API_KEY"}  # names, never values
+    assert overridden.values == {"api_version": "2023-07-01-preview", "api_type": "azure"}
+    [as_written] = workspace_connections(config, {})
+    assert as_written.values["api_base"] == "https://contoso-genaiops.openai.azure.com/"
 
 
 # --- overlays stack: experiment.yaml <- experiment.<env>.yaml <- experiment.local.yaml ----------------------------
