@@ -64,7 +64,7 @@ def publish(stack: LocalStack, event: Event) -> None:
 
 def outcome(stack: LocalStack, correlation_id: str, wanted: str) -> tuple[Event, list[Event]]:
     found = wait_for(lambda: next((e for e in journal(stack, correlation_id)
-                                   if e.type in (wanted, "experiment.failed")), None),
+                                   if e.type in (wanted, "experiment.failed", "gate.failed")), None),
                      timeout=240, interval=0.5, what=f"{wanted} of {correlation_id}")
     return found, journal(stack, correlation_id)
 
@@ -74,13 +74,16 @@ def test_the_pr_overlay_runs_on_the_azure_route_with_the_local_overlay_stacked(
     build = f"ref-pr-{time.time_ns()}"
     publish(stack, PipelineTriggered.create({"pipeline": "pr", "run_id": build, "environment": "pr",
                                              "use_cases": [USE_CASE]}, correlation_id=build, source="e2e"))
-    completed, events = outcome(stack, build, "experiment.completed")
-    assert completed.type == "experiment.completed", completed.payload
+    # What the pr pipeline waits for: the gate's verdict (no evaluator ran and no threshold is set, so it passes).
+    verdict, events = outcome(stack, build, "gate.passed")
+    assert verdict.type == "gate.passed", verdict.payload
+    [completed] = [e for e in events if e.type == "experiment.completed"]
     # The pr overlay's dataset, every line answered, no evaluation (its `evaluators:` is empty).
     [run] = completed.payload.runs
     assert (run.dataset, run.status, run.lines, run.failed_lines, run.metrics) == ("math_coding_pr", "completed",
                                                                                    3, 0, {})
-    assert "evaluation.completed" not in {e.type for e in events}
+    [evaluated] = [e for e in events if e.type == "evaluation.completed"]
+    assert evaluated.payload.runs[0].metrics == {}
     result = store.result(USE_CASE, completed.payload.experiment_id)
     answers = {line: outputs["answer"] for (_, _, line), outputs in line_outputs(result).items()}
     assert answers == {0: "42", 1: "99", 2: "15"}
