@@ -50,22 +50,22 @@ def upload(blob_store: BlobStore, name: str, content: bytes) -> Event:
 
 def test_blob_upload_publishes_one_dataset_event_per_version(app, blob_store: BlobStore, unique: str) -> None:
     application, bus = app
-    etag = blob_store.write("datasets", f"uc{unique}/train.jsonl", b'{"q": 1}\n')
-    first = application.on_blob_uploaded("datasets", f"uc{unique}/train.jsonl", 9, etag)
-    again = application.on_blob_uploaded("datasets", f"uc{unique}/train.jsonl", 9, etag)
+    etag = blob_store.write("datasets", f"math_coding/train{unique}.jsonl", b'{"q": 1}\n')
+    first = application.on_blob_uploaded("datasets", f"math_coding/train{unique}.jsonl", 9, etag)
+    again = application.on_blob_uploaded("datasets", f"math_coding/train{unique}.jsonl", 9, etag)
     assert first == again  # the same blob version always yields the same event id
     assert [e.type for e in bus.sent] == ["dataset.uploaded", "dataset.uploaded"]
-    assert bus.sent[0].payload.use_case == f"uc{unique}"
-    assert application.on_blob_uploaded("datasets", f"uc{unique}/README.md", 3, etag) is None
+    assert bus.sent[0].payload.use_case == "math_coding"
+    assert application.on_blob_uploaded("datasets", "math_coding/README.md", 3, etag) is None
 
 
 def test_valid_dataset_gets_a_report_with_hash_rows_and_columns(app, blob_store: BlobStore, unique: str) -> None:
     application, _ = app
     content = b'{"question": "1+1", "answer": "2"}\n\n{"question": "2+2", "answer": "4", "level": 1}\n'
-    event = upload(blob_store, f"uc{unique}/math.jsonl", content)
+    event = upload(blob_store, f"math_coding/math{unique}.jsonl", content)
     outcome = application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
     assert outcome.status == "handled"
-    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "math"))[0])
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"math_coding/math{unique}.jsonl"))[0])
     assert report["status"] == "valid"
     assert report["rows"] == 2
     assert report["columns"] == ["question", "answer", "level"]
@@ -74,10 +74,10 @@ def test_valid_dataset_gets_a_report_with_hash_rows_and_columns(app, blob_store:
 
 def test_bad_dataset_gets_an_error_report_not_a_crash(app, blob_store: BlobStore, unique: str) -> None:
     application, _ = app
-    event = upload(blob_store, f"uc{unique}/bad.jsonl", b'{"ok": 1}\nnot json\n[1,2]\n')
+    event = upload(blob_store, f"math_coding/bad{unique}.jsonl", b'{"ok": 1}\nnot json\n[1,2]\n')
     assert application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1,
                                       properties={}).status == "handled"
-    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "bad"))[0])
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"math_coding/bad{unique}.jsonl"))[0])
     assert report["status"] == "invalid"
     assert report["error_count"] == 2
     assert report["errors"][0].startswith("line 2: not valid JSON")
@@ -86,13 +86,13 @@ def test_bad_dataset_gets_an_error_report_not_a_crash(app, blob_store: BlobStore
 
 def test_redelivered_event_runs_its_handler_once(app, blob_store: BlobStore, unique: str) -> None:
     application, _ = app
-    event = upload(blob_store, f"uc{unique}/once.jsonl", b'{"a": 1}\n')
+    event = upload(blob_store, f"math_coding/once{unique}.jsonl", b'{"a": 1}\n')
     body = encode(event).body
     first = application.on_bus_message(body, message_id=event.id, delivery_count=1, properties={})
-    report_before = blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "once"))
+    report_before = blob_store.read(REPORTS, intake_report_name(f"math_coding/once{unique}.jsonl"))
     second = application.on_bus_message(body, message_id=event.id, delivery_count=2, properties={})
     assert (first.status, second.status) == ("handled", "replayed")
-    assert blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "once")) == report_before  # not rewritten
+    assert blob_store.read(REPORTS, intake_report_name(f"math_coding/once{unique}.jsonl")) == report_before  # same
 
 
 def test_malformed_message_is_dead_lettered_with_reason_and_redacted(app, unique: str) -> None:
@@ -109,7 +109,7 @@ def test_malformed_message_is_dead_lettered_with_reason_and_redacted(app, unique
 
 def test_journal_lists_a_runs_events_in_order(app, blob_store: BlobStore, unique: str) -> None:
     application, _ = app
-    event = upload(blob_store, f"uc{unique}/j.jsonl", b'{"a": 1}\n')
+    event = upload(blob_store, f"math_coding/j{unique}.jsonl", b'{"a": 1}\n')
     application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
     journal = application.journal.events_for(event.correlation_id)
     assert [e.type for e in journal] == ["dataset.uploaded", "data.registered"]
@@ -119,8 +119,8 @@ def test_journal_lists_a_runs_events_in_order(app, blob_store: BlobStore, unique
 
 def test_event_identity_ignores_etag_quoting(app, unique: str) -> None:
     application, _ = app
-    quoted = application.on_blob_uploaded("datasets", f"uc{unique}/q.jsonl", 3, '"0x8DB1"')
-    bare = application.on_blob_uploaded("datasets", f"uc{unique}/q.jsonl", 3, "0x8DB1")
+    quoted = application.on_blob_uploaded("datasets", f"math_coding/q{unique}.jsonl", 3, '"0x8DB1"')
+    bare = application.on_blob_uploaded("datasets", f"math_coding/q{unique}.jsonl", 3, "0x8DB1")
     assert quoted == bare
 
 
@@ -131,7 +131,7 @@ def registered(application: Application, bus: RecordingPublisher, event: Event) 
 
 def test_data_is_registered_only_when_its_content_changes(app, blob_store: BlobStore, unique: str) -> None:
     application, bus = app
-    name = f"uc{unique}/reg.jsonl"
+    name = f"math_coding/reg{unique}.jsonl"
     first = registered(application, bus, upload(blob_store, name, b'{"a": 1}\n'))
     same_again = registered(application, bus, upload(blob_store, name, b'{"a": 1}\n'))  # new blob version, same bytes
     changed = registered(application, bus, upload(blob_store, name, b'{"a": 2}\n'))  # one byte differs
@@ -142,10 +142,10 @@ def test_data_is_registered_only_when_its_content_changes(app, blob_store: BlobS
 
 def test_a_duplicate_upload_event_registers_nothing_twice(app, blob_store: BlobStore, unique: str) -> None:
     application, bus = app
-    event = upload(blob_store, f"uc{unique}/dup.jsonl", b'{"a": 1}\n')
+    event = upload(blob_store, f"math_coding/dup{unique}.jsonl", b'{"a": 1}\n')
     for delivery in (1, 2, 3):
         application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=delivery, properties={})
-    versions = application.deps.registry.latest_data(f"uc{unique}-dup")
+    versions = application.deps.registry.latest_data(f"math_coding-dup{unique}")
     assert versions is not None
     assert versions.version == "1"
     sent = [e for e in bus.sent if e.type == "data.registered"]
