@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from shared.events import Event
 from shared.events.codec import encode
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
+from shared.registry.hashing import MAX_LINE_BYTES
 from shared.services.intake import dataset_uploaded_event
 from shared.settings import Settings
 from tests.conftest import ManualClock
@@ -151,3 +153,55 @@ def test_a_duplicate_upload_event_registers_nothing_twice(app, blob_store: BlobS
     sent = [e for e in bus.sent if e.type == "data.registered"]
     assert [e.payload.created for e in sent] == [True, True, True]  # the stored follow-up is re-sent as it was
     assert len({e.id for e in sent}) == 1  # with the same id, so downstream drops the copies
+
+
+FIXTURE_FLOWS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "experiments" / "flows"
+
+
+def test_a_shared_blob_named_as_a_source_is_registered_and_feeds_every_use_case_naming_it(
+        blob_store: BlobStore, clock: ManualClock) -> None:
+    bus = RecordingPublisher()
+    settings = Settings().model_copy(update={"flows_dir": FIXTURE_FLOWS})
+    application = Application(settings, blob_store, bus, clock, PromptflowRunner(), BlobRegistry(blob_store, clock),
+                              build_deployments(settings, blob_store, clock))
+    event = upload(blob_store, "shared/qa.jsonl", b'{"question": "q"}\n')  # not a use case folder
+    application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
+    report = json.loads(blob_store.read(REPORTS, intake_report_name("shared/qa.jsonl"))[0])
+    assert (report["status"], report["use_case"], report["data_name"]) == ("valid", "shared", "shared-qa")
+    requested = sorted(e.payload.use_case for e in bus.sent if e.type == "experiment.requested")
+    assert requested == ["math_coding", "qa_bot"]
+
+
+def test_a_line_longer_than_the_limit_is_reported_not_held(app, blob_store: BlobStore, unique: str) -> None:
+    application, bus = app
+    name = f"math_coding/long{unique}.jsonl"
+    event = upload(blob_store, name, b'{"a": 1}\n{"b": "' + b"x" * (MAX_LINE_BYTES + 10) + b'"}\n{"c": 3}\n')
+    application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
+    assert (report["status"], report["rows"], report["errors"]) == ("invalid", 2, ["line 2: longer than 1 MiB"])
+    assert not [e for e in bus.sent if e.correlation_id == event.correlation_id]  # nothing registered or requested
+
+
+@pytest.mark.parametrize("name", ["toplevel{u}.jsonl", "no_such_use_case{u}/x.jsonl", "nested{u}/dir/deep.jsonl"])
+def test_an_upload_outside_a_use_case_is_refused_and_registers_nothing(app, blob_store: BlobStore, unique: str,
+                                                                       name: str) -> None:
+    application, bus = app
+    name = name.format(u=unique)
+    event = upload(blob_store, name, b'{"a": 1}\n')
+    assert application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1,
+                                      properties={}).status == "handled"
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
+    assert (report["status"], report["use_case"], report["rows"]) == ("refused", None, 1)
+    assert "math_coding, named_entity_recognition" in report["refusal"]
+    assert not [e for e in bus.sent if e.correlation_id == event.correlation_id]
+
+
+def test_a_name_no_dataset_can_come_from_is_refused_at_the_trigger(app, blob_store: BlobStore, unique: str) -> None:
+    application, bus = app
+    name = f"math_coding/{unique}/.jsonl"
+    etag = blob_store.write("datasets", name, b'{"a": 1}\n')
+    assert application.on_blob_uploaded("datasets", name, 9, etag) is None  # returns: the trigger does not retry
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
+    assert report["status"] == "refused"
+    assert "no file name before .jsonl" in report["refusal"]
+    assert bus.sent == []
