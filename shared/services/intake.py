@@ -18,7 +18,7 @@ from shared.events import DatasetUploaded
 from shared.events.catalogue import DatasetUploadedPayload
 from shared.events.envelope import derived_event_id
 from shared.experiments.catalog import find_use_cases, use_cases_for_blob
-from shared.ports import BlobStore, Clock
+from shared.ports import BlobStore, Clock, PreconditionFailed
 from shared.registry.hashing import MAX_LINE_BYTES, hashed_lines
 
 MAX_REPORTED_ERRORS = 20
@@ -95,22 +95,26 @@ def check_dataset(event: DatasetUploaded, blobs: BlobStore, clock: Clock, flows_
     rows, error_count, truncated = 0, 0, False
     columns: dict[str, None] = {}
     errors: list[str] = []
-    chunks = blobs.stream(payload.container, payload.blob_name, chunk_size=READ_CHUNK_BYTES)
-    for number, raw in hashed_lines(chunks, digest):
-        if raw is not None and not raw.strip():
-            continue
-        record, problem = _parse_line(raw)
-        if record is not None:
-            rows += 1
-            if not columns.keys() >= record.keys():
-                unseen = [key for key in record if key not in columns]
-                room = MAX_COLUMNS - len(columns)
-                columns.update(dict.fromkeys(unseen[:room]))
-                truncated = truncated or len(unseen) > room
-            continue
-        error_count += 1
-        if len(errors) < MAX_REPORTED_ERRORS:
-            errors.append(f"line {number}: {problem}")
+    # Pinned to the event's version: the hash and the rows describe one version, never a mix of two.
+    chunks = blobs.stream(payload.container, payload.blob_name, chunk_size=READ_CHUNK_BYTES, etag=payload.etag)
+    try:
+        for number, raw in hashed_lines(chunks, digest):
+            if raw is not None and not raw.strip():
+                continue
+            record, problem = _parse_line(raw)
+            if record is not None:
+                rows += 1
+                if not columns.keys() >= record.keys():
+                    unseen = [key for key in record if key not in columns]
+                    room = MAX_COLUMNS - len(columns)
+                    columns.update(dict.fromkeys(unseen[:room]))
+                    truncated = truncated or len(unseen) > room
+                continue
+            error_count += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(f"line {number}: {problem}")
+    except PreconditionFailed:
+        return _superseded(event, clock)
     if rows == 0 and error_count == 0:
         error_count, errors = 1, ["dataset is empty"]
     status: Literal["valid", "invalid", "refused"] = "refused" if refusal else "invalid" if error_count else "valid"
@@ -124,6 +128,16 @@ def check_dataset(event: DatasetUploaded, blobs: BlobStore, clock: Clock, flows_
     )
     _write(report, payload.blob_name, blobs)
     return report
+
+
+def _superseded(event: DatasetUploaded, clock: Clock) -> IntakeReport:
+    """A version replaced before (or while) it was read: the newer version has its own event and writes the report
+    at the same place, so this one is returned, not written — it must not overwrite the newer one's."""
+    payload = event.payload
+    return IntakeReport(use_case=None, dataset=payload.dataset, blob=f"{payload.container}/{payload.blob_name}",
+                        etag=payload.etag, status="refused", refusal="replaced by a newer version while it was read",
+                        content_hash=None, size_bytes=payload.size_bytes, rows=0, columns=[], errors=[],
+                        error_count=0, checked_at=clock.now())
 
 
 def _owner(payload: DatasetUploadedPayload, flows_root: Path, environment: str | None) -> tuple[str | None, str | None]:

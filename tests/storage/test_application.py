@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from shared.blob_layout import REPORTS, intake_report_name
 from shared.bootstrap import build_deployments
 from shared.events import Event
 from shared.events.codec import encode
-from shared.ports import BlobStore
+from shared.ports import BlobNotFound, BlobStore
 from shared.registry.blob_registry import BlobRegistry
 from shared.registry.hashing import MAX_LINE_BYTES
 from shared.services.intake import dataset_uploaded_event
@@ -205,3 +205,48 @@ def test_a_name_no_dataset_can_come_from_is_refused_at_the_trigger(app, blob_sto
     assert report["status"] == "refused"
     assert "no file name before .jsonl" in report["refusal"]
     assert bus.sent == []
+
+
+def test_a_version_replaced_before_it_is_read_is_not_reported_or_registered(app, blob_store: BlobStore,
+                                                                            unique: str) -> None:
+    application, bus = app
+    name = f"math_coding/replaced{unique}.jsonl"
+    old = upload(blob_store, name, b'{"v": 1}\n')
+    new = upload(blob_store, name, b'{"v": 2}\n{"v": 3}\n')  # overwritten before the first event is handled
+    application.on_bus_message(encode(old).body, message_id=old.id, delivery_count=1, properties={})
+    assert not [e for e in bus.sent if e.correlation_id == old.correlation_id]
+    with pytest.raises(BlobNotFound):
+        blob_store.read(REPORTS, intake_report_name(name))
+    application.on_bus_message(encode(new).body, message_id=new.id, delivery_count=1, properties={})
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
+    assert (report["status"], report["rows"], report["etag"]) == ("valid", 2, new.payload.etag)
+
+
+class ReplacedWhileRead:
+    """The real store, with the blob overwritten by someone else right after the first chunk was read."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+
+    def __getattr__(self, attribute: str) -> object:
+        return getattr(self._blobs, attribute)
+
+    def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024, *,
+               etag: str | None = None) -> Iterator[bytes]:
+        for number, chunk in enumerate(self._blobs.stream(container, name, chunk_size, etag=etag)):
+            yield chunk
+            if number == 0:
+                self._blobs.write(container, name, b'{"replaced": true}\n')
+
+
+def test_a_version_replaced_while_it_is_read_is_never_hashed_as_a_mix(blob_store: BlobStore, clock: ManualClock,
+                                                                      unique: str) -> None:
+    bus, blobs = RecordingPublisher(), ReplacedWhileRead(blob_store)
+    settings = Settings()
+    application = Application(settings, blobs, bus, clock, PromptflowRunner(), BlobRegistry(blobs, clock),
+                              build_deployments(settings, blobs, clock))
+    name = f"math_coding/midread{unique}.jsonl"
+    event = upload(blob_store, name, b'{"n": 1}\n' * 600_000)  # 5.4 MB: three ranges
+    application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
+    assert not [e for e in bus.sent if e.correlation_id == event.correlation_id]  # nothing registered
+    assert application.deps.registry.latest_data(f"math_coding-midread{unique}") is None
