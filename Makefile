@@ -61,10 +61,11 @@ status:
 schema: install ## write the event catalogue's JSON Schema
 	$(PY) -m shared.cli schema --out docs/events.schema.json
 
-bench: install ## cold start, experiment runner vs pf.run, scale-out 1 -> 2 hosts (about 15 minutes in all)
+bench: install ## cold start, experiment runner vs pf.run, scale-out 1 -> 2 hosts, intake memory (about 17 minutes in all)
 	$(PY) benchmarks/cold_start.py
 	$(PY) benchmarks/experiment_runner.py
 	$(PY) benchmarks/scale_out.py
+	$(PY) benchmarks/intake_memory.py
 
 lock: ## re-pin requirements from requirements/*.in
 	$(UV) pip compile -q -p 3.11 requirements/app.in -o requirements.txt --no-header
