@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
@@ -20,6 +20,7 @@ from localstack.host.loader import FunctionSpec
 
 log = logging.getLogger("localhost.http")
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+_ENCODED_SLASH = re.compile("%2F", re.IGNORECASE)
 _CONSTRAINTS = {"int": r"-?\d+", "alpha": r"[A-Za-z]+", "guid": r"[0-9A-Fa-f-]{36}", "bool": r"(?i:true|false)"}
 
 
@@ -60,8 +61,14 @@ class Route:
         return f"{group}?" if optional else group
 
     def match(self, path: str) -> dict[str, str] | None:
+        """The route values of a raw (still percent-encoded) path, decoded as the Functions host decodes them."""
         found = self.pattern.match(path)
-        return None if found is None else {k: v for k, v in found.groupdict().items() if v is not None}
+        return None if found is None else {k: _decoded(v) for k, v in found.groupdict().items() if v is not None}
+
+
+def _decoded(value: str) -> str:
+    """Percent-decoded, except an encoded slash: ASP.NET Core keeps %2F as it is, so it never splits a segment."""
+    return "%2F".join(unquote(part) for part in _ENCODED_SLASH.split(value))
 
 
 class HttpTriggerServer:
@@ -115,8 +122,14 @@ class HttpTriggerServer:
             protocol_version = "HTTP/1.1"
 
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                declared = (self.headers.get("Content-Length") or "0").strip()
+                if not re.fullmatch("[0-9]{1,18}", declared):  # a body of unknown size is never read
+                    self.close_connection = True
+                    self._send(func.HttpResponse("Bad Request: invalid Content-Length", status_code=400))
+                    return
+                length = int(declared)
                 if length > MAX_BODY_BYTES:
+                    self.close_connection = True  # the body is left unread
                     self._send(func.HttpResponse("Request body too large", status_code=413))
                     return
                 body = self.rfile.read(length) if length else b""
