@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import azure.functions as func
 
@@ -21,6 +21,7 @@ from localstack.host.loader import FunctionSpec
 log = logging.getLogger("localhost.http")
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
 _ENCODED_SLASH = re.compile("%2F", re.IGNORECASE)
+_PRINTABLE_ASCII = "".join(map(chr, range(0x20, 0x7F)))
 _CONSTRAINTS = {"int": r"-?\d+", "alpha": r"[A-Za-z]+", "guid": r"[0-9A-Fa-f-]{36}", "bool": r"(?i:true|false)"}
 
 
@@ -69,6 +70,12 @@ class Route:
 def _decoded(value: str) -> str:
     """Percent-decoded, except an encoded slash: ASP.NET Core keeps %2F as it is, so it never splits a segment."""
     return "%2F".join(unquote(part) for part in _ENCODED_SLASH.split(value))
+
+
+def _latin1(value: str) -> str:
+    """A header value http.server can send (it writes Latin-1): a sign-in redirect back to `/€` keeps its path,
+    percent-encoded, instead of failing mid-answer."""
+    return quote(value, safe=_PRINTABLE_ASCII) if not value.isascii() else value
 
 
 class HttpTriggerServer:
@@ -146,7 +153,7 @@ class HttpTriggerServer:
                 self.send_response(response.status_code)
                 for name, value in response.headers.items():
                     if name.lower() != "content-length":
-                        self.send_header(name, value)
+                        self.send_header(name, _latin1(value))
                 if response.mimetype and "content-type" not in {k.lower() for k, _ in response.headers.items()}:
                     self.send_header("Content-Type", f"{response.mimetype}; charset={response.charset or 'utf-8'}")
                 self.send_header("Content-Length", str(len(payload)))
