@@ -13,7 +13,7 @@ import json
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
@@ -64,7 +64,6 @@ class Fuzzed:
     headers: dict[str, str]
     body: bytes
     auth: str  # "header", "query", "wrong", "none"
-    notes: list[str] = field(default_factory=list)
 
     def function_answers(self) -> bool:
         """The host hands this request to a function (as opposed to answering 404/401 itself)."""
