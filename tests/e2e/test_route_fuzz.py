@@ -252,6 +252,33 @@ def test_every_route_takes_every_hostile_body(stack: LocalStack, key: str, conte
     assert {400, 413} <= set(statuses)  # feedback refused the bodies itself (or rate-limited them: 429)
 
 
+@pytest.mark.parametrize(("path", "error"), [
+    ("/api/ab-report/no_such_use_case/math-coding-local", "no use case 'no_such_use_case'"),
+    ("/api/ab-report/..%2F..%2Fetc/passwd", "no use case '..%2F..%2Fetc'"),
+    ("/api/ab-report/%2E%2E/math-coding-local", "no use case '..'"),
+    ("/api/ab-report/" + "a" * 3_000 + "/x", "no use case 'aaaa"),
+    ("/api/ab-report/math_coding/math-coding-dev", "its endpoint is math-coding-local"),
+    ("/api/runs/" + "r" * 200 + "/events", "no events for run"),
+])
+def test_unknown_names_in_the_url_are_404_with_a_json_error(stack: LocalStack, key: str, path: str,
+                                                            error: str) -> None:
+    answer = requests.get(stack.base_url + path, headers={"x-functions-key": key}, timeout=10)
+    assert answer.status_code == 404
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert error in answer.json()["error"]
+    assert len(answer.json()["error"]) < 300  # a long segment is not echoed whole
+
+
+@pytest.mark.parametrize("segments", [("no_such_use_case", "math-coding-local"), ("math_coding", "elsewhere")])
+def test_feedback_for_an_unknown_use_case_or_endpoint_is_404(stack: LocalStack, key: str,
+                                                            segments: tuple[str, str]) -> None:
+    answer = requests.post(f"{stack.base_url}/api/feedback/{segments[0]}/{segments[1]}",
+                           headers={"x-functions-key": key}, timeout=10,
+                           json={"request_id": "r-1", "deployment": "blue", "rating": 5})
+    assert answer.status_code == 404, answer.text
+    assert "no use case" in answer.json()["error"] or "has no endpoint 'elsewhere'" in answer.json()["error"]
+
+
 RAW_REQUESTS = [
     b"POST /api/feedback/math_coding/math-coding-local HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
     b"POST /api/feedback/math_coding/math-coding-local HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}",
