@@ -72,6 +72,15 @@ def _decoded(value: str) -> str:
     return "%2F".join(unquote(part) for part in _ENCODED_SLASH.split(value))
 
 
+class _Refused(Exception):
+    """A request whose body cannot be read: answered by the host itself, before any function."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 def _latin1(value: str) -> str:
     """A header value http.server can send (it writes Latin-1): a sign-in redirect back to `/€` keeps its path,
     percent-encoded, instead of failing mid-answer."""
@@ -129,17 +138,12 @@ class HttpTriggerServer:
             protocol_version = "HTTP/1.1"
 
             def _handle(self) -> None:
-                declared = (self.headers.get("Content-Length") or "0").strip()
-                if not re.fullmatch("[0-9]{1,18}", declared):  # a body of unknown size is never read
+                try:
+                    body = self._body()
+                except _Refused as refused:  # the rest of the body is left unread: the connection closes
                     self.close_connection = True
-                    self._send(func.HttpResponse("Bad Request: invalid Content-Length", status_code=400))
+                    self._send(func.HttpResponse(refused.message, status_code=refused.status))
                     return
-                length = int(declared)
-                if length > MAX_BODY_BYTES:
-                    self.close_connection = True  # the body is left unread
-                    self._send(func.HttpResponse("Request body too large", status_code=413))
-                    return
-                body = self.rfile.read(length) if length else b""
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 base = f"http://{self.headers.get('Host') or '127.0.0.1'}"
                 try:
@@ -147,6 +151,32 @@ class HttpTriggerServer:
                 except Exception:  # noqa: BLE001 - the function failed: 500, like the real host
                     response = func.HttpResponse("Internal Server Error", status_code=500)
                 self._send(response)
+
+            def _body(self) -> bytes:
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    return self._chunked_body()
+                declared = (self.headers.get("Content-Length") or "0").strip()
+                if not re.fullmatch("[0-9]{1,18}", declared):  # a body of unknown size is never read
+                    raise _Refused(400, "Bad Request: invalid Content-Length")
+                if int(declared) > MAX_BODY_BYTES:
+                    raise _Refused(413, "Request body too large")
+                return self.rfile.read(int(declared)) if int(declared) else b""
+
+            def _chunked_body(self) -> bytes:
+                """Transfer-Encoding: chunked (RFC 9112 section 7.1), as the real host accepts it; trailers ignored."""
+                body = bytearray()
+                while True:
+                    size = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                    if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size):
+                        raise _Refused(400, "Bad Request: invalid chunk size")
+                    if int(size, 16) == 0:
+                        while self.rfile.readline(8192).strip():
+                            pass
+                        return bytes(body)
+                    if len(body) + int(size, 16) > MAX_BODY_BYTES:
+                        raise _Refused(413, "Request body too large")
+                    body += self.rfile.read(int(size, 16))
+                    self.rfile.readline(8)  # the chunk's closing CRLF
 
             def _send(self, response: func.HttpResponse) -> None:
                 payload = response.get_body() or b""

@@ -279,12 +279,24 @@ def test_feedback_for_an_unknown_use_case_or_endpoint_is_404(stack: LocalStack, 
     assert "no use case" in answer.json()["error"] or "has no endpoint 'elsewhere'" in answer.json()["error"]
 
 
+def test_a_chunked_body_reaches_the_function_whole(stack: LocalStack, key: str) -> None:
+    chunks = iter([b'{"request_id": "r-1", ', b'"deployment": "blue", ', b'"rating": 5}'])  # sent chunked
+    answer = requests.post(f"{stack.base_url}/api/feedback/{KNOWN_USE_CASE}/{KNOWN_ENDPOINT}", data=chunks,
+                           params={"code": key}, headers={"X-Forwarded-For": "192.0.2.77"}, timeout=10)
+    assert answer.request.headers["Transfer-Encoding"] == "chunked"
+    # Parsed and valid: refused only because nothing (or no `blue`) is deployed there.
+    assert answer.status_code in (404, 422), answer.text
+    assert "deploy" in answer.json()["error"]
+
+
 RAW_REQUESTS = [
     b"POST /api/feedback/math_coding/math-coding-local HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
     b"POST /api/feedback/math_coding/math-coding-local HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}",
     b"POST /api/feedback/math_coding/math-coding-local HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n{}",
     b"GET http://evil.example/api/health HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /api/health/../health HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /api/approvals/a/approve HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    b"POST /api/approvals/a/approve HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n{}",
     b"GET /api/ab-report/\xc3\xa9\xff/x HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /api/runs/%%%/events HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /api/" + b"a/" * 2_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
