@@ -4,7 +4,9 @@ odd Accept and Content-Type, forged identity headers) and bodies (broken JSON, w
 deep nesting, oversized, binary). No answer is a 5xx, and every answer a function gives (the route matched, the
 key was right, no HTML page asked for) is JSON, with an "error" when it is a 4xx.
 
-A few raw requests the `requests` library cannot send (a bad Content-Length, an absolute URL) go through a socket.
+Every hostile body also goes to every route once (two content types); a chunked body must arrive whole; and raw
+requests the `requests` library cannot send (a bad Content-Length or chunk size, an absolute URL) go through a
+socket and must get an answer, not a dropped connection.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ KNOWN = [KNOWN_USE_CASE, KNOWN_ENDPOINT, "named_entity_recognition", "named-enti
 segment_text = st.one_of(
     st.sampled_from(KNOWN),
     st.sampled_from(TRAVERSAL),
-    st.text(min_size=1, max_size=40),  # any unicode, lone surrogates excluded by quote() below
+    st.text(min_size=1, max_size=40),  # any unicode; lone surrogates go out as their (invalid UTF-8) bytes
     st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12),
     st.integers(min_value=64, max_value=6_000).map(lambda n: "a" * n),  # past NAME_MAX and any name rule
     st.builds(lambda known, junk: known + junk, st.sampled_from(KNOWN), st.sampled_from(TRAVERSAL)),
