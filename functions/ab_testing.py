@@ -1,4 +1,6 @@
-"""HTTP: user feedback on a deployment's answers, and the A/B report comparing an endpoint's deployments."""
+"""HTTP: user feedback on a deployment's answers, and the A/B report comparing an endpoint's deployments.
+The use case and endpoint in the URL are looked up (DeployedEndpoints) before anything is read or written:
+unknown ones get 404 with a JSON error."""
 
 from __future__ import annotations
 
@@ -14,38 +16,41 @@ blueprint = func.Blueprint()
 @blueprint.route(route="feedback/{use_case}/{endpoint}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def submit_feedback(req: func.HttpRequest) -> func.HttpResponse:
     from shared.feedback.service import FeedbackRejected, caller_id
+    from shared.services.ab_testing import DeployedEndpoints
 
     app = get_application()
+    endpoints = DeployedEndpoints(app.deps.deployments, app.settings.environment)
     try:
         record = app.feedback.submit(req.route_params["use_case"], req.route_params["endpoint"], req.get_body(),
-                                     caller_id(dict(req.headers)))
+                                     caller_id(dict(req.headers)), endpoints)
     except FeedbackRejected as rejected:
-        headers = {"Retry-After": str(int(rejected.retry_after or 1))} if rejected.status == 429 else {}
-        return func.HttpResponse(json.dumps({"error": str(rejected)}), status_code=rejected.status, headers=headers,
-                                 mimetype="application/json")
+        headers = {"Retry-After": str(rejected.retry_after)} if rejected.retry_after else {}
+        return _error(str(rejected), rejected.status, headers)
     return func.HttpResponse(json.dumps({"id": record.id}), status_code=201, mimetype="application/json")
 
 
 @blueprint.route(route="ab-report/{use_case}/{endpoint}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def ab_report(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.deployment.port import DeploymentError
-    from shared.feedback.telemetry import TelemetryError
-    from shared.services.ab_testing import deployer_of, telemetry_of, write_ab_report
+    from shared.deployment.port import DeploymentError, EndpointNotFound
+    from shared.services.ab_testing import DeployedEndpoints, write_ab_report
 
     app = get_application()
-    use_case, endpoint = req.route_params["use_case"], req.route_params["endpoint"]
-    workspace, flows, environment = app.deps.deployments, app.settings.flows_dir, app.settings.environment
     try:
-        report, names = write_ab_report(use_case, endpoint, app.blobs, app.clock,
-                                        deployer_of(workspace, flows, use_case, environment),
-                                        telemetry_of(workspace, flows, use_case, environment))
-    except TelemetryError as problem:  # the log could not be read: not the caller's fault
-        return func.HttpResponse(json.dumps({"error": str(problem)}), status_code=503, mimetype="application/json")
-    except DeploymentError as problem:
-        return func.HttpResponse(json.dumps({"error": str(problem)}), status_code=404, mimetype="application/json")
+        known = DeployedEndpoints(app.deps.deployments, app.settings.environment).find(
+            req.route_params["use_case"], req.route_params["endpoint"])
+        report, names = write_ab_report(known, app.blobs, app.clock)
+    except EndpointNotFound as unknown:
+        return _error(str(unknown), 404)
+    except DeploymentError as problem:  # the log cannot be read, no telemetry configured: not the caller's fault
+        return _error(str(problem), 503)
     if req.params.get("format") == "json":
         return func.HttpResponse(json.dumps({**report.model_dump(mode="json"), "blobs": names}),
                                  mimetype="application/json")
     from shared.feedback.ab_report import render_html
 
     return func.HttpResponse(render_html(report), mimetype="text/html")
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"error": message}), status_code=status, headers=headers or {},
+                             mimetype="application/json")

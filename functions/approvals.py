@@ -113,7 +113,7 @@ def _comment(req: func.HttpRequest) -> str:
         else:
             body = json.loads(raw)
         return DecisionBody.model_validate(body).comment
-    except (ValueError, ValidationError) as bad:  # JSON and UTF-8 errors are ValueErrors
+    except (ValueError, RecursionError, ValidationError) as bad:  # JSON, UTF-8, huge numbers; [[[... too deep
         message = f"the comment must be text of at most {MAX_COMMENT} characters" if isinstance(
             bad, ValidationError) else "the body must be JSON or a form with an optional 'comment'"
         raise InvalidDecision(message) from None

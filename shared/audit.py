@@ -20,9 +20,11 @@ class EventJournal:
         self._blobs.write(AUDIT, name, event.model_dump_json(indent=2).encode())
 
     def events_for(self, correlation_id: str) -> list[Event]:
-        """The run's events in the order they happened (names sort by time)."""
+        """The run's events in the order they happened (names sort by time). Ids that make the same folder name
+        ("a/b", "a_b") share a folder, so only the events of exactly this id are returned."""
         infos = sorted(self._blobs.list(AUDIT, prefix=f"{safe_segment(correlation_id)}/"), key=lambda i: i.name)
-        return [decode(self._blobs.read(AUDIT, info.name)[0]) for info in infos]
+        events = (decode(self._blobs.read(AUDIT, info.name)[0]) for info in infos)
+        return [event for event in events if event.correlation_id == correlation_id]
 
 
 class JournalingPublisher:

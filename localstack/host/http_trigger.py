@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import azure.functions as func
 
@@ -20,6 +20,8 @@ from localstack.host.loader import FunctionSpec
 
 log = logging.getLogger("localhost.http")
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+_ENCODED_SLASH = re.compile("%2F", re.IGNORECASE)
+_PRINTABLE_ASCII = "".join(map(chr, range(0x20, 0x7F)))
 _CONSTRAINTS = {"int": r"-?\d+", "alpha": r"[A-Za-z]+", "guid": r"[0-9A-Fa-f-]{36}", "bool": r"(?i:true|false)"}
 
 
@@ -60,8 +62,29 @@ class Route:
         return f"{group}?" if optional else group
 
     def match(self, path: str) -> dict[str, str] | None:
+        """The route values of a raw (still percent-encoded) path, decoded as the Functions host decodes them."""
         found = self.pattern.match(path)
-        return None if found is None else {k: v for k, v in found.groupdict().items() if v is not None}
+        return None if found is None else {k: _decoded(v) for k, v in found.groupdict().items() if v is not None}
+
+
+def _decoded(value: str) -> str:
+    """Percent-decoded, except an encoded slash: ASP.NET Core keeps %2F as it is, so it never splits a segment."""
+    return "%2F".join(unquote(part) for part in _ENCODED_SLASH.split(value))
+
+
+class _Refused(Exception):
+    """A request whose body cannot be read: answered by the host itself, before any function."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _latin1(value: str) -> str:
+    """A header value http.server can send (it writes Latin-1): a sign-in redirect back to `/€` keeps its path,
+    percent-encoded, instead of failing mid-answer."""
+    return quote(value, safe=_PRINTABLE_ASCII) if not value.isascii() else value
 
 
 class HttpTriggerServer:
@@ -115,11 +138,12 @@ class HttpTriggerServer:
             protocol_version = "HTTP/1.1"
 
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
-                    self._send(func.HttpResponse("Request body too large", status_code=413))
+                try:
+                    body = self._body()
+                except _Refused as refused:  # the rest of the body is left unread: the connection closes
+                    self.close_connection = True
+                    self._send(func.HttpResponse(refused.message, status_code=refused.status))
                     return
-                body = self.rfile.read(length) if length else b""
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 base = f"http://{self.headers.get('Host') or '127.0.0.1'}"
                 try:
@@ -128,12 +152,38 @@ class HttpTriggerServer:
                     response = func.HttpResponse("Internal Server Error", status_code=500)
                 self._send(response)
 
+            def _body(self) -> bytes:
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    return self._chunked_body()
+                declared = (self.headers.get("Content-Length") or "0").strip()
+                if not re.fullmatch("[0-9]{1,18}", declared):  # a body of unknown size is never read
+                    raise _Refused(400, "Bad Request: invalid Content-Length")
+                if int(declared) > MAX_BODY_BYTES:
+                    raise _Refused(413, "Request body too large")
+                return self.rfile.read(int(declared)) if int(declared) else b""
+
+            def _chunked_body(self) -> bytes:
+                """Transfer-Encoding: chunked (RFC 9112 section 7.1), as the real host accepts it; trailers ignored."""
+                body = bytearray()
+                while True:
+                    size = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                    if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size):
+                        raise _Refused(400, "Bad Request: invalid chunk size")
+                    if int(size, 16) == 0:
+                        while self.rfile.readline(8192).strip():
+                            pass
+                        return bytes(body)
+                    if len(body) + int(size, 16) > MAX_BODY_BYTES:
+                        raise _Refused(413, "Request body too large")
+                    body += self.rfile.read(int(size, 16))
+                    self.rfile.readline(8)  # the chunk's closing CRLF
+
             def _send(self, response: func.HttpResponse) -> None:
                 payload = response.get_body() or b""
                 self.send_response(response.status_code)
                 for name, value in response.headers.items():
                     if name.lower() != "content-length":
-                        self.send_header(name, value)
+                        self.send_header(name, _latin1(value))
                 if response.mimetype and "content-type" not in {k.lower() for k, _ in response.headers.items()}:
                     self.send_header("Content-Type", f"{response.mimetype}; charset={response.charset or 'utf-8'}")
                 self.send_header("Content-Length", str(len(payload)))

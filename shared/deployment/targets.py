@@ -43,6 +43,8 @@ class UnavailableTarget:
     """A target this app cannot serve: a Deployer whose every operation fails with `reason` (the endpoint step
     fails at once, so the deployment service rolls back without retrying), and a RequestTelemetry that says so."""
 
+    live = False  # nothing is recorded here
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
 

@@ -50,6 +50,8 @@ def traffic_query(endpoint: str, deployment: str | None = None) -> str:
 
 
 class LogAnalyticsTelemetry:
+    live = False  # rows arrive minutes after the request (ingestion latency)
+
     def __init__(self, client: LogsQueryClient, workspace_id: str, *, server_timeout_seconds: int = 60) -> None:
         self.client = client
         self.workspace_id = workspace_id

@@ -4,6 +4,10 @@ A submission names the request it rates (the `x-request-id` the endpoint answere
 served it, and either a rating 1-5 or a thumbs up/down, with an optional comment (at most 2000 characters).
 It is stored at `feedback/{use_case}/{endpoint}/{date}/{uuid}.json`; the A/B report reads them back.
 
+Only what exists is rated: the use case and endpoint must be known (EndpointDirectory: 404 otherwise), the
+endpoint deployed (404), the deployment one of its deployments (422), and — where the telemetry is live, as the
+local router's log is — the request id one the endpoint served in the last 30 days, by that deployment (422).
+
 Abuse limits, applied before anything is parsed:
 - the body is capped (`max_body_bytes`, 32 KiB by default: a 2000-character comment fits in any script, even
   with every character \\u-escaped as JSON allows);
@@ -26,13 +30,17 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.blob_layout import FEEDBACK, safe_segment
+from shared.deployment.port import DeploymentError, EndpointNotFound
+from shared.feedback.endpoints import EndpointDirectory, KnownEndpoint
+from shared.feedback.telemetry import REPORT_WINDOW
 from shared.ports import BlobStore, Clock
 from shared.redaction import redact_text
 
@@ -44,7 +52,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class FeedbackRejected(ValueError):
-    """A submission refused; `status` is the HTTP answer (400, 413, 429), `retry_after` seconds for 429."""
+    """A submission refused; `status` is the HTTP answer (400, 404, 413, 422, 429, 503), `retry_after` seconds
+    for 429 and 503."""
 
     def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
@@ -147,26 +156,19 @@ class FeedbackService:
         self.limiter = limiter or TokenBucket()
         self.max_body_bytes = max_body_bytes
 
-    def submit(self, use_case: str, endpoint: str, body: bytes, caller: str) -> FeedbackRecord:
+    def submit(self, use_case: str, endpoint: str, body: bytes, caller: str,
+               endpoints: EndpointDirectory) -> FeedbackRecord:
         """Validate and store one submission; raises FeedbackRejected with the HTTP status to answer."""
         if len(body) > self.max_body_bytes:
             raise FeedbackRejected(413, f"feedback body is {len(body)} bytes; the limit is {self.max_body_bytes}")
         wait = self.limiter.take(caller)
         if wait > 0:
             raise FeedbackRejected(429, "too many feedback submissions; slow down", retry_after=max(1, round(wait)))
-        for what, value in (("use case", use_case), ("endpoint", endpoint)):
-            if not re.match(_NAME, value or ""):
-                raise FeedbackRejected(400, f"invalid {what} {value!r}")
-        try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as bad:
-            raise FeedbackRejected(400, f"feedback must be a JSON object: {bad}") from None
-        if not isinstance(document, dict):
-            raise FeedbackRejected(400, "feedback must be a JSON object")
-        try:
-            feedback = Feedback.model_validate(document)
-        except ValidationError as invalid:
-            raise FeedbackRejected(400, _problems(invalid)) from None
+        with _answering_for_deployments():
+            known = endpoints.find(use_case, endpoint)
+        feedback = _parse(body)
+        with _answering_for_deployments():
+            self._check_served(known, feedback)
         received_at = self.clock.now()
         record = FeedbackRecord(
             **feedback.model_dump(), id=str(uuid.uuid4()), use_case=use_case, endpoint=endpoint,
@@ -175,6 +177,50 @@ class FeedbackService:
         self.blobs.write(FEEDBACK, feedback_name(use_case, endpoint, received_at, record.id),
                          record.model_dump_json().encode(), if_absent=True)
         return record
+
+    def _check_served(self, known: KnownEndpoint, feedback: Feedback) -> None:
+        """The deployment is one of the endpoint's; with live telemetry, it served the rated request."""
+        deployments = known.deployer.get_traffic(known.endpoint)
+        if not deployments:
+            raise EndpointNotFound(f"endpoint {known.endpoint} has no deployment yet")
+        if feedback.deployment not in deployments:
+            raise FeedbackRejected(422, f"endpoint {known.endpoint} has no deployment {feedback.deployment!r} "
+                                        f"(it has {', '.join(sorted(deployments))})")
+        if known.telemetry is None or not known.telemetry.live:
+            return
+        now = self.clock.now()
+        served = known.telemetry.served_requests(known.endpoint, now - REPORT_WINDOW, now)
+        found = next((r for r in served.requests if r.request_id == feedback.request_id), None)
+        if found is None:
+            raise FeedbackRejected(422, f"endpoint {known.endpoint} served no request {feedback.request_id!r} in "
+                                        f"the last {REPORT_WINDOW.days} days")
+        if found.deployment != feedback.deployment:
+            raise FeedbackRejected(422, f"request {feedback.request_id!r} was served by "
+                                        f"{found.deployment or 'no deployment'}, not {feedback.deployment}")
+
+
+@contextmanager
+def _answering_for_deployments() -> Iterator[None]:
+    """Deployment and telemetry errors as HTTP answers: unknown -> 404; unreadable now -> 503, retry later."""
+    try:
+        yield
+    except EndpointNotFound as unknown:
+        raise FeedbackRejected(404, str(unknown)) from None
+    except DeploymentError as unavailable:  # TelemetryError included
+        raise FeedbackRejected(503, f"feedback cannot be checked now: {unavailable}", retry_after=30) from None
+
+
+def _parse(body: bytes) -> Feedback:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as bad:  # bad JSON or UTF-8, a 5,000-digit number, [[[[... too deep
+        raise FeedbackRejected(400, f"feedback must be a JSON object: {str(bad)[:200]}") from None
+    if not isinstance(document, dict):
+        raise FeedbackRejected(400, "feedback must be a JSON object")
+    try:
+        return Feedback.model_validate(document)
+    except ValidationError as invalid:
+        raise FeedbackRejected(400, _problems(invalid)) from None
 
 
 def _problems(invalid: ValidationError) -> str:

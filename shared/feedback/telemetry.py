@@ -7,12 +7,14 @@ traffic log in Log Analytics (shared/feedback/azure_telemetry.py). The compositi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pydantic import BaseModel, Field
 
 from shared.deployment.port import DeploymentError
+
+REPORT_WINDOW = timedelta(days=30)  # Log Analytics' default retention: what the A/B report and feedback look back
 
 
 class ServedRequest(BaseModel):
@@ -44,6 +46,11 @@ class TelemetryError(DeploymentError):
 
 
 class RequestTelemetry(Protocol):
+    # True when a request is in the telemetry before its answer reaches the caller (the local router logs it
+    # first), so feedback naming an unknown request id can be refused. False for a log ingested later (Log
+    # Analytics takes minutes): there an id not found yet proves nothing.
+    live: bool
+
     def served_requests(self, endpoint: str, start: datetime, end: datetime, *,
                         deployment: str | None = None) -> ServedRequests:
         """The requests `endpoint` served from `start` to `end` (of one deployment when named), oldest first.

@@ -9,20 +9,31 @@ reports the new split, deployment.traffic_failed when it fails or is not done by
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
-from shared.deployment.port import Deployer, DeploymentError, InvalidTraffic, OperationStatus, rollback_traffic
+from shared.deployment.port import (
+    Deployer,
+    DeploymentError,
+    EndpointNotFound,
+    InvalidTraffic,
+    OperationStatus,
+    rollback_traffic,
+)
 from shared.events import DeploymentTrafficChanged, DeploymentTrafficRequested, Event
 from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
-from shared.experiments.config import load_experiment
+from shared.experiments.catalog import find_use_cases
+from shared.experiments.config import ExperimentConfigError, load_experiment
 from shared.feedback.ab_report import ABReport, report_endpoint
-from shared.feedback.telemetry import RequestTelemetry
+from shared.feedback.endpoints import KnownEndpoint
+from shared.feedback.telemetry import REPORT_WINDOW
 from shared.ports import BlobStore, Clock
 from shared.services.deployment_record import RecordStore, TrafficRecord
 from shared.services.deployments import DeploymentWorkspace, deployment_config
 
-REPORT_WINDOW = timedelta(days=30)  # Log Analytics' default retention
+# A use case's name is its folder's: checked before it is joined to a path (a URL segment can be anything).
+_USE_CASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def deployer_of(workspace: DeploymentWorkspace, flows_root: Path, use_case: str, environment: str) -> Deployer:
@@ -30,22 +41,41 @@ def deployer_of(workspace: DeploymentWorkspace, flows_root: Path, use_case: str,
     return workspace.deployer_for(deployment_config(config, environment))
 
 
-def telemetry_of(workspace: DeploymentWorkspace, flows_root: Path, use_case: str,
-                 environment: str) -> RequestTelemetry:
-    """The request telemetry of the use case's deployment target (the local router's log, Azure ML's traffic log)."""
-    if workspace.telemetry_for is None:
-        raise DeploymentError("no request telemetry is configured for the A/B report")
-    config = load_experiment(flows_root / use_case, environment)
-    return workspace.telemetry_for(deployment_config(config, environment))
+class DeployedEndpoints:
+    """The EndpointDirectory over flows/: a use case is a folder find_use_cases lists, its endpoint the one its
+    `deployment:` block (or the default name) gives in this environment — nothing else is known."""
+
+    def __init__(self, workspace: DeploymentWorkspace, environment: str) -> None:
+        self.workspace = workspace
+        self.environment = environment
+
+    def find(self, use_case: str, endpoint: str) -> KnownEndpoint:
+        if not _USE_CASE.fullmatch(use_case) or use_case not in find_use_cases(self.workspace.flows_root):
+            raise EndpointNotFound(f"no use case {use_case[:100]!r}")
+        try:
+            config = load_experiment(self.workspace.flows_root / use_case, self.environment)
+        except ExperimentConfigError as broken:  # the app's own files: not the caller's fault
+            raise DeploymentError(f"use case {use_case}'s experiment.yaml does not load: {broken}") from None
+        settings = deployment_config(config, self.environment)
+        if endpoint != settings.endpoint_name:
+            raise EndpointNotFound(f"use case {use_case} has no endpoint {endpoint[:100]!r} in environment "
+                                   f"{self.environment} (its endpoint is {settings.endpoint_name})")
+        telemetry = None if self.workspace.telemetry_for is None else self.workspace.telemetry_for(settings)
+        return KnownEndpoint(use_case, endpoint, self.workspace.deployer_for(settings), telemetry)
 
 
-def write_ab_report(use_case: str, endpoint: str, blobs: BlobStore, clock: Clock, deployer: Deployer,
-                    telemetry: RequestTelemetry, *,
+def write_ab_report(known: KnownEndpoint, blobs: BlobStore, clock: Clock, *,
                     window: timedelta = REPORT_WINDOW) -> tuple[ABReport, dict[str, str]]:
-    """The A/B report over the requests the endpoint served in the last `window`, with its current split."""
+    """The A/B report over the requests the endpoint served in the last `window`, with its current split.
+    EndpointNotFound when the endpoint is not deployed, TelemetryError when its requests cannot be read."""
+    if known.telemetry is None:
+        raise DeploymentError("no request telemetry is configured for the A/B report")
     end = clock.now()
-    served = telemetry.served_requests(endpoint, end - window, end)
-    return report_endpoint(blobs, clock, use_case, endpoint, served.requests, traffic=deployer.get_traffic(endpoint),
+    served = known.telemetry.served_requests(known.endpoint, end - window, end)
+    traffic = known.deployer.get_traffic(known.endpoint)
+    if not traffic:
+        raise EndpointNotFound(f"endpoint {known.endpoint} has no deployment yet")
+    return report_endpoint(blobs, clock, known.use_case, known.endpoint, served.requests, traffic=traffic,
                            telemetry_warning=served.warning)
 
 

@@ -11,15 +11,19 @@ import pytest
 
 from shared.blob_layout import FEEDBACK, REPORTS
 from shared.feedback.ab_report import ServedRequest, report_endpoint
-from shared.feedback.service import FeedbackService, TokenBucket, load_feedback
+from shared.feedback.service import FeedbackRejected, FeedbackService, TokenBucket, load_feedback
 from shared.ports import BlobStore
 from tests.conftest import ManualClock
+from tests.feedback_endpoints import Directory
 
 pytestmark = pytest.mark.azurite
 
 
 def submit(service: FeedbackService, endpoint: str, **body: object) -> str:
-    return service.submit("math_coding", endpoint, json.dumps(body).encode(), caller="ip:203.0.113.7").id
+    """Against an endpoint with deployments blue and green and no live telemetry (request ids are not checked)."""
+    known = Directory.of("math_coding", endpoint, {"blue": 50, "green": 50}, live=False)
+    return service.submit("math_coding", endpoint, json.dumps(body).encode(), caller="ip:203.0.113.7",
+                          endpoints=known).id
 
 
 def test_feedback_is_stored_per_endpoint_and_day(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
@@ -42,6 +46,25 @@ def test_feedback_is_stored_per_endpoint_and_day(blob_store: BlobStore, clock: M
 
     loaded = load_feedback(blob_store, "math_coding", endpoint)
     assert [(f.request_id, f.rating, f.thumbs) for f in loaded] == [("r-1", 5, None), ("r-2", None, "down")]
+
+
+def test_only_feedback_on_a_served_request_is_stored(blob_store: BlobStore, clock: ManualClock,
+                                                     unique: str) -> None:
+    endpoint = f"live-{unique}"
+    service = FeedbackService(blob_store, clock, TokenBucket(rate_per_minute=600, burst=50))
+    router_log = [ServedRequest(time=clock.now(), endpoint=endpoint, request_id="r-1", deployment="blue", status=200,
+                                latency_ms=20)]
+    known = Directory.of("math_coding", endpoint, {"blue": 100}, router_log)
+    statuses = []
+    for request_id in ("r-1", "r-2", "r-1"):  # r-2 was never served
+        try:
+            service.submit("math_coding", endpoint, json.dumps({"request_id": request_id, "deployment": "blue",
+                                                                "thumbs": "up"}).encode(), "ip:203.0.113.7", known)
+            statuses.append(201)
+        except FeedbackRejected as refused:
+            statuses.append(refused.status)
+    assert statuses == [201, 422, 201]  # rating the same answer twice is two opinions, as before
+    assert [f.request_id for f in load_feedback(blob_store, "math_coding", endpoint)] == ["r-1", "r-1"]
 
 
 def test_ab_report_blobs(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,9 +20,12 @@ from shared.feedback.service import (
     TokenBucket,
     caller_id,
 )
+from shared.feedback.telemetry import ServedRequest, TelemetryError
 from tests.conftest import ManualClock
+from tests.feedback_endpoints import Directory
 
 GOOD = {"request_id": "3f2b9c1e-5d1a-4c8e-9a57-0c6a1b2d3e4f", "deployment": "blue", "rating": 4}
+KNOWN = Directory.of("math_coding", "math-dev", {"blue": 70, "green": 30})
 
 
 class UntouchableStore:
@@ -75,7 +80,7 @@ def test_invalid_feedback_names_the_field(body: dict[str, Any], problem: str) ->
     with pytest.raises(ValidationError, match=problem):
         Feedback.model_validate(body)
     with pytest.raises(FeedbackRejected, match=problem) as refused:
-        service().submit("math_coding", "math-dev", json.dumps(body).encode(), caller="ip:203.0.113.7")
+        service().submit("math_coding", "math-dev", json.dumps(body).encode(), caller="ip:203.0.113.7", endpoints=KNOWN)
     assert refused.value.status == 400
 
 
@@ -88,14 +93,76 @@ def test_comment_is_cleaned_of_control_characters_and_secrets() -> None:
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"\xff\xfe", b'"text"'])
 def test_a_body_that_is_not_a_json_object_is_refused(body: bytes) -> None:
     with pytest.raises(FeedbackRejected, match="JSON object") as refused:
-        service().submit("math_coding", "math-dev", body, caller="ip:203.0.113.7")
+        service().submit("math_coding", "math-dev", body, caller="ip:203.0.113.7", endpoints=KNOWN)
     assert refused.value.status == 400
 
 
-@pytest.mark.parametrize(("use_case", "endpoint"), [("../x", "math-dev"), ("math_coding", "a/b"), ("", "e")])
-def test_unsafe_names_in_the_route_are_refused(use_case: str, endpoint: str) -> None:
+@pytest.mark.parametrize(("use_case", "endpoint"), [
+    ("../x", "math-dev"), ("math_coding", "a/b"), ("", "e"), ("math_coding", "math-prod"), ("x" * 5000, "math-dev"),
+])
+def test_an_unknown_use_case_or_endpoint_is_404(use_case: str, endpoint: str) -> None:
+    with pytest.raises(FeedbackRejected, match="no endpoint") as refused:
+        service().submit(use_case, endpoint, json.dumps(GOOD).encode(), caller="ip:203.0.113.7", endpoints=KNOWN)
+    assert refused.value.status == 404
+
+
+def test_an_endpoint_without_deployments_is_404() -> None:
+    with pytest.raises(FeedbackRejected, match="no deployment yet") as refused:
+        service().submit("math_coding", "math-dev", json.dumps(GOOD).encode(), caller="ip:203.0.113.7",
+                         endpoints=Directory.of("math_coding", "math-dev", {}))
+    assert refused.value.status == 404
+
+
+def served(request_id: str, deployment: str | None, minutes_ago: float = 1) -> ServedRequest:
+    return ServedRequest(time=ManualClock().now() - timedelta(minutes=minutes_ago), endpoint="math-dev",
+                         request_id=request_id, deployment=deployment, status=200, latency_ms=12.0)
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ({**GOOD, "deployment": "purple"}, "has no deployment 'purple' \\(it has blue, green\\)"),
+    ({**GOOD, "request_id": "never-served"}, "served no request 'never-served' in the last 30 days"),
+    ({**GOOD, "request_id": "r-green"}, "'r-green' was served by green, not blue"),
+    ({**GOOD, "request_id": "r-unrouted"}, "'r-unrouted' was served by no deployment, not blue"),
+    ({**GOOD, "request_id": "r-old"}, "served no request 'r-old'"),  # older than the report's window
+])
+def test_feedback_must_name_a_deployment_and_request_the_endpoint_served(body: dict[str, Any], problem: str) -> None:
+    known = Directory.of("math_coding", "math-dev", {"blue": 70, "green": 30},
+                         [served("r-green", "green"), served("r-unrouted", None),
+                          served("r-old", "blue", minutes_ago=31 * 24 * 60)])
+    with pytest.raises(FeedbackRejected, match=problem) as refused:
+        service().submit("math_coding", "math-dev", json.dumps(body).encode(), caller="ip:203.0.113.7",
+                         endpoints=known)
+    assert refused.value.status == 422
+
+
+class BrokenLog:
+    live = True
+
+    def served_requests(self, *args: object, **kwargs: object) -> object:
+        raise TelemetryError("the router log is unreadable")
+
+
+def test_an_unreadable_request_log_is_503_with_retry_after() -> None:
+    known = KNOWN.find("math_coding", "math-dev")
+    broken = Directory(replace(known, telemetry=BrokenLog()))  # type: ignore[arg-type]
+    with pytest.raises(FeedbackRejected, match="cannot be checked now: the router log is unreadable") as refused:
+        service().submit("math_coding", "math-dev", json.dumps(GOOD).encode(), caller="ip:203.0.113.7",
+                         endpoints=broken)
+    assert (refused.value.status, refused.value.retry_after) == (503, 30)
+
+
+@pytest.mark.parametrize("body", [b"[" * 20_000, b'{"rating": ' + b"9" * 5000 + b"}", b'{"a": NaN', b"\x00"])
+def test_hostile_json_is_400_not_an_exception(body: bytes) -> None:
     with pytest.raises(FeedbackRejected) as refused:
-        service().submit(use_case, endpoint, json.dumps(GOOD).encode(), caller="ip:203.0.113.7")
+        service(max_body_bytes=64 * 1024).submit("math_coding", "math-dev", body, caller="ip:203.0.113.7",
+                                                 endpoints=KNOWN)
+    assert refused.value.status == 400
+
+
+def test_a_lone_surrogate_in_the_comment_is_400() -> None:
+    body = b'{"request_id": "r", "deployment": "blue", "thumbs": "up", "comment": "ok \\ud800"}'
+    with pytest.raises(FeedbackRejected, match="comment") as refused:
+        service().submit("math_coding", "math-dev", body, caller="ip:203.0.113.7", endpoints=KNOWN)
     assert refused.value.status == 400
 
 
@@ -106,7 +173,7 @@ def test_an_oversized_body_is_refused_before_it_is_parsed() -> None:
     limiter = TokenBucket(rate_per_minute=60, burst=1)
     small = service(limiter, max_body_bytes=256)
     with pytest.raises(FeedbackRejected, match="257 bytes; the limit is 256") as refused:
-        small.submit("math_coding", "math-dev", b"{" + b" " * 255 + b"}", caller="ip:203.0.113.7")
+        small.submit("math_coding", "math-dev", b"{" + b" " * 255 + b"}", caller="ip:203.0.113.7", endpoints=KNOWN)
     assert refused.value.status == 413
     assert limiter.take("ip:203.0.113.7") == 0.0  # the refused body did not even spend a token
 
@@ -155,10 +222,10 @@ def test_the_service_answers_429_with_retry_after() -> None:
     bad = json.dumps({**GOOD, "rating": 9}).encode()  # invalid bodies spend tokens too: probing is not free
     for _ in range(2):
         with pytest.raises(FeedbackRejected) as refused:
-            limited.submit("math_coding", "math-dev", bad, caller="ip:203.0.113.7")
+            limited.submit("math_coding", "math-dev", bad, caller="ip:203.0.113.7", endpoints=KNOWN)
         assert refused.value.status == 400
     with pytest.raises(FeedbackRejected, match="too many") as refused:
-        limited.submit("math_coding", "math-dev", bad, caller="ip:203.0.113.7")
+        limited.submit("math_coding", "math-dev", bad, caller="ip:203.0.113.7", endpoints=KNOWN)
     assert (refused.value.status, refused.value.retry_after) == (429, 10)
 
 

@@ -48,6 +48,13 @@ def test_route_template_binds_parameters_under_the_prefix() -> None:
     assert route.match("/runs/abc/events") is None
 
 
+def test_route_values_are_percent_decoded_but_an_encoded_slash_stays() -> None:
+    route = Route.from_spec(http_spec("ab-report/{use_case}/{endpoint}"), "api", "function")
+    assert route.match("/api/ab-report/%2E%2E/caf%C3%A9%20x") == {"use_case": "..", "endpoint": "café x"}
+    assert route.match("/api/ab-report/..%2F..%2fetc/x") == {"use_case": "..%2F..%2Fetc", "endpoint": "x"}
+    assert route.match("/api/ab-report/a/b/c") is None
+
+
 def test_route_constraints_and_optional_parameters() -> None:
     typed = Route.from_spec(http_spec("items/{id:int}"), "api", "function")
     assert typed.match("/api/items/42") == {"id": "42"}

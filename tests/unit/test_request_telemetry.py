@@ -18,6 +18,7 @@ from azure.monitor.query._exceptions import LogsQueryError
 from shared.deployment.port import DeploymentConfig, DeploymentTarget, OperationStatus
 from shared.deployment.targets import LOCAL_ONLY, TargetAdapters, UnavailableTarget, local_target
 from shared.feedback.azure_telemetry import LogAnalyticsTelemetry, traffic_query
+from shared.feedback.endpoints import KnownEndpoint
 from shared.feedback.telemetry import ServedRequest, TelemetryError
 from shared.services.ab_testing import write_ab_report
 from shared.settings import Settings
@@ -135,8 +136,9 @@ def test_the_ab_report_reads_the_window_before_now_and_carries_the_warning(monke
                         lambda blobs, report: written.setdefault("report", report) and {})
     monkeypatch.setattr("shared.feedback.service.load_feedback", lambda blobs, use_case, endpoint: [])
 
-    report, _ = write_ab_report("math_coding", "math-coding-dev", None, _Clock(), _Deployer(),  # type: ignore[arg-type]
-                                LogAnalyticsTelemetry(client, WORKSPACE), window=timedelta(days=7))
+    known = KnownEndpoint("math_coding", "math-coding-dev", _Deployer(),  # type: ignore[arg-type]
+                          LogAnalyticsTelemetry(client, WORKSPACE))
+    report, _ = write_ab_report(known, None, _Clock(), window=timedelta(days=7))  # type: ignore[arg-type]
 
     assert client.query_workspace.call_args.kwargs["timespan"] == (END - timedelta(days=7), END)
     assert {s.deployment: (s.requests, s.errors) for s in report.deployments} == {"v1": (2, 0), "v2": (1, 1)}
