@@ -4,6 +4,7 @@ pipeline can act on."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from tests.e2e.experiments import journal
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "flows" / "math_coding" / "data" / "math_test.jsonl"
+FIXTURE_FLOWS = ROOT / "tests" / "fixtures" / "flows"
 APPROVER = "alice@contoso.com"
 
 
@@ -29,10 +31,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterato
         yield started
 
 
-def genaiops(stack: LocalStack, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """The console command in its own process, pointed at the stack's settings file as `--settings`."""
+def genaiops(stack: LocalStack, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """The console command in its own process, pointed at the stack's settings file as `--settings`; `env` is
+    what a user would have exported (it wins over the file)."""
     return subprocess.run([sys.executable, "-m", "genaiops", "--settings", str(stack.state_dir / "local.settings.json"),
-                           *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **env})
 
 
 def test_upload_follow_approve_and_report_from_the_console(stack: LocalStack, tmp_path: Path) -> None:
@@ -88,8 +92,12 @@ def test_a_failing_event_ends_wait_with_exit_3(stack: LocalStack) -> None:
     assert '"blob_name": "math_coding/exit3.jsonl"' in failed.stderr
 
 
-def test_run_does_an_experiment_here_without_the_bus(stack: LocalStack) -> None:
-    ran = genaiops(stack, "run", "math_coding")
+def test_run_does_an_experiment_here_without_the_bus(stack: LocalStack, llm: ScriptedLLM) -> None:
+    calls = llm.calls
+    # The reference-format use case's pr overlay (3 lines, no evaluators), its connection set from the environment.
+    ran = genaiops(stack, "run", "reference_math", "--env", "pr", GENAIOPS_FLOWS_DIR=str(FIXTURE_FLOWS),
+                   AOAI_API_BASE=llm.azure_endpoint)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "evaluation.completed" in ran.stdout
-    assert re.search(r"reports: reports/math_coding/\S+/", ran.stdout)
+    assert llm.calls - calls == 3  # every line ran, in this process, once
+    assert re.search(r"reports: reports/reference_math/\S+/", ran.stdout)
