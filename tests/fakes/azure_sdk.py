@@ -5,7 +5,8 @@ operations through autospecs of the real operation classes, so a call with a wro
 against Azure; the entities it keeps are the SDK objects the app sent. A PUT takes effect at once (provisioning
 state Succeeded). Each deployment is "served" by a stand-in for the prompt flow serving container: an HTTP server
 on 127.0.0.1 that checks the endpoint key and answers with the deployed flow's declared outputs (typed
-placeholders — the flow itself does not run there). Every call is journaled to `calls.jsonl` in the state folder,
+placeholders — the flow itself does not run there) and logged as Azure ML's AmlOnlineEndpointTrafficLog would
+be (`traffic_log`, for a fake Log Analytics query). Every call is journaled to `calls.jsonl` in the state folder,
 so a test in another process can assert what the app asked Azure ML for.
 """
 
@@ -15,6 +16,8 @@ import json
 import shutil
 import threading
 import time
+import uuid
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +74,7 @@ class AzureMLWorkspace:
         self.deployments: dict[tuple[str, str], Any] = {}
         self.assets: dict[str, dict[str, dict[str, Any]]] = {"model": {}, "data": {}}
         self.connections: dict[str, Any] = {}
+        self.traffic: list[dict[str, Any]] = []  # one row per scoring request, AmlOnlineEndpointTrafficLog columns
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -224,22 +228,39 @@ class AzureMLWorkspace:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
+                started, request_id = time.monotonic(), str(uuid.uuid4())
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                endpoint = self.path.strip("/").split("/")[0]
                 if self.headers.get("Authorization") != f"Bearer {ENDPOINT_KEY}":
                     status, body, served = 401, {"error": "missing or wrong endpoint key"}, ""
                 else:
-                    endpoint = self.path.strip("/").split("/")[0]
                     status, body, served = workspace._answer(endpoint, self.headers.get("azureml-model-deployment"))
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                self.send_header("x-request-id", request_id)
                 if served:
                     self.send_header("azureml-model-deployment", served)
                 self.end_headers()
                 self.wfile.write(payload)
+                with workspace._lock:
+                    workspace.traffic.append({
+                        "EndpointName": endpoint, "TimeGenerated": datetime.now(UTC).isoformat(),
+                        "DeploymentName": served, "ResponseCode": status,
+                        "ResponseCodeReason": self.responses.get(status, ("",))[0],
+                        "TotalDurationMs": round((time.monotonic() - started) * 1000),
+                        "XRequestId": request_id, "XMSClientRequestId": ""})
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 pass
 
         return Handler
+
+
+def traffic_table(rows: list[dict[str, Any]], columns: list[str]) -> Any:
+    """`rows` as the LogsTable azure-monitor-query builds from a Log Analytics answer with these columns."""
+    from azure.monitor.query import LogsTable
+
+    return LogsTable(name="PrimaryResult", columns=columns, columns_types=["string"] * len(columns),
+                     rows=[[row.get(column) for column in columns] for row in rows])
