@@ -47,9 +47,6 @@ class FakeCredential:
         self.scopes += scopes
         return AccessToken(self.TOKEN, int(time.time()) + 3600)
 
-    def close(self) -> None:  # the SDK clients close credentials they own
-        pass
-
 
 def poller(result: Any = None, *, done: bool = True, error: Exception | None = None) -> Any:
     """An LROPoller autospec: finished (or not) with `result`, or failing with `error` on wait."""
