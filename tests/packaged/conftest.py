@@ -42,8 +42,10 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built Function package, unzipped."""
     out = tmp_path_factory.mktemp("artifact") / "functionapp.zip"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # python 3.11
-    subprocess.run(["bash", str(BUILD_SCRIPT), str(out)], cwd=ROOT, env=env, check=True, capture_output=True,
-                   timeout=900)
+    built = subprocess.run(["bash", str(BUILD_SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=900, check=False)
+    if built.returncode != 0:
+        pytest.fail(f"build_function_package.sh failed ({built.returncode}):\n{built.stderr[-4000:]}")
     wwwroot = tmp_path_factory.mktemp("wwwroot")
     with zipfile.ZipFile(out) as archive:
         archive.extractall(wwwroot)
