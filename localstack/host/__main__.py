@@ -11,10 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
-from azure.storage.blob import BlobServiceClient
-
 from localstack.host.blob_trigger import BlobTriggerListener
 from localstack.host.bus_trigger import ServiceBusTriggerListener
+from localstack.host.connections import HOST_STORAGE, blob_service, servicebus_client
 from localstack.host.http_trigger import HttpTriggerServer
 from localstack.host.keys import load_or_create_host_keys
 from localstack.host.loader import (
@@ -30,13 +29,6 @@ from localstack.host.timer_trigger import TimerTriggerListener
 log = logging.getLogger("localhost")
 
 
-def _connection(setting: str) -> str:
-    value = os.environ.get(setting)
-    if not value:
-        raise HostConfigError(f"connection setting {setting!r} is not set (local.settings.json Values or env)")
-    return value
-
-
 def _ensure_port_free(host: str, port: int) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -48,17 +40,19 @@ def _ensure_port_free(host: str, port: int) -> None:
 
 
 def build_workers(specs: list[FunctionSpec], args: argparse.Namespace, host_config: dict) -> list:
-    storage = BlobServiceClient.from_connection_string(_connection("AzureWebJobsStorage"))
+    storage = blob_service(HOST_STORAGE)
     workers: list = []
     http_specs = []
     for spec in specs:
         if spec.trigger_type == "blobTrigger":
-            service = BlobServiceClient.from_connection_string(_connection(spec.trigger.get("connection")
-                                                                           or "AzureWebJobsStorage"))
+            service = blob_service(spec.trigger.get("connection") or HOST_STORAGE)
             attempts = int(host_config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
             workers.append(BlobTriggerListener(spec, service, args.host_id, args.blob_poll_seconds, attempts))
         elif spec.trigger_type == "serviceBusTrigger":
-            workers.append(ServiceBusTriggerListener(spec, _connection(spec.trigger["connection"]), host_config))
+            connection = spec.trigger["connection"]
+            servicebus_client(connection).close()  # a missing setting stops the start, not every receive
+            workers.append(ServiceBusTriggerListener(spec, lambda name=connection: servicebus_client(name),
+                                                     host_config))
         elif spec.trigger_type == "timerTrigger":
             workers.append(TimerTriggerListener(spec))
         elif spec.trigger_type == "httpTrigger":

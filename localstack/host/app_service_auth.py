@@ -37,9 +37,15 @@ import uuid
 from collections.abc import Callable
 from html import escape
 from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, parse_qsl
 
 import azure.functions as func
+
+from localstack.host.connections import HOST_STORAGE, blob_service
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
 
 SESSION_COOKIE = "AppServiceAuthSession"
 PROVIDER = "local"
@@ -107,13 +113,11 @@ def principal_headers(user: str) -> dict[str, str]:
 
 # --- the secret, beside the function keys ------------------------------------------------------------------
 
-def load_or_create_auth_secret(storage_connection_string: str, host_id: str) -> bytes:
+def load_or_create_auth_secret(service: BlobServiceClient, host_id: str) -> bytes:
     from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-    from azure.storage.blob import BlobServiceClient
 
     from localstack.host.keys import SECRETS_CONTAINER
 
-    service = BlobServiceClient.from_connection_string(storage_connection_string)
     blob = service.get_blob_client(SECRETS_CONTAINER, f"{host_id}/auth.json")
     try:
         document = json.loads(blob.download_blob().readall())
@@ -132,7 +136,10 @@ def local_session_token(storage_connection_string: str, user: str, host_id: str 
                         lifetime_seconds: int = SESSION_SECONDS) -> str:
     """A session for `user` on the local host: send it as `Authorization: Bearer <token>` or the
     `AppServiceAuthSession` cookie."""
-    return SessionSigner(load_or_create_auth_secret(storage_connection_string, host_id)).issue(user, lifetime_seconds)
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(storage_connection_string)
+    return SessionSigner(load_or_create_auth_secret(service, host_id)).issue(user, lifetime_seconds)
 
 
 # --- the module in front of the routes ---------------------------------------------------------------------
@@ -154,7 +161,7 @@ class LocalAppServiceAuth:
         if enabled:
             os.environ[PROVIDER_SETTING] = PROVIDER
         return cls(lambda: load_or_create_auth_secret(
-            os.environ["AzureWebJobsStorage"], os.environ.get("AzureFunctionsWebHost__hostid", "genaiops-local")),
+            blob_service(HOST_STORAGE), os.environ.get("AzureFunctionsWebHost__hostid", "genaiops-local")),
             enabled=enabled)
 
     @property

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -86,9 +87,10 @@ class _InFlight:
 
 
 class ServiceBusTriggerListener:
-    def __init__(self, spec: FunctionSpec, connection_string: str, host_config: dict[str, Any]) -> None:
+    def __init__(self, spec: FunctionSpec, connect: Callable[[], ServiceBusClient],
+                 host_config: dict[str, Any]) -> None:
         self._spec = spec
-        self._connection_string = connection_string
+        self._connect = connect  # a new client per (re)connection
         self._queue = spec.trigger["queueName"]
         servicebus = host_config.get("extensions", {}).get("serviceBus", {})
         self._slots = int(servicebus.get("maxConcurrentCalls", 16))
@@ -106,7 +108,7 @@ class ServiceBusTriggerListener:
     def _receive_until(self, stop: threading.Event) -> None:
         finished: Finished = queue.Queue()
         in_flight: dict[str, _InFlight] = {}  # lock token -> message being handled
-        with (ServiceBusClient.from_connection_string(self._connection_string) as client,
+        with (self._connect() as client,
               client.get_queue_receiver(self._queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK) as receiver,
               ThreadPoolExecutor(max_workers=self._slots, thread_name_prefix=self._spec.name) as pool):
             try:

@@ -70,7 +70,8 @@ def load_spec(tmp_path: Path, queue: str) -> tuple[FunctionSpec, dict[str, Any]]
 
 def run_listener(spec: FunctionSpec, broker: Broker) -> tuple[threading.Event, threading.Thread]:
     host_config = {"extensions": {"serviceBus": {"maxConcurrentCalls": SLOTS}}}
-    listener = ServiceBusTriggerListener(spec, broker.connection_string, host_config)
+    listener = ServiceBusTriggerListener(
+        spec, lambda: ServiceBusClient.from_connection_string(broker.connection_string), host_config)
     stop = threading.Event()
     thread = threading.Thread(target=listener.run, args=(stop,), name="listener", daemon=True)
     thread.start()

@@ -43,9 +43,8 @@ from azure.ai.ml.operations import (
     WorkspaceConnectionsOperations,
 )
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.transport import RequestsTransport
-from azure.core.polling import LROPoller
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPResponse
 
@@ -71,17 +70,13 @@ from shared.deployment.azureml_deployer import (
 from shared.deployment.endpoint_logs import EndpointTrafficLogs
 from shared.deployment.identity import EndpointIdentity
 from shared.deployment.port import OperationKind, OperationState, OperationStatus
+from tests.fakes.azure_sdk import FakeCredential, not_found, poller
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 SCORING_URI = "https://math-coding-dev.westeurope.inference.ml.azure.com/score"
 ENDPOINT_ID = ("/subscriptions/0/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w"
                "/onlineEndpoints/")
 UAI = ("/subscriptions/0/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/flows")
-
-
-class FakeCredential:
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("not-a-real-token", int(time.time()) + 3600)
 
 
 # --- the SDK boundary: autospecs ----------------------------------------------------------------------------------
@@ -99,19 +94,6 @@ def autospec_client() -> MLClient:
     client._models = create_autospec(ModelOperations, instance=True)
     client._connections = create_autospec(WorkspaceConnectionsOperations, instance=True)
     return client
-
-
-def poller(result: Any = None, *, done: bool = True, error: Exception | None = None) -> Any:
-    fake = create_autospec(LROPoller, instance=True)
-    fake.done.return_value = done
-    if error is not None:
-        fake.wait.side_effect = error
-    fake.result.return_value = result
-    return fake
-
-
-def not_found(what: str = "thing") -> ResourceNotFoundError:
-    return ResourceNotFoundError(f"{what} not found")  # what the real operations raise (see the transport tests)
 
 
 def sent(operation: Any) -> Any:

@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from azure.ai.ml.constants import AssetTypes
 from azure.ai.ml.entities import Data, Model
 from azure.ai.ml.entities._system_data import SystemData
 from azure.ai.ml.operations import DataOperations, ModelOperations
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.core.pipeline.transport import RequestsTransport
 from requests.adapters import HTTPAdapter
@@ -37,16 +35,12 @@ from shared.registry.azureml_registry import (
 from shared.registry.hashing import directory_hash
 from shared.registry.port import InvalidName, RegistryError
 from tests.conftest import ManualClock
+from tests.fakes.azure_sdk import FakeCredential
 
 ROOT = Path(__file__).resolve().parents[2]
 HASH_A = "sha256:" + "a" * 64
 HASH_B = "sha256:" + "b" * 64
 CREATED = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
-
-
-class FakeCredential:
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("not-a-real-token", int(time.time()) + 3600)
 
 
 class CannedAdapter(HTTPAdapter):

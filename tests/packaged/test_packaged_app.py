@@ -1,0 +1,128 @@
+"""What ships works: the Function package the pipeline builds, with dev's Terraform settings, takes one dataset
+upload through experiment, gate, registration, approval and an Azure ML deployment to deployment.verified — with
+no ImportError, no missing setting and no local-only code path (Azure answered at the SDK boundary only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from localstack.host.app_service_auth import local_session_token
+from localstack.host.keys import read_host_keys
+from shared.services.intake import dataset_uploaded_event
+from tests.e2e.conftest import wait_for
+from tests.fakes.azure_sdk import FakeCredential
+from tests.infra.test_settings_contract import LOCAL_ONLY
+from tests.packaged.conftest import PackagedHost
+from tests.packaged.dev_environment import APPROVER, ENDPOINT_IDENTITY, ENDPOINT_IDENTITY_CLIENT_ID
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+DATA = Path(__file__).resolve().parents[2] / "flows" / "math_coding" / "data" / "math_test.jsonl"
+
+
+def test_the_package_holds_the_app_and_its_dependencies_only(package: Path) -> None:
+    assert (package / "function_app.py").is_file()
+    assert (package / "host.json").is_file()
+    assert (package / "flows" / "math_coding" / "experiment.yaml").is_file()
+    site_packages = package / ".python_packages" / "lib" / "site-packages"
+    assert (site_packages / "azure" / "functions").is_dir()
+    assert (site_packages / "promptflow").is_dir()
+    shipped = {path.name for path in package.iterdir()}
+    assert not shipped & {"localstack", "tests", "sitecustomize.py", "local.settings.json", ".venv"}, shipped
+
+
+@dataclass
+class Lifecycle:
+    session: requests.Session  # carries the function key
+    outcome: dict  # deployment.verified (or what came instead)
+    types: list[str]  # every event type in the run's journal
+
+
+@pytest.fixture(scope="module")
+def lifecycle(packaged_host: PackagedHost) -> Lifecycle:
+    """One upload of math_test.jsonl driven to the deployment's outcome; the approver approves over HTTP."""
+    host, stack = packaged_host, packaged_host.stack
+    session = requests.Session()
+    session.headers["x-functions-key"] = read_host_keys(stack.storage_connection_string)["default"]
+
+    def journal(correlation_id: str) -> list[dict]:
+        answer = session.get(f"{host.base_url}/api/runs/{correlation_id}/events", timeout=10)
+        return answer.json() if answer.status_code == 200 else []
+
+    def first(correlation_id: str, *types: str) -> dict | None:
+        return next((event for event in journal(correlation_id) if event["type"] in types), None)
+
+    content = DATA.read_bytes()
+    storage = BlobServiceClient.from_connection_string(stack.storage_connection_string)
+    etag = storage.get_blob_client("datasets", "math_coding/math_test.jsonl").upload_blob(
+        content, overwrite=True)["etag"]
+    upload = dataset_uploaded_event("datasets", "math_coding/math_test.jsonl", len(content), etag)
+    assert upload is not None
+    cid = upload.correlation_id
+
+    gate = wait_for(lambda: first(cid, "gate.passed", "gate.failed", "experiment.failed"), timeout=600, interval=2,
+                    what="the experiment and the gate")
+    assert gate["type"] == "gate.passed", gate
+    requested = wait_for(lambda: first(cid, "approval.requested", "approval.rejected"), timeout=120,
+                         what="approval.requested")
+    assert requested["type"] == "approval.requested", requested  # App Service authentication is on in dev
+    token = local_session_token(stack.storage_connection_string, APPROVER)
+    answer = session.post(f"{host.base_url}/api/approvals/{requested['payload']['approval_id']}/approve",
+                          json={"comment": "ship it"}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    outcome = wait_for(lambda: first(cid, "deployment.verified", "deployment.rolled_back"), timeout=300, interval=2,
+                       what="the deployment's outcome")
+    return Lifecycle(session, outcome, [event["type"] for event in journal(cid)])
+
+
+def test_an_upload_reaches_deployment_verified(packaged_host: PackagedHost, lifecycle: Lifecycle) -> None:
+    assert not set(packaged_host.settings) & LOCAL_ONLY  # Terraform's settings: no connection string, no local target
+    outcome = lifecycle.outcome
+    assert outcome["type"] == "deployment.verified", outcome
+    assert {"data.registered", "flow.registered", "deployment.completed", "smoke.passed"} <= set(lifecycle.types)
+    assert outcome["payload"]["traffic"] == {outcome["payload"]["deployment"]: 100}
+    log = packaged_host.log.read_text(errors="replace")
+    assert "ModuleNotFoundError" not in log
+    assert "ImportError" not in log
+
+
+def test_azure_ml_was_asked_for_what_dev_needs_with_terraforms_identities(packaged_host: PackagedHost,
+                                                                         lifecycle: Lifecycle) -> None:
+    by_operation = {call["operation"]: call for call in packaged_host.azure_ml_calls()}
+    data = by_operation["data.create_or_update"]
+    assert data["path"].startswith("https://stgenaiopsdevdata7q2.blob.core.windows.net/datasets/math_coding/")
+    assert by_operation["models.create_or_update"]["name"] == "math_coding"
+    connection = by_operation["connections.create_or_update"]
+    assert (connection["name"], connection["credentials"], connection["holds_key"]) == (
+        "aoai", "AadCredentialConfiguration", False)
+    assert connection["target"].rstrip("/") == "https://oai-genaiops-dev.openai.azure.com"
+    endpoint = by_operation["online_endpoints.begin_create_or_update"]
+    assert endpoint["name"] == lifecycle.outcome["payload"]["endpoint"]
+    assert endpoint["identities"] == [ENDPOINT_IDENTITY]
+    deployment = by_operation["online_deployments.begin_create_or_update"]
+    assert deployment["environment_variables"]["AZURE_CLIENT_ID"] == ENDPOINT_IDENTITY_CLIENT_ID
+
+
+def test_azure_openai_and_app_insights_got_the_identitys_token_never_a_key(packaged_host: PackagedHost,
+                                                                           lifecycle: Lifecycle) -> None:
+    assert packaged_host.llm.credentials == {f"bearer {FakeCredential.TOKEN}"}
+    assert packaged_host.telemetry.authorizations
+    assert set(packaged_host.telemetry.authorizations) == {f"Bearer {FakeCredential.TOKEN}"}
+
+
+def test_the_ab_report_reads_the_endpoints_traffic_from_log_analytics(packaged_host: PackagedHost,
+                                                                      lifecycle: Lifecycle) -> None:
+    base, session = packaged_host.base_url, lifecycle.session
+    name, served_by = lifecycle.outcome["payload"]["endpoint"], lifecycle.outcome["payload"]["deployment"]
+    feedback = session.post(f"{base}/api/feedback/math_coding/{name}", timeout=10,
+                            json={"request_id": "r-1", "deployment": served_by, "rating": 5})
+    assert feedback.status_code == 201, feedback.text
+    report = session.get(f"{base}/api/ab-report/math_coding/{name}", params={"format": "json"}, timeout=30)
+    assert report.status_code == 200, report.text
+    [stats] = report.json()["deployments"]
+    assert stats["deployment"] == served_by
+    assert stats["requests"] >= 6  # the smoke test's sample request and 5 dataset rows, at least
