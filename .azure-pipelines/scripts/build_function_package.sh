@@ -21,7 +21,7 @@ for dir in functions shared flows; do
   [[ -d "$dir" ]] && cp -R "$dir" "$stage/"
 done
 
-python -m pip install --disable-pip-version-check --no-cache-dir --quiet \
+python -m pip install --disable-pip-version-check --quiet \
   --target "$stage/.python_packages/lib/site-packages" -r requirements.txt
 
 mkdir -p "$(dirname "$out")"

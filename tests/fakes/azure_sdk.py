@@ -17,16 +17,22 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest.mock import create_autospec
 
+import requests
 import yaml
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.core.polling import LROPoller
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPResponse
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
@@ -62,11 +68,40 @@ def not_found(what: str = "thing") -> ResourceNotFoundError:
     return ResourceNotFoundError(f"{what} not found")  # what the real operations raise for a missing entity
 
 
+class ArmAdapter(HTTPAdapter):
+    """Azure Resource Manager for an SDK client on a RequestsTransport (`arm_transport`): answers every request with
+    one status and JSON body and keeps (method, url, JSON body) of each. Never touches the network."""
+
+    def __init__(self, status: int = 200, body: dict[str, Any] | None = None,
+                 on_send: Callable[[str, str, dict[str, Any]], None] | None = None) -> None:
+        super().__init__()
+        self.status, self.body = status, json.dumps(body or {"properties": {}}).encode()
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        self._on_send = on_send
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        sent = (str(request.method), str(request.url), json.loads(request.body or b"{}"))
+        self.sent.append(sent)
+        if self._on_send is not None:
+            self._on_send(*sent)
+        raw = HTTPResponse(body=BytesIO(self.body), status=self.status, preload_content=False,
+                           headers={"Content-Type": "application/json", "Content-Length": str(len(self.body))})
+        return self.build_response(request, raw)
+
+
+def arm_transport(adapter: ArmAdapter) -> RequestsTransport:
+    """The SDK's real HTTP transport on a session whose adapter is `adapter`."""
+    session = requests.Session()
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=False)
+
+
 class AzureMLWorkspace:
     """One workspace's online endpoints, deployments, models, data assets and connections, in memory."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
+        self.resource_id = ""  # known once a client is attached
         self.endpoints: dict[str, Any] = {}
         self.deployments: dict[tuple[str, str], Any] = {}
         self.assets: dict[str, dict[str, dict[str, Any]]] = {"model": {}, "data": {}}
@@ -103,6 +138,8 @@ class AzureMLWorkspace:
         data.create_or_update.side_effect = lambda asset: self._put_asset("data", asset)
         connections = create_autospec(WorkspaceConnectionsOperations, instance=True)
         connections.create_or_update.side_effect = self._put_connection
+        self.resource_id = (f"/subscriptions/{client.subscription_id}/resourceGroups/{client.resource_group_name}"
+                            f"/providers/Microsoft.MachineLearningServices/workspaces/{client.workspace_name}")
         client._online_endpoints, client._online_deployments = endpoints, deployments
         client._models, client._data, client._connections = models, data, connections
         return client
@@ -126,6 +163,7 @@ class AzureMLWorkspace:
             endpoint.traffic = {**dict.fromkeys(known, 0), **(endpoint.traffic or {})}
             endpoint._scoring_uri = f"{self._serving_url()}/{endpoint.name}/score"
             endpoint._provisioning_state = "Succeeded"
+            endpoint._id = f"{self.resource_id}/onlineEndpoints/{endpoint.name}"  # the ARM id Azure ML reports
             self.endpoints[endpoint.name] = endpoint
             identity = endpoint.identity
             self._journal("online_endpoints.begin_create_or_update", name=endpoint.name, auth_mode=endpoint.auth_mode,

@@ -9,6 +9,8 @@ AOAI_ENDPOINT = "https://oai-genaiops-dev.openai.azure.com/"
 ENDPOINT_IDENTITY = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-genaiops-dev/providers/"
                      "Microsoft.ManagedIdentity/userAssignedIdentities/id-genaiops-endpoints-dev")
 ENDPOINT_IDENTITY_CLIENT_ID = "0b6f1d2e-3c4a-4b5c-8d6e-7f8091a2b3c4"
+LOG_ANALYTICS = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-genaiops-dev/providers/"
+                 "Microsoft.OperationalInsights/workspaces/log-genaiops-dev-7q2")
 
 # What the pipeline passes as TF_VAR_* (.azure-pipelines/scripts/tf.sh) for dev.
 PIPELINE_INPUTS = {
@@ -28,6 +30,7 @@ def terraform_outputs(telemetry_url: str) -> dict[str, str]:
         "local.servicebus_fqdn": "sb-genaiops-dev-7q2.servicebus.windows.net",
         "azurerm_servicebus_queue.events.name": "genaiops-events",
         "azurerm_log_analytics_workspace.this.workspace_id": "3d4e5f60-7182-4a3b-9c4d-5e6f708192a3",
+        "azurerm_log_analytics_workspace.this.id": LOG_ANALYTICS,
         "local.rg_name": "rg-genaiops-dev",
         "azurerm_machine_learning_workspace.this.name": "mlw-genaiops-dev-7q2",
         "azurerm_user_assigned_identity.endpoints.id": ENDPOINT_IDENTITY,

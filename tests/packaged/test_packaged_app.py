@@ -18,7 +18,13 @@ from tests.e2e.conftest import wait_for
 from tests.fakes.azure_sdk import FakeCredential
 from tests.infra.test_settings_contract import LOCAL_ONLY
 from tests.packaged.conftest import PackagedHost
-from tests.packaged.dev_environment import APPROVER, ENDPOINT_IDENTITY, ENDPOINT_IDENTITY_CLIENT_ID
+from tests.packaged.dev_environment import (
+    APPROVER,
+    ENDPOINT_IDENTITY,
+    ENDPOINT_IDENTITY_CLIENT_ID,
+    LOG_ANALYTICS,
+    SUBSCRIPTION,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 DATA = Path(__file__).resolve().parents[2] / "flows" / "math_coding" / "data" / "math_test.jsonl"
@@ -105,6 +111,14 @@ def test_azure_ml_was_asked_for_what_dev_needs_with_terraforms_identities(packag
     assert endpoint["identities"] == [ENDPOINT_IDENTITY]
     deployment = by_operation["online_deployments.begin_create_or_update"]
     assert deployment["environment_variables"]["AZURE_CLIENT_ID"] == ENDPOINT_IDENTITY_CLIENT_ID
+    # The endpoint's traffic log goes to Terraform's Log Analytics workspace, where the A/B report reads it.
+    setting = by_operation["arm.put"]
+    assert setting["url"] == (f"https://management.azure.com/subscriptions/{SUBSCRIPTION}/resourceGroups/"
+                              f"rg-genaiops-dev/providers/Microsoft.MachineLearningServices/workspaces/"
+                              f"mlw-genaiops-dev-7q2/onlineEndpoints/{endpoint['name']}/providers/"
+                              "Microsoft.Insights/diagnosticSettings/genaiops-endpoint-traffic")
+    assert setting["body"]["properties"]["workspaceId"] == LOG_ANALYTICS
+    assert setting["body"]["properties"]["logs"] == [{"category": "AmlOnlineEndpointTrafficLog", "enabled": True}]
 
 
 def test_azure_openai_and_app_insights_got_the_identitys_token_never_a_key(packaged_host: PackagedHost,

@@ -4,53 +4,24 @@ deployment."""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-import time
 from typing import Any
 
 import pytest
-import requests
-from azure.core.credentials import AccessToken
-from azure.core.pipeline.transport import RequestsTransport
 from azure.mgmt.monitor import MonitorManagementClient
-from requests.adapters import HTTPAdapter
-from urllib3 import HTTPResponse
 
 from shared.deployment.endpoint_logs import SETTING_NAME, EndpointTrafficLogs, endpoint_traffic_logs
+from tests.fakes.azure_sdk import ArmAdapter, FakeCredential, arm_transport
 
 ENDPOINT = ("/subscriptions/0/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/mlw"
             "/onlineEndpoints/math-coding-dev-1a2b3c")
 WORKSPACE = "/subscriptions/0/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/log-genaiops"
 
 
-class FakeCredential:
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("not-a-real-token", int(time.time()) + 3600)
-
-
-class ArmAdapter(HTTPAdapter):
-    """Answers every request with one status and JSON body and keeps what was sent. Never touches the network."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__()
-        self.status, self.body = status, json.dumps(body).encode()
-        self.sent: list[tuple[str, str, dict[str, Any]]] = []
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        self.sent.append((str(request.method), str(request.url), json.loads(request.body or b"{}")))
-        raw = HTTPResponse(body=io.BytesIO(self.body), status=self.status, preload_content=False,
-                           headers={"Content-Type": "application/json", "Content-Length": str(len(self.body))})
-        return self.build_response(request, raw)
-
-
 def traffic_logs(status: int, body: dict[str, Any]) -> tuple[EndpointTrafficLogs, ArmAdapter]:
-    adapter, session = ArmAdapter(status, body), requests.Session()
-    session.mount("https://", adapter)
-    monitor = MonitorManagementClient(FakeCredential(), "0",
-                                      transport=RequestsTransport(session=session, session_owner=False))
-    return EndpointTrafficLogs(monitor, WORKSPACE), adapter
+    adapter = ArmAdapter(status, body)
+    return EndpointTrafficLogs(MonitorManagementClient(FakeCredential(), "0", transport=arm_transport(adapter)),
+                               WORKSPACE), adapter
 
 
 def test_the_endpoint_gets_a_diagnostic_setting_sending_its_traffic_log_to_the_workspace() -> None:

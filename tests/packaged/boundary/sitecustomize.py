@@ -9,6 +9,8 @@ host process it starts (never in the Function package). With GENAIOPS_FAKE_AZURE
   the local broker (no TLS, as for the Service Bus emulator);
 - answers every MLClient's endpoint, deployment, model, data and connection operations from one in-memory
   workspace (tests/fakes/azure_sdk.py);
+- answers Azure Resource Manager for azure-mgmt-monitor (the endpoints' diagnostic settings), journaling each
+  request beside the workspace's calls;
 - answers Log Analytics queries of AmlOnlineEndpointTrafficLog with the requests that workspace's endpoints
   served (the `| project` columns of the query, rows of the endpoint it names);
 - sends the Azure OpenAI client's calls for the fake endpoint to the scripted LLM.
@@ -53,10 +55,11 @@ def install(config: dict[str, Any]) -> None:
     import azure.identity
     import openai
     from azure.ai.ml import MLClient
+    from azure.mgmt.monitor import MonitorManagementClient
     from azure.monitor.query import LogsQueryClient, LogsQueryResult
     from azure.servicebus import ServiceBusClient
     from azure.storage.blob import BlobServiceClient
-    from azure_sdk import AzureMLWorkspace, FakeCredential, traffic_table
+    from azure_sdk import ArmAdapter, AzureMLWorkspace, FakeCredential, arm_transport, traffic_table
 
     for name in ("DefaultAzureCredential", "ManagedIdentityCredential", "AzurePipelinesCredential"):
         setattr(azure.identity, name, FakeCredential)
@@ -94,6 +97,15 @@ def install(config: dict[str, Any]) -> None:
         workspace.attach(self)
 
     MLClient.__init__ = ml_client
+
+    arm = ArmAdapter(on_send=lambda method, url, body: workspace._journal(
+        f"arm.{method.lower()}", url=url.split("?")[0], body=body))
+
+    def monitor(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        kwargs["transport"] = arm_transport(arm)
+        return args, kwargs
+
+    _wrap_init(MonitorManagementClient, monitor)
 
     signature = inspect.signature(LogsQueryClient.query_workspace)
 
