@@ -77,3 +77,16 @@ def standard_checkpoints(store: BlobExperimentStore, use_case: str, experiment: 
 def line_outputs(result: ExperimentResult) -> dict[tuple[str, str, int], Any]:
     return {(run.label, run.dataset, line.line_number): line.outputs
             for run in result.standard_runs for line in run.lines}
+
+
+def assert_ended_once_and_whole(stack: LocalStack, store: BlobExperimentStore, requested: ExperimentRequested,
+                                experiment: str) -> None:
+    """After a disruption: one experiment.completed and one evaluation.completed, every planned line has a
+    result, and every evaluation scored the scripted (always right) answers as right."""
+    events = journal(stack, requested.correlation_id)
+    for outcome_type in ("experiment.completed", "evaluation.completed"):
+        assert len({e.id for e in events if e.type == outcome_type}) == 1, outcome_type
+    plan = store.plan(requested.payload.use_case, experiment)
+    result = store.result(requested.payload.use_case, experiment)
+    assert [len(run.lines) for run in result.standard_runs] == [len(run.line_numbers) for run in plan.standard.runs]
+    assert all(run.metrics["accuracy"] == 1.0 for run in result.evaluation_runs)

@@ -22,6 +22,7 @@ from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.blob_layout import SYSTEM
 from tests.e2e.conftest import running_stack, wait_for
 from tests.e2e.experiments import (
+    assert_ended_once_and_whole,
     experiment_id,
     journal,
     knowing_responder,
@@ -72,12 +73,7 @@ def test_a_killed_host_resumes_and_never_reruns_a_finished_line(stack: LocalStac
     assert final.type == "evaluation.completed", final.payload
     # Every line without a checkpoint at the kill was sent once more (those in flight included); not one more.
     assert llm.calls - calls_before == total - finished_before
-    events = journal(stack, requested.correlation_id)
-    for outcome_type in ("experiment.completed", "evaluation.completed"):
-        assert len({e.id for e in events if e.type == outcome_type}) == 1, outcome_type
-    result = store.result("math_coding", experiment)
-    assert [len(run.lines) for run in result.standard_runs] == [len(run.line_numbers) for run in plan.standard.runs]
-    assert all(run.metrics["accuracy"] == 1.0 for run in result.evaluation_runs)
+    assert_ended_once_and_whole(stack, store, requested, experiment)
 
 
 def test_two_use_cases_at_once_in_one_host_keep_their_results_and_the_cwd(

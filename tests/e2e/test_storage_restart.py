@@ -20,7 +20,14 @@ from shared.adapters.azure_blob import AzureBlobStore
 from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.blob_layout import AUDIT
 from tests.e2e.conftest import running_stack, wait_for
-from tests.e2e.experiments import experiment_id, journal, knowing_responder, outcome, request, standard_checkpoints
+from tests.e2e.experiments import (
+    assert_ended_once_and_whole,
+    experiment_id,
+    knowing_responder,
+    outcome,
+    request,
+    standard_checkpoints,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 # Longer than the storage SDK's first retry back-off (15 s), so calls in flight fail over to its later retries;
@@ -62,12 +69,7 @@ def test_an_experiment_survives_a_storage_outage(stack: LocalStack) -> None:
 
     final = outcome(stack, requested, timeout=400)
     assert final.type == "evaluation.completed", final.payload
-    events = journal(stack, requested.correlation_id)
-    for outcome_type in ("experiment.completed", "evaluation.completed"):
-        assert len({e.id for e in events if e.type == outcome_type}) == 1, outcome_type
-    result = store.result("math_coding", experiment)
-    assert [len(run.lines) for run in result.standard_runs] == [len(run.line_numbers) for run in plan.standard.runs]
-    assert all(run.metrics["accuracy"] == 1.0 for run in result.evaluation_runs)
+    assert_ended_once_and_whole(stack, store, requested, experiment)
 
 
 def uploaded_events_by_blob(stack: LocalStack) -> dict[str, set[str]]:
