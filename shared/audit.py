@@ -1,14 +1,24 @@
 """The event journal: every event published is written to audit/{correlation_id}/ before it is sent,
-so a pipeline can follow its run (`shared.cli wait`) and a person can audit what was decided and why."""
+so a pipeline can follow its run (`shared.cli wait`) and a person can audit what was decided and why.
+
+A message dead-lettered with a correlation id (it could not be read, or its run failed for good at a stage without
+a failure event) is journaled there too, beside the events: `{time}-deadletter-{message key}-{sequence}.json`
+holds its DeadLetter record, so `wait` ends at once with the reason instead of timing out."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from shared.blob_layout import AUDIT, audit_name, safe_segment
+from shared.dead_letters import DeadLetter
 from shared.events import Event
 from shared.events.codec import decode
 from shared.ports import BlobStore, EventPublisher
+
+_STAMP = "%Y%m%dT%H%M%S%fZ"  # as audit_name writes it: sorts by time, no '-' inside
+_DEAD_LETTER = "deadletter"  # never an event type (those are `stage.outcome`)
+
+JournalEntry = Event | DeadLetter
 
 
 class EventJournal:
@@ -19,10 +29,25 @@ class EventJournal:
         name = audit_name(event.correlation_id, event.occurred_at, event.type, event.id)
         self._blobs.write(AUDIT, name, event.model_dump_json(indent=2).encode())
 
-    def events_for(self, correlation_id: str) -> list[Event]:
-        """The run's events in the order they happened (names sort by time)."""
+    def record_dead_letter(self, correlation_id: str, letter: DeadLetter) -> None:
+        sequence = "unsequenced" if letter.sequence_number is None else str(letter.sequence_number)
+        name = (f"{safe_segment(correlation_id)}/{letter.dead_lettered_at.strftime(_STAMP)}-{_DEAD_LETTER}-"
+                f"{letter.message_key}-{sequence}.json")
+        self._blobs.write(AUDIT, name, letter.model_dump_json(indent=2).encode())
+
+    def entries_for(self, correlation_id: str) -> list[JournalEntry]:
+        """The run's events and dead letters in the order they happened (names sort by time)."""
         infos = sorted(self._blobs.list(AUDIT, prefix=f"{safe_segment(correlation_id)}/"), key=lambda i: i.name)
-        return [decode(self._blobs.read(AUDIT, info.name)[0]) for info in infos]
+        entries: list[JournalEntry] = []
+        for info in infos:
+            data = self._blobs.read(AUDIT, info.name)[0]
+            kind = info.name.rsplit("/", 1)[-1].split("-", 2)[1]
+            entries.append(DeadLetter.model_validate_json(data) if kind == _DEAD_LETTER else decode(data))
+        return entries
+
+    def events_for(self, correlation_id: str) -> list[Event]:
+        """The run's events in the order they happened."""
+        return [entry for entry in self.entries_for(correlation_id) if isinstance(entry, Event)]
 
 
 class JournalingPublisher:
@@ -37,4 +62,3 @@ class JournalingPublisher:
         for event in events:
             self._journal.record(event)
         self._inner.publish(events)
-

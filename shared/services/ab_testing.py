@@ -20,7 +20,8 @@ from shared.feedback.ab_report import ABReport, report_endpoint
 from shared.feedback.telemetry import RequestTelemetry
 from shared.ports import BlobStore, Clock
 from shared.services.deployment_record import RecordStore, TrafficRecord
-from shared.services.deployments import DeploymentWorkspace, deployment_config
+from shared.services.deployment_settings import deployment_config
+from shared.services.deployments import DeploymentWorkspace
 
 REPORT_WINDOW = timedelta(days=30)  # Log Analytics' default retention
 

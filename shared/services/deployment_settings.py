@@ -1,0 +1,77 @@
+"""Where a use case deploys: its `deployment:` block (per environment through the overlays) on top of the defaults —
+the target for the environment, the endpoint named after the use-case folder — and the workspace connections its
+flow needs there."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from shared.deployment.azureml_deployer import RESOURCE_GROUP_SETTING, SUBSCRIPTION_SETTING, WORKSPACE_SETTING
+from shared.deployment.port import DeploymentConfig, DeploymentTarget, WorkspaceConnection, default_endpoint_name
+from shared.experiments.config import ExperimentConfig, ExperimentConfigError, load_experiment, secret_variable
+
+# Environments that run in Azure deploy to Azure ML managed online endpoints unless their `deployment:` block says
+# otherwise; the others (local, pr — which stops at the gate) default to the local stack's target.
+AZURE_ML_ENVIRONMENTS = frozenset({"dev", "prod"})
+LOCAL_ENVIRONMENT = "local"
+_PLACEHOLDER = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}$")
+
+
+def workspace_scope(settings: Mapping[str, str] | None = None) -> str:
+    """The workspace the app deploys to (subscription/resource group/workspace from the app settings), or ""."""
+    settings = os.environ if settings is None else settings
+    parts = [settings.get(name, "") for name in (SUBSCRIPTION_SETTING, RESOURCE_GROUP_SETTING, WORKSPACE_SETTING)]
+    return "/".join(parts).lower() if any(parts) else ""
+
+
+def workspace_connections(config: ExperimentConfig) -> tuple[WorkspaceConnection, ...]:
+    """The experiment's connections a serving deployment needs; a `${placeholder}` field names the app setting
+    holding its value (`${api_base}` in `aoai` -> AOAI_API_BASE), never the value. A connection without
+    connection_type already exists where the flow runs and is left alone."""
+    connections = []
+    for connection in config.connections:
+        if connection.connection_type is None:
+            continue
+        values, settings = {}, {}
+        for field, value in connection.fields.items():
+            match = _PLACEHOLDER.match(value)
+            if match is None:
+                values[field] = value
+            else:
+                settings[field] = secret_variable(connection.name, match.group(1))
+        connections.append(WorkspaceConnection(name=connection.name, connection_type=connection.connection_type,
+                                               values=values, settings=settings))
+    return tuple(connections)
+
+
+def deployment_config(config: ExperimentConfig, environment: str,
+                      settings: Mapping[str, str] | None = None) -> DeploymentConfig:
+    """The `deployment:` block (per environment through the overlays) on top of the defaults: dev and prod deploy
+    to an Azure ML managed online endpoint, other environments locally; the endpoint is named after the use-case
+    folder, the environment and a hash of the workspace (default_endpoint_name; in the local stack without the
+    hash: `math-coding-local`), unless the block names it."""
+    defaults = {
+        "target": DeploymentTarget.AML_MANAGED if environment in AZURE_ML_ENVIRONMENTS else DeploymentTarget.LOCAL,
+        "endpoint_name": _default_endpoint(config.base_dir.name, environment, settings),
+    }
+    return DeploymentConfig.model_validate({**defaults, **(config.deployment or {}),
+                                            "connections": workspace_connections(config)})
+
+
+def _default_endpoint(folder: str, environment: str, settings: Mapping[str, str] | None) -> str:
+    return default_endpoint_name(folder, environment, workspace_scope(settings),
+                                 hashed=environment != LOCAL_ENVIRONMENT)
+
+
+def endpoint_for(flows_root: Path, use_case: str, environment: str) -> str:
+    """The endpoint a deployment of the use case goes to — its folder's default name when its configuration cannot
+    be read (that is what a failure event names then)."""
+    try:
+        return deployment_config(load_experiment(flows_root / use_case, environment), environment).endpoint_name
+    except (ExperimentConfigError, ValidationError):
+        return _default_endpoint(use_case, environment, None)
