@@ -59,8 +59,14 @@ def deployment_config(config: ExperimentConfig, environment: str,
         "target": DeploymentTarget.AML_MANAGED if environment in AZURE_ML_ENVIRONMENTS else DeploymentTarget.LOCAL,
         "endpoint_name": _default_endpoint(config.base_dir.name, environment, settings),
     }
-    return DeploymentConfig.model_validate({**defaults, **(config.deployment or {}),
-                                            "connections": workspace_connections(config)})
+    try:
+        return DeploymentConfig.model_validate({**defaults, **(config.deployment or {}),
+                                                "connections": workspace_connections(config)})
+    except ValidationError as invalid:  # a configuration problem like any other: a person has to fix the yaml
+        problems = [".".join(["deployment", *map(str, error["loc"])]) + f": {error['msg']}"
+                    for error in invalid.errors()]
+        raise ExperimentConfigError(f"{config.base_dir.name}: invalid deployment block: {'; '.join(problems)}",
+                                    problems) from None
 
 
 def _default_endpoint(folder: str, environment: str, settings: Mapping[str, str] | None) -> str:
@@ -73,5 +79,5 @@ def endpoint_for(flows_root: Path, use_case: str, environment: str) -> str:
     be read (that is what a failure event names then)."""
     try:
         return deployment_config(load_experiment(flows_root / use_case, environment), environment).endpoint_name
-    except (ExperimentConfigError, ValidationError):
+    except ExperimentConfigError:
         return _default_endpoint(use_case, environment, None)

@@ -158,7 +158,10 @@ def deploy_approved_flow(event: DeploymentRequested, blobs: BlobStore, registry:
         return existing[0].replay(event) or []
     config = load_experiment(workspace.flows_root / request.use_case, request.environment)
     settings = deployment_config(config, request.environment)
-    deployer = workspace.deployer_for(settings)
+    try:
+        deployer = workspace.deployer_for(settings)
+    except DeploymentError as unavailable:  # a target the app does not deploy to, settings it lacks: not transient
+        raise DeploymentRefused(str(unavailable)) from None
     target = workspace.work_root / "deploy" / safe_segment(event.id) / "flow"
     shutil.rmtree(target, ignore_errors=True)
     _, metrics = _rebuild(config, registry, request.flow_name, request.flow_version, target)
