@@ -58,12 +58,12 @@ def _optional_text(value: Any) -> str | None:
 
 def _readable_body(body: bytes) -> tuple[Any, str | None]:
     """(the body for people, a note when the raw bytes must be kept as well)."""
-    try:
-        text = body.decode("utf-8")
+    try:  # the encoding the codec reads JSON in (UTF-8, or UTF-16/32 by its first bytes), so redaction sees the text
+        text = body.decode(json.detect_encoding(body))
         note = None
     except UnicodeDecodeError as exc:
         text = body.decode("utf-8", errors="replace")
-        note = f"body is not UTF-8 ({_text(exc)}); body_base64 holds the raw bytes, secrets redacted where readable"
+        note = f"body is not text ({_text(exc)}); body_base64 holds the raw bytes, secrets redacted where readable"
     try:
         return redact(json.loads(text)), note
     except Exception:  # noqa: BLE001 - not JSON (or too deep, ints past the limit): keep the text
@@ -72,13 +72,13 @@ def _readable_body(body: bytes) -> tuple[Any, str | None]:
 
 def _redacted_raw(body: bytes) -> str:
     """The body as base64, secrets masked wherever its bytes decode as text: in the encoding JSON detection names
-    when the whole body decodes in it (UTF-16/32 included), else as UTF-8 with each undecodable byte kept as it was
-    (surrogateescape), so the bytes that were readable are redacted and the rest are unchanged. What cannot be
-    redacted: a secret in bytes that are not text in that encoding (compressed, encrypted or binary content, a
-    secret split by undecodable bytes, a mixed-encoding body)."""
+    (lone surrogates kept as they were), else as UTF-8 with each undecodable byte kept as it was (surrogateescape) —
+    the readable bytes are redacted, the rest unchanged. What cannot be redacted: a secret in bytes that are not
+    text in that encoding (compressed, encrypted or binary content, a secret split by undecodable bytes, a body
+    that mixes encodings)."""
     encoding = json.detect_encoding(body)
     try:
-        redacted = redact_text(body.decode(encoding)).encode(encoding)
+        redacted = redact_text(body.decode(encoding, "surrogatepass")).encode(encoding, "surrogatepass")
     except UnicodeError:
         redacted = redact_text(body.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
     return base64.b64encode(redacted).decode()

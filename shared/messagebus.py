@@ -88,7 +88,7 @@ def _failed(event: Event, error: Exception, reason: str, deps: Dependencies,
     failure_event = FAILURE_EVENTS.get(type(event))
     if failure_event is None:
         log.warning("%s %s failed for good, dead-lettered: %s", event.type, event.id, reason)
-        dead_letter(type(error).__name__, reason)
+        dead_letter(type(error).__name__, reason.removeprefix(f"{type(error).__name__}: "))
         return []
     ended = failure_event(event, reason, deps)
     log.warning("%s %s failed for good, ends in %s: %s", event.type, event.id, ended.type, reason)
