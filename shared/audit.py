@@ -2,12 +2,16 @@
 so a pipeline can follow its run (`shared.cli wait`) and a person can audit what was decided and why.
 
 A message dead-lettered with a correlation id (it could not be read, or its run failed for good at a stage without
-a failure event) is journaled there too, beside the events: `{time}-deadletter-{message key}-{sequence}.json`
-holds its DeadLetter record, so `wait` ends at once with the reason instead of timing out."""
+a failure event) is journaled there too, beside the events: `{time}-deadletter-{message key}-{sequence}.json` holds
+a DeadLetterNote (why, and which record — the record itself, body and properties, stays in system/deadletter/), so
+`wait` ends at once with the reason instead of timing out."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+
+from pydantic import BaseModel
 
 from shared.blob_layout import AUDIT, audit_name, safe_segment
 from shared.dead_letters import DeadLetter
@@ -18,7 +22,23 @@ from shared.ports import BlobStore, EventPublisher
 _STAMP = "%Y%m%dT%H%M%S%fZ"  # as audit_name writes it: sorts by time, no '-' inside
 _DEAD_LETTER = "deadletter"  # never an event type (those are `stage.outcome`)
 
-JournalEntry = Event | DeadLetter
+
+
+class DeadLetterNote(BaseModel):
+    """A dead-lettered message of a run, as the journal keeps it; `DeadLetterStore.get(queue, message_id,
+    sequence_number)` reads the whole record."""
+
+    queue: str
+    message_id: str
+    message_key: str
+    sequence_number: int | None
+    delivery_count: int | None
+    reason: str
+    description: str
+    dead_lettered_at: datetime
+
+
+JournalEntry = Event | DeadLetterNote
 
 
 class EventJournal:
@@ -33,7 +53,8 @@ class EventJournal:
         sequence = "unsequenced" if letter.sequence_number is None else str(letter.sequence_number)
         name = (f"{safe_segment(correlation_id)}/{letter.dead_lettered_at.strftime(_STAMP)}-{_DEAD_LETTER}-"
                 f"{letter.message_key}-{sequence}.json")
-        self._blobs.write(AUDIT, name, letter.model_dump_json(indent=2).encode())
+        note = DeadLetterNote.model_validate(letter.model_dump(include=set(DeadLetterNote.model_fields)))
+        self._blobs.write(AUDIT, name, note.model_dump_json(indent=2).encode())
 
     def entries_for(self, correlation_id: str) -> list[JournalEntry]:
         """The run's events and dead letters in the order they happened (names sort by time)."""
@@ -42,7 +63,7 @@ class EventJournal:
         for info in infos:
             data = self._blobs.read(AUDIT, info.name)[0]
             kind = info.name.rsplit("/", 1)[-1].split("-", 2)[1]
-            entries.append(DeadLetter.model_validate_json(data) if kind == _DEAD_LETTER else decode(data))
+            entries.append(DeadLetterNote.model_validate_json(data) if kind == _DEAD_LETTER else decode(data))
         return entries
 
     def events_for(self, correlation_id: str) -> list[Event]:

@@ -18,8 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.audit import EventJournal, JournalEntry, JournalingPublisher
-from shared.dead_letters import DeadLetter
+from shared.audit import DeadLetterNote, EventJournal, JournalEntry, JournalingPublisher
 from shared.events import EXPERIMENT_WORK_EVENTS, Event, ExperimentProgressed, event_class
 from shared.events.envelope import new_event_id
 from shared.events.schema import catalogue_schema_json
@@ -61,7 +60,7 @@ def wait(correlation_id: str, until: set[str], fail_on: set[str], timeout: float
             if key in seen:
                 continue
             seen.add(key)
-            if isinstance(entry, DeadLetter):  # a message of this run that can never be handled: the run is stuck
+            if isinstance(entry, DeadLetterNote):  # a message of this run that can never be handled: the run is stuck
                 print(f"{entry.dead_lettered_at.isoformat()} dead-lettered message {entry.message_id}", flush=True)
                 print(f"{entry.reason}: {entry.description}", file=sys.stderr)
                 return EXIT_DEAD_LETTERED

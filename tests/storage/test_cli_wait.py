@@ -73,5 +73,5 @@ def test_a_dead_letter_ends_the_wait_unless_a_later_trigger_started_the_run_agai
     journal.record(rerun.model_copy(update={"occurred_at": clock.current + timedelta(seconds=1)}))
     journal.record(passed.model_copy(update={"occurred_at": clock.current + timedelta(seconds=2)}))
     assert [type(entry).__name__ for entry in journal.entries_for(unique)] == [
-        "PipelineTriggered", "DeadLetter", "PipelineTriggered", "GatePassed"]
+        "PipelineTriggered", "DeadLetterNote", "PipelineTriggered", "GatePassed"]
     assert cli.wait(unique, {"gate.passed"}, {"gate.failed"}, timeout=5, poll=0.1) == 0

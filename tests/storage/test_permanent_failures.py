@@ -14,8 +14,8 @@ import pytest
 from shared import cli
 from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.application import Application
+from shared.audit import DeadLetterNote
 from shared.bootstrap import build_deployments
-from shared.dead_letters import DeadLetter
 from shared.events import DeploymentRequested, Event, ExperimentRequested
 from shared.events.codec import encode
 from shared.ports import BlobStore
@@ -71,7 +71,7 @@ def test_an_upload_whose_name_cannot_be_registered_is_dead_lettered_and_wait_fai
     assert letter.body["id"] == upload.id  # the message itself, to replay once the cause is fixed
     assert bus.sent == []  # nothing downstream
     entries = application.journal.entries_for(upload.correlation_id)
-    assert [type(entry) for entry in entries] == [type(upload), DeadLetter]
+    assert [type(entry) for entry in entries] == [type(upload), DeadLetterNote]
     assert cli.wait(upload.correlation_id, {"experiment.completed"}, set(), timeout=5, poll=0.1) == \
         cli.EXIT_DEAD_LETTERED
     printed = capsys.readouterr()
@@ -133,4 +133,4 @@ def test_a_reused_id_with_another_payload_is_reported_and_not_run(app: tuple[App
     assert letter.reason == "IdempotencyPayloadMismatch"
     assert "on_experiment_requested" in letter.description
     assert letter.body["payload"]["use_case"] == "math_coding"
-    assert isinstance(application.journal.entries_for(first.correlation_id)[-1], DeadLetter)
+    assert isinstance(application.journal.entries_for(first.correlation_id)[-1], DeadLetterNote)
