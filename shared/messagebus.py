@@ -40,10 +40,12 @@ class HandleResult:
 
 
 def payload_hash(event: Event) -> str:
-    """What must not change between deliveries of one event id: its type, version and payload (not its time or
-    source — a re-created follow-up keeps its id but not its `occurred_at`)."""
-    canonical = json.dumps({"type": event.type, "version": event.version,
-                            "payload": event.payload.model_dump(mode="json")}, sort_keys=True, separators=(",", ":"))
+    """What must not change between deliveries of one event id: its type, version and payload — not when it was
+    made or is due (`occurred_at`, a re-check's `not_before`: a follow-up re-created by two racing deliveries keeps
+    its id, not its clock readings)."""
+    payload = event.payload.model_dump(mode="json", exclude={"not_before"})
+    canonical = json.dumps({"type": event.type, "version": event.version, "payload": payload}, sort_keys=True,
+                           separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from shared.events import (
     ExperimentFailed,
     GatePassed,
 )
-from shared.events.catalogue import DeploymentTrafficFailed
+from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
 from shared.experiments.config import ExperimentConfigError, load_experiment
 from shared.experiments.results import ExperimentResult
 from shared.experiments.variants import Combination, materialize
@@ -201,3 +202,13 @@ def test_an_endpoint_azure_ml_refuses_to_reuse_rolls_back_without_a_retry(deps: 
     assert f"endpoint {endpoint} exists as a KubernetesOnlineEndpoint" in rolled_back.payload.reason
     client.online_endpoints.begin_create_or_update.assert_not_called()
     client.online_deployments.begin_create_or_update.assert_not_called()
+
+
+def test_the_payload_hash_ignores_clock_readings_but_not_content() -> None:
+    check = DeploymentCheckRequested.create({"use_case": "u", "endpoint": "e", "deployment": "d", "request_id": "r",
+                                             "attempt": 2, "not_before": "2026-01-01T00:00:15Z"}, correlation_id="c")
+    later = check.model_copy(update={"occurred_at": check.occurred_at + timedelta(seconds=3), "payload": (
+        check.payload.model_copy(update={"not_before": check.payload.not_before + timedelta(seconds=3)}))})
+    other = check.model_copy(update={"payload": check.payload.model_copy(update={"attempt": 3})})
+    assert messagebus.payload_hash(later) == messagebus.payload_hash(check)
+    assert messagebus.payload_hash(other) != messagebus.payload_hash(check)
