@@ -129,3 +129,40 @@ locals {
   audit_container_scope    = "${azurerm_storage_account.data.id}/blobServices/default/containers/audit"
   system_container_scope   = "${azurerm_storage_account.data.id}/blobServices/default/containers/system"
 }
+
+# --- Lifecycle: idempotency records expire ------------------------------------
+
+locals {
+  # The app treats a completed idempotency record older than this as absent
+  # (shared/idempotency.py IDEMPOTENCY_TTL; a test keeps the two equal); the
+  # rule below then deletes it. Lifecycle runs about once a day, so a record
+  # can outlive its TTL by a day or so — the app's own expiry check is what
+  # counts, the rule only keeps the prefix from growing without end.
+  idempotency_ttl_days = 7
+}
+
+resource "azurerm_storage_management_policy" "data" {
+  storage_account_id = azurerm_storage_account.data.id
+
+  rule {
+    name    = "expire-idempotency-records"
+    enabled = true
+
+    filters {
+      prefix_match = ["system/idempotency/"]
+      blob_types   = ["blockBlob"]
+    }
+
+    actions {
+      base_blob {
+        delete_after_days_since_modification_greater_than = local.idempotency_ttl_days
+      }
+
+      # Versioning is on for this account: every claim and completion of a
+      # record leaves a previous version behind.
+      version {
+        delete_after_days_since_creation = local.idempotency_ttl_days
+      }
+    }
+  }
+}

@@ -39,6 +39,12 @@ class MessageOutcome:
     published: int = 0
 
 
+def _body_correlation_id(body: Any) -> str | None:
+    """The envelope's correlation id of a body that parsed as JSON but is no event (e.g. a mistyped type)."""
+    value = body.get("correlation_id") if isinstance(body, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 class Application:
     def __init__(self, settings: Settings, blobs: BlobStore, bus: EventPublisher, clock: Clock,
                  runner: FlowRunner, registry: Registry, deployments: DeploymentWorkspace,
@@ -81,23 +87,33 @@ class Application:
                        properties: dict[str, Any], sequence_number: int | None = None,
                        content_type: str | None = None, correlation_id: str | None = None,
                        subject: str | None = None) -> MessageOutcome:
-        """Service Bus trigger entry. Malformed messages are dead-lettered here with their reason (one record per
-        message, whatever its bytes); any other exception propagates so the host abandons the message and the
-        broker retries it. `properties` are the message's application properties; the broker's content type,
-        correlation id, subject and sequence number go into the dead-letter record too."""
+        """Service Bus trigger entry. Malformed messages, handler failures a retry cannot fix at a stage without a
+        failure event, and a reused id with another payload are dead-lettered here with their reason (one record per
+        message, whatever its bytes, journaled under the run's correlation id); any other exception propagates so
+        the host abandons the message and the broker retries it. `properties` are the message's application
+        properties; the broker's content type, correlation id, subject and sequence number go into the record."""
+        def dead_letter(reason: str, description: str, run: str | None = None) -> None:
+            letter = self.dead_letters.record(
+                queue=self.settings.events_queue, message_id=message_id, body=body, reason=reason,
+                description=description, delivery_count=delivery_count, properties=properties,
+                sequence_number=sequence_number, content_type=content_type, correlation_id=correlation_id,
+                subject=subject)
+            run = run or letter.correlation_id or _body_correlation_id(letter.body)
+            if run:
+                self.journal.record_dead_letter(run, letter)
+            log.warning("dead-lettered message %s: %s: %s", ascii(message_id)[:200], reason, letter.description[:500])
+
         try:
             event = decode(body)
         except MalformedEvent as bad:
-            self.dead_letters.record(queue=self.settings.events_queue, message_id=message_id, body=body,
-                                     reason=bad.reason, description=bad.description,
-                                     delivery_count=delivery_count, properties=properties,
-                                     sequence_number=sequence_number, content_type=content_type,
-                                     correlation_id=correlation_id, subject=subject)
-            log.warning("dead-lettered message %s: %s: %s", ascii(message_id)[:200], bad.reason, bad.description[:500])
+            dead_letter(bad.reason, bad.description)
             return MessageOutcome("dead_lettered")
         with correlation(event.correlation_id):
             self.journal.record(event)  # events posted straight to the bus by others are journaled too
-            result = messagebus.handle(event, self.deps, self.idempotency, delivery_count=delivery_count)
+            result = messagebus.handle(event, self.deps, self.idempotency, delivery_count=delivery_count,
+                                       dead_letter=lambda reason, text: dead_letter(reason, text, event.correlation_id))
+        if result.failure is not None and not result.published:
+            return MessageOutcome("dead_lettered", event.type)
         return MessageOutcome("replayed" if result.replayed else "handled", event.type, len(result.published))
 
     def record_heartbeat(self) -> None:

@@ -1,14 +1,44 @@
 """The event journal: every event published is written to audit/{correlation_id}/ before it is sent,
-so a pipeline can follow its run (`shared.cli wait`) and a person can audit what was decided and why."""
+so a pipeline can follow its run (`shared.cli wait`) and a person can audit what was decided and why.
+
+A message dead-lettered with a correlation id (it could not be read, or its run failed for good at a stage without
+a failure event) is journaled there too, beside the events: `{time}-deadletter-{message key}-{sequence}.json` holds
+a DeadLetterNote (why, and which record — the record itself, body and properties, stays in system/deadletter/), so
+`wait` ends at once with the reason instead of timing out."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+
+from pydantic import BaseModel
 
 from shared.blob_layout import AUDIT, audit_name, safe_segment
+from shared.dead_letters import DeadLetter
 from shared.events import Event
 from shared.events.codec import decode
 from shared.ports import BlobStore, EventPublisher
+
+_STAMP = "%Y%m%dT%H%M%S%fZ"  # as audit_name writes it: sorts by time, no '-' inside
+_DEAD_LETTER = "deadletter"  # never an event type (those are `stage.outcome`)
+
+
+
+class DeadLetterNote(BaseModel):
+    """A dead-lettered message of a run, as the journal keeps it; `DeadLetterStore.get(queue, message_id,
+    sequence_number)` reads the whole record."""
+
+    queue: str
+    message_id: str
+    message_key: str
+    sequence_number: int | None
+    delivery_count: int | None
+    reason: str
+    description: str
+    dead_lettered_at: datetime
+
+
+JournalEntry = Event | DeadLetterNote
 
 
 class EventJournal:
@@ -19,12 +49,30 @@ class EventJournal:
         name = audit_name(event.correlation_id, event.occurred_at, event.type, event.id)
         self._blobs.write(AUDIT, name, event.model_dump_json(indent=2).encode())
 
-    def events_for(self, correlation_id: str) -> list[Event]:
-        """The run's events in the order they happened (names sort by time). Ids that make the same folder name
-        ("a/b", "a_b") share a folder, so only the events of exactly this id are returned."""
+    def record_dead_letter(self, correlation_id: str, letter: DeadLetter) -> None:
+        sequence = "unsequenced" if letter.sequence_number is None else str(letter.sequence_number)
+        name = (f"{safe_segment(correlation_id)}/{letter.dead_lettered_at.strftime(_STAMP)}-{_DEAD_LETTER}-"
+                f"{letter.message_key}-{sequence}.json")
+        note = DeadLetterNote.model_validate(letter.model_dump(include=set(DeadLetterNote.model_fields)))
+        self._blobs.write(AUDIT, name, note.model_dump_json(indent=2).encode())
+
+    def entries_for(self, correlation_id: str) -> list[JournalEntry]:
+        """The run's events and dead letters in the order they happened (names sort by time). Ids that make the
+        same folder name ("a/b", "a_b") share a folder, so events of another id found there are left out."""
         infos = sorted(self._blobs.list(AUDIT, prefix=f"{safe_segment(correlation_id)}/"), key=lambda i: i.name)
-        events = (decode(self._blobs.read(AUDIT, info.name)[0]) for info in infos)
-        return [event for event in events if event.correlation_id == correlation_id]
+        entries: list[JournalEntry] = []
+        for info in infos:
+            data = self._blobs.read(AUDIT, info.name)[0]
+            kind = info.name.rsplit("/", 1)[-1].split("-", 2)[1]
+            if kind == _DEAD_LETTER:
+                entries.append(DeadLetterNote.model_validate_json(data))
+            elif (event := decode(data)).correlation_id == correlation_id:
+                entries.append(event)
+        return entries
+
+    def events_for(self, correlation_id: str) -> list[Event]:
+        """The run's events in the order they happened."""
+        return [entry for entry in self.entries_for(correlation_id) if isinstance(entry, Event)]
 
 
 class JournalingPublisher:
@@ -39,4 +87,3 @@ class JournalingPublisher:
         for event in events:
             self._journal.record(event)
         self._inner.publish(events)
-

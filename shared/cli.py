@@ -2,6 +2,7 @@
 
     python -m shared.cli publish TYPE --payload JSON [--correlation-id ID]   post a catalogue event
     python -m shared.cli wait --correlation-id ID --until TYPE [--fail-on T1,T2] [--timeout S]
+        exit 0: TYPE seen; 3: a --fail-on event; 4: timed out; 5: a message of the run was dead-lettered
     python -m shared.cli events --correlation-id ID                             print a run's journal
     python -m shared.cli schema [--out FILE]                                    JSON Schema of the catalogue
 
@@ -17,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from shared.audit import DeadLetterNote, EventJournal, JournalEntry, JournalingPublisher
 from shared.events import EXPERIMENT_WORK_EVENTS, Event, ExperimentProgressed, event_class
 from shared.events.envelope import new_event_id
 from shared.events.schema import catalogue_schema_json
@@ -24,18 +26,17 @@ from shared.settings import get_settings
 
 EXIT_FAILED_EVENT = 3
 EXIT_TIMEOUT = 4
+EXIT_DEAD_LETTERED = 5
 
 
 def _journal():
     from shared.adapters.azure_blob import AzureBlobStore, blob_service_client
-    from shared.audit import EventJournal
 
     return EventJournal(AzureBlobStore(blob_service_client(get_settings())))
 
 
 def publish(event_type: str, payload: str, correlation_id: str | None, source: str) -> Event:
     from shared.adapters.servicebus import ServiceBusPublisher, servicebus_client
-    from shared.audit import JournalingPublisher
 
     event = event_class(event_type).create(json.loads(payload), correlation_id=correlation_id or new_event_id(),
                                            source=source)
@@ -49,22 +50,27 @@ def publish(event_type: str, payload: str, correlation_id: str | None, source: s
 
 
 def wait(correlation_id: str, until: set[str], fail_on: set[str], timeout: float, poll: float = 2.0) -> int:
-    """Follow a run's journal until a wanted or a failing event appears; print each event once."""
+    """Follow a run's journal until a wanted or a failing event, or a dead letter, appears; print each one once."""
     journal = _journal()
     seen: set[str] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for event in _since_last_trigger(journal.events_for(correlation_id)):
-            if event.id in seen:
+        for entry in _since_last_trigger(journal.entries_for(correlation_id)):
+            key = entry.id if isinstance(entry, Event) else f"{entry.message_key}/{entry.sequence_number}"
+            if key in seen:
                 continue
-            seen.add(event.id)
-            line = _describe(event)
+            seen.add(key)
+            if isinstance(entry, DeadLetterNote):  # a message of this run that can never be handled: the run is stuck
+                print(f"{entry.dead_lettered_at.isoformat()} dead-lettered message {entry.message_id}", flush=True)
+                print(f"{entry.reason}: {entry.description}", file=sys.stderr)
+                return EXIT_DEAD_LETTERED
+            line = _describe(entry)
             if line:
                 print(line, flush=True)
-            if event.type in fail_on:
-                print(json.dumps(event.payload.model_dump(mode="json"), indent=2), file=sys.stderr)
+            if entry.type in fail_on:
+                print(json.dumps(entry.payload.model_dump(mode="json"), indent=2), file=sys.stderr)
                 return EXIT_FAILED_EVENT
-            if event.type in until:
+            if entry.type in until:
                 return 0
         time.sleep(poll)
     print(f"timed out after {timeout:.0f} s waiting for {', '.join(sorted(until))}", file=sys.stderr)
@@ -82,10 +88,11 @@ def _describe(event: Event) -> str | None:
     return f"{stamp} {event.type} {event.id}"
 
 
-def _since_last_trigger(events: list[Event]) -> list[Event]:
+def _since_last_trigger(entries: list[JournalEntry]) -> list[JournalEntry]:
     """A re-run pipeline stage reuses its correlation id: only what follows its latest trigger counts."""
-    starts = [index for index, event in enumerate(events) if event.type == "pipeline.triggered"]
-    return events[starts[-1]:] if starts else events
+    starts = [index for index, entry in enumerate(entries)
+              if isinstance(entry, Event) and entry.type == "pipeline.triggered"]
+    return entries[starts[-1]:] if starts else entries
 
 
 def _csv(value: str) -> set[str]:
@@ -123,8 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "wait":
         return wait(args.correlation_id, args.until, args.fail_on, args.timeout, args.poll)
     if args.command == "events":
-        for event in _journal().events_for(args.correlation_id):
-            print(event.model_dump_json())
+        for entry in _journal().entries_for(args.correlation_id):  # events and dead letters
+            print(entry.model_dump_json())
         return 0
     text = catalogue_schema_json()
     if args.out:

@@ -5,8 +5,9 @@ unknown type, invalid payload) is recorded here at once and completed, so it cos
 
 Writing the record cannot fail on the message's content: a body (or properties) that cannot be written as JSON
 — nested too deeply, lone surrogates, values of odd types — is kept as the raw bytes in base64 with the reason,
-and a body that is not UTF-8 keeps its raw bytes too. Each message gets its own record, named by the hash of its
-id and its sequence number (see `blob_layout.dead_letter_name`); the id itself is inside.
+and a body that is not UTF-8 keeps its raw bytes too; secrets in those bytes are redacted where they decode as text
+(`_redacted_raw`). Each message gets its own record, named by the hash of its id and its sequence number (see
+`blob_layout.dead_letter_name`); the id itself is inside.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class DeadLetter(BaseModel):
     subject: str | None = None
     properties: dict[str, Any]  # the message's application properties; secrets redacted
     body: Any  # parsed JSON when it parses, else the text; secrets redacted either way
-    body_base64: str | None = None  # the raw bytes, when `body` cannot hold them (not UTF-8, or not writable)
+    body_base64: str | None = None  # the raw bytes (redacted where they decode) when `body` cannot hold them
     body_note: str | None = None  # why body_base64 is there
 
 
@@ -57,16 +58,30 @@ def _optional_text(value: Any) -> str | None:
 
 def _readable_body(body: bytes) -> tuple[Any, str | None]:
     """(the body for people, a note when the raw bytes must be kept as well)."""
-    try:
-        text = body.decode("utf-8")
+    try:  # the encoding the codec reads JSON in (UTF-8, or UTF-16/32 by its first bytes), so redaction sees the text
+        text = body.decode(json.detect_encoding(body))
         note = None
     except UnicodeDecodeError as exc:
         text = body.decode("utf-8", errors="replace")
-        note = f"body is not UTF-8 ({_text(exc)}); body_base64 holds the raw bytes"
+        note = f"body is not text ({_text(exc)}); body_base64 holds the raw bytes, secrets redacted where readable"
     try:
         return redact(json.loads(text)), note
     except Exception:  # noqa: BLE001 - not JSON (or too deep, ints past the limit): keep the text
         return redact_text(text), note
+
+
+def _redacted_raw(body: bytes) -> str:
+    """The body as base64, secrets masked wherever its bytes decode as text: in the encoding JSON detection names
+    (lone surrogates kept as they were), else as UTF-8 with each undecodable byte kept as it was (surrogateescape) —
+    the readable bytes are redacted, the rest unchanged. What cannot be redacted: a secret in bytes that are not
+    text in that encoding (compressed, encrypted or binary content, a secret split by undecodable bytes, a body
+    that mixes encodings)."""
+    encoding = json.detect_encoding(body)
+    try:
+        redacted = redact_text(body.decode(encoding, "surrogatepass")).encode(encoding, "surrogatepass")
+    except UnicodeError:
+        redacted = redact_text(body.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+    return base64.b64encode(redacted).decode()
 
 
 def _plain_properties(properties: dict[Any, Any]) -> dict[str, Any]:
@@ -101,7 +116,7 @@ class DeadLetterStore:
                 **common, message_id=_text(message_id), description=redact_text(_text(description)),
                 content_type=_optional_text(content_type), correlation_id=_optional_text(correlation_id),
                 subject=_optional_text(subject), properties=_plain_properties(properties or {}),
-                body=readable, body_base64=base64.b64encode(body).decode() if note else None, body_note=note,
+                body=readable, body_base64=_redacted_raw(body) if note else None, body_note=note,
             )
             data = letter.model_dump_json(indent=2).encode()
         except Exception as exc:  # noqa: BLE001 - RecursionError, PydanticSerializationError, odd property types
@@ -125,8 +140,9 @@ class DeadLetterStore:
             **common, message_id=_text(message_id), description=redact_text(_text(description, 4000)),
             content_type=_optional_text(content_type), correlation_id=_optional_text(correlation_id),
             subject=_optional_text(subject), properties=plain, body=None,
-            body_base64=base64.b64encode(body).decode(),
-            body_note=f"the body cannot be written as JSON ({problem}); body_base64 holds the raw bytes",
+            body_base64=_redacted_raw(body),
+            body_note=f"the body cannot be written as JSON ({problem}); body_base64 holds the raw bytes, secrets "
+                      "redacted where they decode as text",
         )
 
     def all_for(self, queue: str, message_id: str) -> list[DeadLetter]:

@@ -1,6 +1,7 @@
 """Event type -> handler. Each handler is a few lines: unpack the event, call one service, return follow-ups.
 
-This table is the one hop from an event type to the code that handles it.
+This table is the one hop from an event type to the code that handles it, and FAILURE_EVENTS the one hop from an
+event type to the event that ends its run when its handler fails for good (shared/failures.py).
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from dataclasses import dataclass
 
 from shared.approvals.notifiers import Notifier
 from shared.approvals.service import ApprovalSettings
+from shared.deployment.port import deployment_name_for
 from shared.events import (
     ApprovalGranted,
     DatasetUploaded,
     DeploymentRequested,
+    DeploymentRolledBack,
     DeploymentTrafficRequested,
     EvaluationCompleted,
     Event,
+    ExperimentFailed,
     ExperimentItemRequested,
     ExperimentRequested,
     ExperimentStageCompleted,
@@ -24,15 +28,21 @@ from shared.events import (
     GatePassed,
     PipelineTriggered,
 )
-from shared.events.catalogue import DeploymentCheckRequested
+from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services import intake
 from shared.services.ab_testing import change_traffic, check_traffic_change
+from shared.services.deployment_settings import endpoint_for
 from shared.services.deployments import DeploymentWorkspace, check_deployment, deploy_approved_flow
 from shared.services.experiment_items import run_item
 from shared.services.experiment_requests import requests_for_pipeline, requests_for_upload
-from shared.services.experiments import ExperimentWorkspace, advance_experiment, plan_experiment
+from shared.services.experiments import (
+    ExperimentWorkspace,
+    advance_experiment,
+    experiment_id_for,
+    plan_experiment,
+)
 from shared.services.gate import judge_experiment
 from shared.services.registration import register_chosen_flow, register_upload
 from shared.services.release import ask_for_approval, deployment_for
@@ -127,4 +137,47 @@ HANDLERS: dict[type[Event], Handler] = {
     DeploymentRequested: on_deployment_requested,  # type: ignore[dict-item]
     DeploymentCheckRequested: on_deployment_check_requested,  # type: ignore[dict-item]
     DeploymentTrafficRequested: on_traffic_requested,  # type: ignore[dict-item]
+}
+
+
+# --- the event that ends a run whose handler failed for good ------------------------------------------------
+# Each takes (the event being handled, the reason, the dependencies). A stage missing here (dataset.uploaded,
+# pipeline.triggered, flow.registered, approval.granted, deployment.check_requested — a check cannot say it rolled
+# back when it could not act) gets a dead-letter record journaled under the run's correlation id instead.
+
+FailureEvent = Callable[[Event, str, Dependencies], Event]
+
+
+def _request_failed(event: ExperimentRequested, reason: str, deps: Dependencies) -> Event:
+    return event.follow_up(ExperimentFailed, {"use_case": event.payload.use_case,
+                                              "experiment_id": experiment_id_for(event), "reasons": [reason]})
+
+
+def _experiment_failed(event: Event, reason: str, deps: Dependencies) -> Event:
+    """For an event of an experiment under way: its payload names the use case and the experiment."""
+    return event.follow_up(ExperimentFailed, {**event.payload.model_dump(include={"use_case", "experiment_id"}),
+                                              "reasons": [reason]})
+
+
+def _deployment_rolled_back(event: DeploymentRequested, reason: str, deps: Dependencies) -> Event:
+    # It failed before any traffic moved: the prior deployments keep theirs (not looked up: `traffic` is empty).
+    request = event.payload
+    return event.follow_up(DeploymentRolledBack, {
+        "use_case": request.use_case, "deployment": deployment_name_for(request.flow_version),
+        "endpoint": endpoint_for(deps.settings.flows_dir, request.use_case, request.environment),
+        "reason": f"deployment failed: {reason}", "traffic": {}})
+
+
+def _traffic_failed(event: DeploymentTrafficRequested, reason: str, deps: Dependencies) -> Event:
+    return event.follow_up(DeploymentTrafficFailed, {**event.payload.model_dump(), "traffic": {}, "reason": reason})
+
+
+FAILURE_EVENTS: dict[type[Event], FailureEvent] = {
+    ExperimentRequested: _request_failed,  # type: ignore[dict-item]
+    ExperimentItemRequested: _experiment_failed,
+    ExperimentStageCompleted: _experiment_failed,
+    EvaluationCompleted: _experiment_failed,
+    GatePassed: _experiment_failed,  # registering the chosen flow: the experiment's run ends there
+    DeploymentRequested: _deployment_rolled_back,  # type: ignore[dict-item]
+    DeploymentTrafficRequested: _traffic_failed,  # type: ignore[dict-item]
 }

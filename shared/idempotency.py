@@ -8,6 +8,10 @@ A record per (scope, key) in blob storage, created with an if-absent condition s
 - redelivered       -> the broker only hands a message out again once the holder's lock is gone (it died, or
                        gave the message up), so a delivery counted higher than the claim's takes it over at once
                        instead of waiting out a lease that can outlive every delivery.
+- expired            -> a completed record older than its TTL counts as absent (storage's lifecycle rule deletes
+                       it a little later: infra/storage.tf); the TTL outlives every redelivery of one message;
+- other payload      -> the same key with a different payload hash is not a redelivery: PayloadMismatch (as AWS
+                       Powertools' payload validation), never run and never skipped silently.
 If the action raises, the claim is released so a retry can run it.
 """
 
@@ -24,15 +28,24 @@ from pydantic import BaseModel
 from shared.blob_layout import SYSTEM, idempotency_name
 from shared.ports import BlobNotFound, BlobStore, Clock, PreconditionFailed
 
+# Keep in step with the lifecycle rule on system/idempotency/ in infra/storage.tf (a test checks they agree).
+IDEMPOTENCY_TTL = timedelta(days=7)
+
 
 class AlreadyInProgress(RuntimeError):
     """Another delivery of the same event holds the claim; retry after its lease."""
+
+
+class PayloadMismatch(ValueError):
+    """A key already claimed for another payload: a different message reusing an id, which must not be skipped."""
 
 
 class IdempotencyRecord(BaseModel):
     status: Literal["in_progress", "completed"]
     lease_expires_at: datetime
     delivery_count: int | None = None  # of the delivery that claimed it
+    payload_hash: str | None = None  # of what was claimed; None: not checked
+    expires_at: datetime | None = None  # a completed record counts as absent from then on
     result: Any = None
 
 
@@ -43,16 +56,19 @@ class Outcome:
 
 
 class IdempotencyStore:
-    def __init__(self, blobs: BlobStore, clock: Clock, lease: timedelta = timedelta(minutes=10)) -> None:
+    def __init__(self, blobs: BlobStore, clock: Clock, lease: timedelta = timedelta(minutes=10),
+                 ttl: timedelta = IDEMPOTENCY_TTL) -> None:
         self._blobs = blobs
         self._clock = clock
         self._lease = lease
+        self._ttl = ttl
 
     def run_once(self, scope: str, key: str, action: Callable[[], Any], *,
-                 delivery_count: int | None = None) -> Outcome:
-        """`action` must return something JSON-serialisable; that is what a replay returns."""
+                 delivery_count: int | None = None, payload_hash: str | None = None) -> Outcome:
+        """`action` must return something JSON-serialisable; that is what a replay returns. `payload_hash` (of what
+        the key stands for) turns a key reused for another payload into PayloadMismatch."""
         name = idempotency_name(scope, key)
-        claim_etag = self._claim(name, scope, key, delivery_count)
+        claim_etag = self._claim(name, scope, key, delivery_count, payload_hash)
         if isinstance(claim_etag, Outcome):
             return claim_etag
         try:
@@ -60,13 +76,17 @@ class IdempotencyStore:
         except BaseException:
             self._blobs.delete(SYSTEM, name, if_match=claim_etag)
             raise
-        record = IdempotencyRecord(status="completed", lease_expires_at=self._clock.now(), result=result)
+        now = self._clock.now()
+        record = IdempotencyRecord(status="completed", lease_expires_at=now, payload_hash=payload_hash,
+                                   expires_at=now + self._ttl, result=result)
         self._blobs.write(SYSTEM, name, record.model_dump_json().encode(), if_match=claim_etag)
         return Outcome(result=result, replayed=False)
 
-    def _claim(self, name: str, scope: str, key: str, delivery_count: int | None) -> str | Outcome:
-        in_progress = IdempotencyRecord(status="in_progress", lease_expires_at=self._clock.now() + self._lease,
-                                        delivery_count=delivery_count)
+    def _claim(self, name: str, scope: str, key: str, delivery_count: int | None,
+               payload_hash: str | None = None) -> str | Outcome:
+        now = self._clock.now()
+        in_progress = IdempotencyRecord(status="in_progress", lease_expires_at=now + self._lease,
+                                        delivery_count=delivery_count, payload_hash=payload_hash)
         body = in_progress.model_dump_json().encode()
         try:
             return self._blobs.write(SYSTEM, name, body, if_absent=True)
@@ -77,11 +97,15 @@ class IdempotencyStore:
         except BlobNotFound:  # released between our write and read: try once more from scratch
             return self._blobs.write(SYSTEM, name, body, if_absent=True)
         existing = IdempotencyRecord.model_validate(json.loads(data))
-        if existing.status == "completed":
+        expired = existing.expires_at is not None and existing.expires_at <= now
+        if not expired and existing.payload_hash and payload_hash and existing.payload_hash != payload_hash:
+            raise PayloadMismatch(f"{scope}/{key} was {existing.status.replace('_', ' ')} for payload "
+                                  f"{existing.payload_hash}; this delivery carries {payload_hash}")
+        if existing.status == "completed" and not expired:
             return Outcome(result=existing.result, replayed=True)
         redelivered = (delivery_count is not None and existing.delivery_count is not None
                        and delivery_count > existing.delivery_count)
-        if existing.lease_expires_at > self._clock.now() and not redelivered:
+        if existing.status == "in_progress" and existing.lease_expires_at > now and not redelivered:
             raise AlreadyInProgress(f"{scope}/{key} is being handled by another delivery")
         try:
             return self._blobs.write(SYSTEM, name, body, if_match=etag)

@@ -54,8 +54,12 @@ def drive(deps: Dependencies, first: Event, handle: Collection[str] = EXPERIMENT
         if event is not first:
             published.append(event)
         if event.type in handle:
-            messagebus.handle(event, deps, idempotency, delivery_count=1)
+            messagebus.handle(event, deps, idempotency, delivery_count=1, dead_letter=_unexpected_dead_letter)
     raise AssertionError(f"still busy after {limit} events")
+
+
+def _unexpected_dead_letter(reason: str, description: str) -> None:
+    raise AssertionError(f"dead-lettered: {reason}: {description}")
 
 
 def outcomes(events: Sequence[Event]) -> list[Event]:

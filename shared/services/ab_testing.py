@@ -30,7 +30,8 @@ from shared.feedback.endpoints import KnownEndpoint
 from shared.feedback.telemetry import REPORT_WINDOW
 from shared.ports import BlobStore, Clock
 from shared.services.deployment_record import RecordStore, TrafficRecord
-from shared.services.deployments import DeploymentWorkspace, deployment_config
+from shared.services.deployment_settings import deployment_config
+from shared.services.deployments import DeploymentWorkspace
 
 # A use case's name is its folder's: checked before it is joined to a path (a URL segment can be anything).
 _USE_CASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

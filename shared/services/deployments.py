@@ -17,25 +17,22 @@ complete at once (the local target, an endpoint that exists) run on in the same 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from shared.blob_layout import DEPLOYMENTS, REPORTS, deployed_state_name, safe_segment
-from shared.deployment.azureml_deployer import RESOURCE_GROUP_SETTING, SUBSCRIPTION_SETTING, WORKSPACE_SETTING
 from shared.deployment.port import (
     Deployer,
     DeploymentConfig,
     DeploymentError,
     DeploymentRequest,
-    DeploymentTarget,
     EndpointNotFound,
+    OperationKind,
+    OperationState,
     OperationStatus,
-    WorkspaceConnection,
-    default_endpoint_name,
     deployment_name_for,
     plan_traffic,
     prior_deployment,
@@ -52,14 +49,15 @@ from shared.events import (
 )
 from shared.events.catalogue import DeploymentCheckRequested
 from shared.experiments.config import ExperimentConfig, load_experiment
-from shared.experiments.connections import field_variable
 from shared.experiments.gate import Baseline
 from shared.experiments.variants import Combination, materialize
+from shared.failures import PermanentFailure
 from shared.feedback.telemetry import RequestTelemetry
 from shared.ports import BlobStore, Clock
 from shared.registry.hashing import directory_hash
 from shared.registry.port import Registry
 from shared.services.deployment_record import DeploymentRecord, RecordStore, Step
+from shared.services.deployment_settings import deployment_config
 from shared.smoke.service import (
     NOT_READY_STATUSES,
     SmokeReport,
@@ -71,8 +69,9 @@ from shared.smoke.service import (
 )
 
 
-class DeploymentRefused(ValueError):
-    """The request cannot be honoured as asked (unknown version, source drifted since registration)."""
+class DeploymentRefused(PermanentFailure, ValueError):
+    """The request cannot be honoured as asked (unknown version, source drifted since registration): the bus ends the
+    deployment with deployment.rolled_back on its first delivery."""
 
 
 @dataclass(frozen=True)
@@ -88,57 +87,6 @@ class DeploymentWorkspace:
     # The first re-check after 15 s, doubling up to one a minute.
     check_interval_seconds: float = 15
     max_check_interval_seconds: float = 60
-
-
-# Environments that run in Azure deploy to Azure ML managed online endpoints unless their `deployment:` block says
-# otherwise; the others (local, pr — which stops at the gate) default to the local stack's target.
-AZURE_ML_ENVIRONMENTS = frozenset({"dev", "prod"})
-LOCAL_ENVIRONMENT = "local"
-
-
-def workspace_scope(settings: Mapping[str, str] | None = None) -> str:
-    """The workspace the app deploys to (subscription/resource group/workspace from the app settings), or ""."""
-    settings = os.environ if settings is None else settings
-    parts = [settings.get(name, "") for name in (SUBSCRIPTION_SETTING, RESOURCE_GROUP_SETTING, WORKSPACE_SETTING)]
-    return "/".join(parts).lower() if any(parts) else ""
-
-
-def workspace_connections(config: ExperimentConfig,
-                          settings: Mapping[str, str] | None = None) -> tuple[WorkspaceConnection, ...]:
-    """The experiment's connections a serving deployment needs; a `${placeholder}` field, and a field its own
-    `<CONNECTION>_<FIELD>` app setting overrides, names the setting holding its value (`${api_base}` in `aoai` ->
-    AOAI_API_BASE), never the value. A connection without connection_type already exists where the flow runs and
-    is left alone."""
-    env = os.environ if settings is None else settings
-    connections = []
-    for connection in config.connections:
-        if connection.connection_type is None:
-            continue
-        values, named = {}, {}
-        for field, value in connection.fields.items():
-            variable = field_variable(connection.name, field, value, env)
-            if variable is None:
-                values[field] = value
-            else:
-                named[field] = variable
-        connections.append(WorkspaceConnection(name=connection.name, connection_type=connection.connection_type,
-                                               values=values, settings=named))
-    return tuple(connections)
-
-
-def deployment_config(config: ExperimentConfig, environment: str,
-                      settings: Mapping[str, str] | None = None) -> DeploymentConfig:
-    """The `deployment:` block (per environment through the overlays) on top of the defaults: dev and prod deploy
-    to an Azure ML managed online endpoint, other environments locally; the endpoint is named after the use-case
-    folder, the environment and a hash of the workspace (default_endpoint_name; in the local stack without the
-    hash: `math-coding-local`), unless the block names it."""
-    defaults = {
-        "target": DeploymentTarget.AML_MANAGED if environment in AZURE_ML_ENVIRONMENTS else DeploymentTarget.LOCAL,
-        "endpoint_name": default_endpoint_name(config.base_dir.name, environment, workspace_scope(settings),
-                                               hashed=environment != LOCAL_ENVIRONMENT),
-    }
-    return DeploymentConfig.model_validate({**defaults, **(config.deployment or {}),
-                                            "connections": workspace_connections(config, settings)})
 
 
 def _rebuild(config: ExperimentConfig, registry: Registry, name: str, version: str, target: Path) -> tuple[Path, dict]:
@@ -210,7 +158,10 @@ def deploy_approved_flow(event: DeploymentRequested, blobs: BlobStore, registry:
         return existing[0].replay(event) or []
     config = load_experiment(workspace.flows_root / request.use_case, request.environment)
     settings = deployment_config(config, request.environment)
-    deployer = workspace.deployer_for(settings)
+    try:
+        deployer = workspace.deployer_for(settings)
+    except DeploymentError as unavailable:  # a target the app does not deploy to, settings it lacks: not transient
+        raise DeploymentRefused(str(unavailable)) from None
     target = workspace.work_root / "deploy" / safe_segment(event.id) / "flow"
     shutil.rmtree(target, ignore_errors=True)
     _, metrics = _rebuild(config, registry, request.flow_name, request.flow_version, target)
@@ -222,7 +173,12 @@ def deploy_approved_flow(event: DeploymentRequested, blobs: BlobStore, registry:
     record = DeploymentRecord(request_id=event.id, request=request, endpoint=settings.endpoint_name,
                               deployment=deployment_name_for(request.flow_version), prior_traffic=before,
                               metrics=metrics, step=Step.ENDPOINT, step_started_at=now, deadline=now)
-    record.enter(Step.ENDPOINT, now, workspace.operation_timeout_seconds, deployer.begin_endpoint(settings))
+    try:
+        endpoint = deployer.begin_endpoint(settings)
+    except DeploymentError as refused:  # e.g. the endpoint exists as another kind: it would fail the same way again
+        endpoint = OperationState(kind=OperationKind.ENDPOINT, endpoint=settings.endpoint_name,
+                                  status=OperationStatus.FAILED, message=str(refused))
+    record.enter(Step.ENDPOINT, now, workspace.operation_timeout_seconds, endpoint)
     run = _Run(record, event, blobs, registry, workspace, clock, config, settings, deployer, [])
     return _advance(run, store, None)
 

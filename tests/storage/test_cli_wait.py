@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from shared import cli
 from shared.audit import EventJournal
-from shared.events import EvaluationCompleted, ExperimentItemRequested, ExperimentProgressed, ExperimentRequested
+from shared.dead_letters import DeadLetterStore
+from shared.events import (
+    EvaluationCompleted,
+    ExperimentItemRequested,
+    ExperimentProgressed,
+    ExperimentRequested,
+    GatePassed,
+    PipelineTriggered,
+)
 from shared.ports import BlobStore
+from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.azurite
 
@@ -33,3 +44,34 @@ def test_wait_prints_progress_and_hides_the_work_items(blob_store: BlobStore, un
     assert any("progress math_coding e1 standard: 24/44 lines (2/4 work items)" in line for line in printed)
     assert not any("experiment.item_requested" in line for line in printed)
     assert printed[-1].endswith(f"evaluation.completed {done.id}")
+
+
+def test_a_dead_letter_ends_the_wait_unless_a_later_trigger_started_the_run_again(
+        blob_store: BlobStore, clock: ManualClock, unique: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    journal = EventJournal(blob_store)
+    monkeypatch.setattr(cli, "_journal", lambda: journal)
+    trigger = PipelineTriggered.create({"pipeline": "pr", "run_id": "1", "environment": "pr",
+                                        "use_cases": ["math_coding"]}, correlation_id=unique)
+    clock.current = trigger.occurred_at + timedelta(seconds=1)
+    letter = DeadLetterStore(blob_store, clock).record(
+        queue="q", message_id=f"m-{unique}", body=b'{"type": "experiment.requestd"}', reason="UnknownEventType",
+        description="type 'experiment.requestd' is not in the event catalogue", sequence_number=3)
+    journal.record(trigger)
+    journal.record_dead_letter(unique, letter)
+
+    assert cli.wait(unique, {"gate.passed"}, {"gate.failed"}, timeout=5, poll=0.1) == cli.EXIT_DEAD_LETTERED
+    output = capsys.readouterr()
+    assert f"dead-lettered message m-{unique}" in output.out
+    assert "UnknownEventType: type 'experiment.requestd'" in output.err
+
+    # The pipeline fixed its typo and ran the stage again under the same correlation id: the old letter is history.
+    rerun = PipelineTriggered.create(trigger.payload.model_dump(), correlation_id=unique)
+    passed = rerun.follow_up(GatePassed, {
+        "use_case": "math_coding", "experiment_id": "e1", "environment": "pr", "primary_metric": "accuracy",
+        "best_variant": {}, "best_value": 1.0, "checks": [], "report_uri": "reports/math_coding/e1/summary.html"})
+    journal.record(rerun.model_copy(update={"occurred_at": clock.current + timedelta(seconds=1)}))
+    journal.record(passed.model_copy(update={"occurred_at": clock.current + timedelta(seconds=2)}))
+    assert [type(entry).__name__ for entry in journal.entries_for(unique)] == [
+        "PipelineTriggered", "DeadLetterNote", "PipelineTriggered", "GatePassed"]
+    assert cli.wait(unique, {"gate.passed"}, {"gate.failed"}, timeout=5, poll=0.1) == 0

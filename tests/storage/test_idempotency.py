@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 
 from shared.blob_layout import idempotency_name
-from shared.idempotency import AlreadyInProgress, IdempotencyStore
+from shared.idempotency import AlreadyInProgress, IdempotencyStore, PayloadMismatch
 from shared.ports import BlobStore
 from tests.conftest import ManualClock
 
@@ -68,3 +69,44 @@ def test_a_redelivery_takes_over_a_dead_claim_at_once(blob_store: BlobStore, clo
     taken = store.run_once("scope", unique, lambda: "resumed", delivery_count=2)
     assert taken.result == "resumed"
     assert not taken.replayed
+
+
+def test_a_completed_record_expires_after_its_ttl(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
+    store = IdempotencyStore(blob_store, clock, ttl=timedelta(days=7))
+    assert store.run_once("scope", unique, lambda: "first").result == "first"
+    clock.advance(days=6, hours=23)
+    assert store.run_once("scope", unique, lambda: "too early").replayed
+    clock.advance(hours=1)  # expired: treated as absent, so the action runs again and a fresh record is kept
+    again = store.run_once("scope", unique, lambda: "after expiry")
+    assert (again.result, again.replayed) == ("after expiry", False)
+    record = json.loads(blob_store.read("system", idempotency_name("scope", unique))[0])
+    assert record["status"] == "completed"
+    assert record["expires_at"].startswith((clock.now() + timedelta(days=7)).date().isoformat())
+    assert store.run_once("scope", unique, lambda: "third").result == "after expiry"
+
+
+def test_the_same_key_with_another_payload_is_reported_not_skipped(blob_store: BlobStore, clock: ManualClock,
+                                                                   unique: str) -> None:
+    store = IdempotencyStore(blob_store, clock)
+    store.run_once("scope", unique, lambda: "handled", payload_hash="sha256:aaa")
+    assert store.run_once("scope", unique, lambda: "not run", payload_hash="sha256:aaa").replayed  # a redelivery
+    with pytest.raises(PayloadMismatch, match="completed for payload sha256:aaa; this delivery carries sha256:bbb"):
+        store.run_once("scope", unique, lambda: pytest.fail("must not run"), payload_hash="sha256:bbb")
+    # A record written before payload hashes existed, or a caller that passes none, is not checked.
+    assert store.run_once("scope", unique, lambda: "not run").replayed
+
+
+def test_a_claim_in_progress_for_another_payload_is_reported_too(blob_store: BlobStore, clock: ManualClock,
+                                                                 unique: str) -> None:
+    store = IdempotencyStore(blob_store, clock)
+    store._claim(idempotency_name("scope", unique), "scope", unique, delivery_count=1, payload_hash="sha256:aaa")
+    with pytest.raises(PayloadMismatch, match="in progress for payload sha256:aaa"):
+        store.run_once("scope", unique, lambda: "x", delivery_count=2, payload_hash="sha256:bbb")
+
+
+def test_an_expired_record_no_longer_guards_its_payload(blob_store: BlobStore, clock: ManualClock,
+                                                        unique: str) -> None:
+    store = IdempotencyStore(blob_store, clock, ttl=timedelta(hours=1))
+    store.run_once("scope", unique, lambda: "old", payload_hash="sha256:aaa")
+    clock.advance(hours=2)
+    assert store.run_once("scope", unique, lambda: "new", payload_hash="sha256:bbb").result == "new"

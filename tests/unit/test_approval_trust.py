@@ -108,12 +108,14 @@ def test_the_flow_registered_handler_reports_the_refusal_instead_of_retrying(clo
                         experiments=SimpleNamespace(store=SimpleNamespace(verdict=lambda *_: None)),  # type: ignore[arg-type]
                         registry=None, approvals=settings(False), notifier=RecordingNotifier(),  # type: ignore[arg-type]
                         deployments=None)  # type: ignore[arg-type]
-    result = messagebus.handle(registered(), deps, IdempotencyStore(blobs, clock), delivery_count=1)
+    result = messagebus.handle(registered(), deps, IdempotencyStore(blobs, clock), delivery_count=1,
+                               dead_letter=lambda *why: pytest.fail(f"dead-lettered: {why}"))
     assert [event.type for event in publisher.events] == ["approval.rejected"]  # handled: no exception, no retry
     assert result.handler == "on_flow_registered"
 
     deps_on = Dependencies(**{**deps.__dict__, "approvals": settings(True), "publisher": RecordingPublisher()})
-    messagebus.handle(registered("run-2"), deps_on, IdempotencyStore(blobs, clock), delivery_count=1)
+    messagebus.handle(registered("run-2"), deps_on, IdempotencyStore(blobs, clock), delivery_count=1,
+                      dead_letter=lambda *why: pytest.fail(f"dead-lettered: {why}"))
     assert [event.type for event in deps_on.publisher.events] == ["approval.requested"]  # type: ignore[attr-defined]
 
 

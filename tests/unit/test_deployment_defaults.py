@@ -28,7 +28,7 @@ from shared.deployment.port import (
     default_endpoint_name,
 )
 from shared.experiments.config import load_experiment
-from shared.services.deployments import deployment_config
+from shared.services.deployment_settings import deployment_config
 from tests.unit.test_azureml_deployer import Azure, autospec_client, deploy, managed_endpoint, request, sent, write_flow
 
 ROOT = Path(__file__).resolve().parents[2]
