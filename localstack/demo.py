@@ -24,7 +24,7 @@ from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
 from shared.blob_layout import DATASETS, REPORTS
 from shared.events import EXPERIMENT_WORK_EVENTS, Event
-from shared.reports.tables import better_direction
+from shared.reports.grid import better_direction
 from shared.services.intake import dataset_uploaded_event
 
 TIMEOUT_SECONDS = 1200
