@@ -84,9 +84,17 @@ def as_text(value: Any) -> str:
 
 
 def summary(value: Any, limit: int = SUMMARY_CHARS) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    """One line of at most `limit` characters: a mapping as `name: value · name: value`, whitespace collapsed."""
+    if isinstance(value, dict):
+        text = " · ".join(f"{name}: {item if isinstance(item, str) else _json(item)}" for name, item in value.items())
+    else:
+        text = value if isinstance(value, str) else _json(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _output_value(outputs: dict[str, Any]) -> Any:
@@ -102,14 +110,14 @@ class Score:
 
 
 def judge(name: str, value: Any) -> bool | None:
-    """A per-line check: true/false as given; for a higher-is-better number, 0 fails (an exact match of 0) and
-    anything above passes. Other values (text, lower-is-better numbers) are shown without a verdict."""
+    """A per-line check: true/false as given; a higher-is-better score of 0 fails and of 1 passes (a 0/1 match or
+    grade). Anything else (0.7 similarity, a 1-5 rating, text, lower-is-better numbers) is shown without a verdict."""
     if isinstance(value, bool):
         return value
     number = finite(value)
-    if number is None or better_direction(name) == "lower":
+    if number is None or better_direction(name) == "lower" or number not in (0.0, 1.0):
         return None
-    return number > 0
+    return number == 1.0
 
 
 @dataclass
@@ -117,7 +125,7 @@ class Cell:
     """One combination's answer to one line."""
     combination: Combination
     status: CellStatus
-    output: str = ""         # whole, for the expanded line
+    outputs: tuple[tuple[str, str], ...] = ()  # (output name, whole text), for the expanded line
     output_summary: str = ""
     error: str | None = None
     scores: tuple[Score, ...] = ()
@@ -128,7 +136,7 @@ class Cell:
     @property
     def answer(self) -> str:
         """What decides whether combinations agree: the output, or that it failed."""
-        return f"error: {self.error}" if self.status == "error" else self.output
+        return f"error: {self.error}" if self.status == "error" else _json(self.outputs)
 
 
 def _cell(combination: Combination, line: LineResult | None, scores: dict[str, Any], prefixed: bool) -> Cell:
@@ -145,8 +153,9 @@ def _cell(combination: Combination, line: LineResult | None, scores: dict[str, A
     status: CellStatus = "unscored" if not verdicts else "pass" if all(verdicts) else "fail"
     numbers = [number for value in scores.values()
                if (number := float(value) if isinstance(value, bool) else finite(value)) is not None]
-    value = _output_value(line.outputs or {})
-    return Cell(combination, status, output=as_text(value), output_summary=summary(value), scores=judged,
+    outputs = line.outputs or {}
+    return Cell(combination, status, outputs=tuple((name, as_text(value)) for name, value in outputs.items()),
+                output_summary=summary(_output_value(outputs)), scores=judged,
                 duration_ms=line.duration_ms, tokens=line.tokens,
                 sort_value=repr(sum(numbers) / len(numbers)) if numbers else "")
 
@@ -205,7 +214,7 @@ def line_table(result: ExperimentResult, grid: Grid, dataset: str) -> LineTable:
         lines.append(ComparedLine(
             line_number=number,
             inputs=[(name, as_text(value)) for name, value in first.inputs.items()],
-            input_summary=summary(first.inputs if len(first.inputs) != 1 else next(iter(first.inputs.values()))),
+            input_summary=summary(_output_value(first.inputs)),
             expected=[(_label(column, prefixed), as_text(value)) for column, value in wanted.items()],
             expected_summary=summary(_output_value(wanted)) if wanted else "",
             cells=[_cell(c, by_number[c.id].get(number), scores[c.id].get(number, {}), prefixed)

@@ -57,8 +57,8 @@ def _diff(default: VariantDefinition, other: VariantDefinition) -> list[DiffLine
         definition_text(default).splitlines(), definition_text(other).splitlines(),
         fromfile=f"{default.node}={default.variant}", tofile=f"{other.node}={other.variant}", lineterm="", n=2)
     kinds: dict[str, DiffKind] = {"+": "add", "-": "remove", "@": "hunk"}
-    return [DiffLine(kinds.get(line[:1], "same"), line) for line in lines
-            if not line.startswith(("+++", "---"))]  # the file header only repeats the two names
+    # The two file-header lines only repeat the variants' names, which the page shows already.
+    return [DiffLine(kinds.get(line[:1], "same"), line) for line in list(lines)[2:]]
 
 
 def node_variants(result: ExperimentResult) -> list[NodeVariants]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.experiments.results import ExperimentResult, LineResult, RunResult
+from shared.experiments.results import ExperimentResult, LineResult, RunResult, VariantDefinition
 from shared.redaction import redact, redact_text
 from shared.reports.grid import Combination, Grid, best_keys, mean_scores
 
@@ -31,6 +31,13 @@ def _redact_run(run: RunResult) -> RunResult:
     })
 
 
+def _redact_definition(definition: VariantDefinition) -> VariantDefinition:
+    return definition.model_copy(update={
+        "inputs": redact(definition.inputs),
+        "text": redact_text(definition.text) if definition.text else definition.text,
+    })
+
+
 @dataclass(frozen=True)
 class Redacted:
     """An ExperimentResult that went through `redacted`: the only form the report builders publish.
@@ -49,6 +56,7 @@ def redacted(result: ExperimentResult | Redacted) -> Redacted:
         "standard_runs": [_redact_run(run) for run in result.standard_runs],
         "evaluation_runs": [_redact_run(run) for run in result.evaluation_runs],
         "decisions": redact(result.decisions),
+        "variant_definitions": [_redact_definition(definition) for definition in result.variant_definitions],
     }))
 
 
