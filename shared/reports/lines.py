@@ -179,8 +179,12 @@ class ComparedLine:
 
     @property
     def disagree(self) -> bool:
-        """The combinations that ran this line did not all give the same answer."""
-        return len({cell.answer for cell in self.cells if cell.status != "missing"}) > 1
+        """The combinations that ran this line got different results (pass / fail / error) or, where none of them
+        was judged, different outputs. Judged results come first because LLM wording nearly always differs."""
+        ran = [cell for cell in self.cells if cell.status != "missing"]
+        if any(cell.status in ("pass", "fail") for cell in ran):
+            return len({cell.status for cell in ran}) > 1
+        return len({cell.answer for cell in ran}) > 1
 
 
 @dataclass

@@ -430,21 +430,31 @@ def test_line_table_puts_every_combination_beside_each_line() -> None:
     assert all(line.cells[2].status == "error" for line in failed_run.lines)  # C3's run failed on every line
 
 
-def test_combinations_disagree_when_their_answers_differ() -> None:
-    result = build_result(lines=2)
+def test_combinations_disagree_when_their_results_differ() -> None:
+    def disagree(*answers: tuple[str | None, bool | None]) -> bool:
+        """One line, one combination per (output, correct): None output = an error, None correct = not scored."""
+        runs, scores = [], []
+        for index, (output, correct) in enumerate(answers):
+            line = LineResult(line_number=0, inputs={"q": "?"}, duration_ms=1.0,
+                              outputs=None if output is None else {"answer": output},
+                              error="timed out" if output is None else None)
+            runs.append(RunResult(run_id=f"r{index}", kind="standard", flow="f", dataset="d",
+                                  variant={"n": f"v{index}"}, status="completed", lines=[line], started_at=START,
+                                  duration_seconds=1.0))
+            if correct is not None:
+                score = LineResult(line_number=0, inputs={}, outputs={"correct": correct}, duration_ms=1.0)
+                scores.append(RunResult(run_id=f"e{index}", kind="evaluation", flow="e", evaluator="e", dataset="d",
+                                        parent_run_id=f"r{index}", status="completed", started_at=START,
+                                        duration_seconds=1.0, lines=[score]))
+        result = ExperimentResult(experiment_id="x", use_case="u", environment="dev", status="completed",
+                                  standard_runs=runs, evaluation_runs=scores, started_at=START, finished_at=START)
+        return line_table(result, build_grid(result), "d").lines[0].disagree
 
-    def answers(*outputs: dict[str, str] | None) -> bool:
-        runs = [run for run in result.standard_runs if run.dataset == "golden"]
-        changed = result.model_copy(update={"standard_runs": [
-            run.model_copy(update={"lines": [run.lines[0].model_copy(update={
-                "outputs": output, "error": None if output is not None else "timed out"})]})
-            for run, output in zip(runs, outputs, strict=True)]})
-        return line_table(changed, build_grid(changed), "golden").lines[0].disagree
-
-    same = {"answer": "yes", "note": "n"}
-    assert not answers(same, same, dict(same), same)
-    assert answers(same, same, {"answer": "no", "note": "n"}, same)
-    assert answers(same, same, None, same)  # an error disagrees with an answer
+    assert not disagree(("yes", True), ("Yes, it is.", True))  # worded differently, judged the same
+    assert disagree(("yes", True), ("no", False))
+    assert disagree(("yes", True), (None, None))  # an error disagrees with a pass
+    assert not disagree(("yes", None), ("yes", None))  # nothing judged: the outputs decide
+    assert disagree(("yes", None), ("no", None))
 
 
 def test_gate_verdict_is_a_table_with_every_combination_against_each_threshold() -> None:
