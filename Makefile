@@ -13,8 +13,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
 
-$(VENV)/.installed: $(PY) requirements.txt requirements-dev.txt
+$(VENV)/.installed: $(PY) requirements.txt requirements-dev.txt pyproject.toml
 	$(UV) pip install --quiet -p $(PY) -r requirements.txt -r requirements-dev.txt
+	$(UV) pip install --quiet -p $(PY) --no-deps -e .  # the `genaiops` command
 	touch $@
 
 $(TOOLS)/.installed: $(PY) requirements-tools.txt
@@ -60,10 +61,11 @@ status:
 schema: install ## write the event catalogue's JSON Schema
 	$(PY) -m shared.cli schema --out docs/events.schema.json
 
-bench: install ## cold start, experiment runner vs pf.run, scale-out 1 -> 2 hosts (about 15 minutes in all)
+bench: install ## cold start, experiment runner vs pf.run, scale-out 1 -> 2 hosts, intake memory (about 17 minutes in all)
 	$(PY) benchmarks/cold_start.py
 	$(PY) benchmarks/experiment_runner.py
 	$(PY) benchmarks/scale_out.py
+	$(PY) benchmarks/intake_memory.py
 
 lock: ## re-pin requirements from requirements/*.in
 	$(UV) pip compile -q -p 3.11 requirements/app.in -o requirements.txt --no-header

@@ -104,8 +104,10 @@ class LocalStack:
             "LOCAL_DEPLOYER_FACTORY": LOCAL_FACTORY,
         })
         if self.with_model:
-            # The flows' `aoai` connection, as experiment.local.yaml declares it (an OpenAI-type connection).
-            template.update({"AOAI_BASE_URL": f"http://127.0.0.1:{self.ports.llm}/v1", "AOAI_API_KEY": "local-model"})
+            # The flows' `aoai` connection: as experiment.local.yaml declares it (an OpenAI-type connection), and as
+            # a reference-template use case does (AzureOpenAIConnection: api_base overridden, the Azure route).
+            template.update({"AOAI_BASE_URL": f"http://127.0.0.1:{self.ports.llm}/v1", "AOAI_API_KEY": "local-model",
+                             "AOAI_API_BASE": f"http://127.0.0.1:{self.ports.llm}"})
         template.update(self.extra_settings)
         return template
 

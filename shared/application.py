@@ -26,7 +26,7 @@ from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services.deployments import DeploymentWorkspace
 from shared.services.experiments import ExperimentWorkspace
-from shared.services.intake import dataset_uploaded_event
+from shared.services.intake import UnusableBlobName, dataset_uploaded_event, refuse_blob_name
 from shared.settings import Settings
 
 log = logging.getLogger("genaiops.app")
@@ -63,7 +63,12 @@ class Application:
 
     def on_blob_uploaded(self, container: str, blob_name: str, size: int, etag: str) -> str | None:
         """Blob trigger entry: publish dataset.uploaded. Returns the event id, None for non-dataset blobs."""
-        event = dataset_uploaded_event(container, blob_name, size, etag)
+        try:
+            event = dataset_uploaded_event(container, blob_name, size, etag)
+        except UnusableBlobName as problem:  # retrying cannot fix a name: report it once, do not poison the blob
+            refuse_blob_name(container, blob_name, size, etag, str(problem), self.deps.blobs, self.deps.clock)
+            log.warning("refused %s/%s: %s", container, blob_name, problem)
+            return None
         if event is None:
             log.info("ignoring %s/%s: not a dataset file", container, blob_name)
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
+from typing import NamedTuple
 
 DATASETS = "datasets"      # uploads: datasets/{use_case}/{dataset}.jsonl (blob trigger)
 RUNS = "runs"              # runs/{use_case}/{experiment_id}/...
@@ -54,8 +55,67 @@ def dead_letter_name(queue: str, message_id: str, sequence_number: int | None = 
     return f"{dead_letter_prefix(queue, message_id)}{leaf}.json"
 
 
-def intake_report_name(use_case: str, dataset: str) -> str:
-    return f"{safe_segment(use_case)}/datasets/{safe_segment(dataset)}/intake.json"
+DATASET_SUFFIX = ".jsonl"
+TOP_LEVEL = "_toplevel"  # reports of uploads in no folder; '_' never starts a plain segment, so no folder maps here
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}(?<!\.)")
+# A registry name is `{owner}-{dataset}`: '-' may appear in the owner (a use case folder) but not in the dataset,
+# so the last '-' splits the two and no two pairs share a name. Azure ML: 1-255 of these, no leading '-_.', no
+# trailing '.'.
+_PLAIN_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_PLAIN_DATASET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._]*(?<!\.)")
+_NOT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_DIGEST_CHARS = 16  # 64 bits of sha256: what tells apart names that read alike
+REGISTRY_NAME_LIMIT = 255
+
+
+class UploadLocation(NamedTuple):
+    """What an upload's blob name says: `datasets/{folder}/{dataset}.jsonl`; sub-folders stay in the dataset."""
+
+    folder: str | None  # the first folder, None for a file at the top of the container
+    dataset: str        # the path below that folder without `.jsonl`, '/' between sub-folders
+    canonical: bool     # the name is exactly `{folder}/{dataset}.jsonl` (no leading, doubled or trailing '/')
+
+
+def upload_location(blob_name: str) -> UploadLocation:
+    """Empty path segments (a leading '/', '//') are skipped to find the folder a person meant; `canonical` says
+    they were there, so names derived from the upload can tell it apart from the clean spelling."""
+    parts = [part for part in blob_name.split("/") if part]
+    leaf = parts[-1].removesuffix(DATASET_SUFFIX) if parts else ""
+    folder, below = (parts[0], parts[1:-1]) if len(parts) > 1 else (None, [])
+    dataset = "/".join([*below, leaf])
+    expected = f"{folder}/{dataset}{DATASET_SUFFIX}" if folder else f"{dataset}{DATASET_SUFFIX}"
+    return UploadLocation(folder, dataset, blob_name == expected)
+
+
+def _name_key(readable: str, plain: bool, identity: str, limit: int) -> str:
+    """`readable` itself when it is plain and short enough; otherwise its usable characters ('/' as '.') plus a
+    hash of `identity`, so names that read alike (`my data`, `my_data`, `my/data`) stay apart."""
+    if plain and len(readable) <= limit:
+        return readable
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]
+    cleaned = _NOT_NAME.sub("_", readable.replace("/", ".")).strip("._-")[: limit - _DIGEST_CHARS - 1].rstrip(".")
+    return f"{cleaned}-{digest}" if cleaned else digest
+
+
+def data_asset_name(owner: str, dataset: str, blob_name: str | None = None) -> str:
+    """The registry name of a dataset: `{owner}-{dataset}` when that is a plain Azure ML asset name and the data
+    came from `{owner}/{dataset}.jsonl` (or from an experiment.yaml, `blob_name` None); otherwise the readable
+    part plus a hash of all three — deterministic, and never the name of another (owner, dataset, blob)."""
+    readable = f"{owner}-{dataset}"
+    plain = (bool(_PLAIN_OWNER.fullmatch(owner)) and bool(_PLAIN_DATASET.fullmatch(dataset))
+             and (blob_name is None or blob_name == f"{owner}/{dataset}{DATASET_SUFFIX}"))
+    return _name_key(readable, plain, "\0".join([owner, dataset, blob_name or ""]), REGISTRY_NAME_LIMIT)
+
+
+def intake_report_name(blob_name: str) -> str:
+    """`{folder}/datasets/{dataset}/intake.json` in REPORTS for an upload; unusual names get a hashed key (see
+    `_name_key`), so two uploads never share a report and the name stays far below Azure's 1,024 characters."""
+    location = upload_location(blob_name)
+    folder = TOP_LEVEL if location.folder is None else _name_key(
+        location.folder, bool(_PLAIN_SEGMENT.fullmatch(location.folder)), location.folder, 100)
+    dataset = _name_key(location.dataset, location.canonical and bool(_PLAIN_SEGMENT.fullmatch(location.dataset)),
+                        blob_name, 200)
+    return f"{folder}/datasets/{dataset}/intake.json"
 
 
 def decision_name(use_case: str, experiment_id: str) -> str:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from shared.deployment.port import Deployer
     from shared.experiments.remote_runner import RemoteFlowRunner
     from shared.feedback.telemetry import RequestTelemetry
-    from shared.ports import BlobStore, Clock
+    from shared.ports import BlobStore, Clock, EventPublisher
     from shared.registry.port import Registry
     from shared.services.deployments import DeploymentWorkspace
     from shared.settings import Settings
@@ -20,19 +20,26 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=1)
 def get_application() -> Application:
+    from shared.adapters.servicebus import ServiceBusPublisher, servicebus_client
+    from shared.observability import configure_telemetry, install_masking
+    from shared.settings import get_settings
+
+    install_masking()  # in Azure the worker owns the log handlers; the masking must reach its lines too
+    settings = get_settings()
+    configure_telemetry()
+    return build_application(settings, ServiceBusPublisher(servicebus_client(settings), settings.events_queue))
+
+
+def build_application(settings: Settings, bus: EventPublisher) -> Application:
+    """The application on the real adapters, publishing to `bus` (Service Bus in the Function App; a queue in
+    memory for `genaiops run`, which drives an experiment on one machine through the same entry point)."""
     from shared.adapters.azure_blob import AzureBlobStore, blob_service_client
     from shared.adapters.clock import SystemClock
     from shared.adapters.promptflow_runner import PromptflowRunner
-    from shared.adapters.servicebus import ServiceBusPublisher, servicebus_client
     from shared.application import Application
-    from shared.observability import configure_telemetry
-    from shared.settings import get_settings
 
-    settings = get_settings()
-    configure_telemetry()
     clock = SystemClock()
     blobs = AzureBlobStore(blob_service_client(settings))
-    bus = ServiceBusPublisher(servicebus_client(settings), settings.events_queue)
     return Application(settings, blobs, bus, clock, PromptflowRunner(), build_registry(settings, blobs, clock),
                        build_deployments(settings, blobs, clock), remote_runner=build_remote_runner(settings))
 

@@ -58,9 +58,9 @@ Handler = Callable[[Event, Dependencies], Sequence[Event]]
 
 
 def on_dataset_uploaded(event: DatasetUploaded, deps: Dependencies) -> Sequence[Event]:
-    report = intake.check_dataset(event, deps.blobs, deps.clock)
+    report = intake.check_dataset(event, deps.blobs, deps.clock, deps.settings.flows_dir, deps.settings.environment)
     if report.status != "valid":
-        return []  # the intake report says why; nothing downstream runs on a broken dataset
+        return []  # the intake report says why; nothing downstream runs on a broken or misplaced dataset
     registered = register_upload(event, report, deps.registry)
     return [registered, *requests_for_upload(event, deps.settings.flows_dir, deps.settings.environment)]
 

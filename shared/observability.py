@@ -2,6 +2,7 @@
 
 Without APPLICATIONINSIGHTS_CONNECTION_STRING nothing is exported and nothing tries the network — the
 local stack and CI stay silent. With it, the Azure Monitor OpenTelemetry distro is configured once.
+Every record is masked for secrets (shared.redaction) as it is created, whichever library logs it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ import contextvars
 import json
 import logging
 import os
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any, TextIO
 
-from shared.redaction import redact_text
+from shared.redaction import redact_text, register_environment
 
 _correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 _configured = False
+_masking_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -51,9 +56,81 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def _mask_record(record: logging.LogRecord) -> logging.LogRecord:
+    """The record with its message, traceback and stack masked, before any handler or formatter sees it."""
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a bad format string is reported by the handler as usual
+        return record
+    masked = redact_text(message)
+    if masked != message:
+        record.msg, record.args = masked, ()
+    if record.exc_info and not record.exc_text:
+        # Formatters reuse exc_text when it is set, so the traceback is rendered (and masked) once, here.
+        record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    return record
+
+
+class MaskingStream:
+    """sys.stdout / sys.stderr with secrets masked: some libraries print instead of logging (promptflow's LLM tools
+    print "Exception occurs: ..." with the provider's answer, a 401 echoing the key included). Masks per write, so
+    a secret split over two writes would pass; print() writes its text in one."""
+
+    masks_secrets = True
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(redact_text(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, encoding, isatty...: the real stream's
+        return getattr(self._inner, name)
+
+
+def _masking_factory(previous: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        return _mask_record(previous(*args, **kwargs))
+
+    factory.masks_secrets = True  # type: ignore[attr-defined]
+    return factory
+
+
+def install_masking() -> None:
+    """Mask secrets in every log record of this process, from any logger and for any handler, and in what it
+    prints.
+
+    A record factory rather than a formatter or filter: promptflow builds its execution loggers with
+    `logging.Logger(name)` (outside the logging tree, so root filters never see them) and gives them their own
+    stdout handlers and formatters; every logger, however built, creates its records through the factory. The
+    previous factory is kept and called first, so OpenTelemetry's (installed before or after) still works.
+    Also registers the secret app settings, so their values are masked wherever they show up."""
+    register_environment()
+    with _masking_lock:
+        previous = logging.getLogRecordFactory()
+        if not getattr(previous, "masks_secrets", False):
+            logging.setLogRecordFactory(_masking_factory(previous))
+        # Replaced before promptflow keeps a reference to them (its node log writers wrap what they find here).
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is not None and not getattr(stream, "masks_secrets", False):
+                setattr(sys, name, MaskingStream(stream))
+
+
 def configure_logging(level: int = logging.INFO, *, json_lines: bool = True) -> None:
     """Called by processes we own (local host, CLI). Inside Azure the worker owns the handlers; we only add
     the correlation filter to them."""
+    install_masking()
     root = logging.getLogger()
     if json_lines and not root.handlers:
         handler = logging.StreamHandler()

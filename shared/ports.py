@@ -33,8 +33,10 @@ class BlobStore(Protocol):
         """Content and ETag; raises BlobNotFound."""
         ...
 
-    def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
-        """Content in chunks, so memory stays constant in the blob's size."""
+    def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024, *,
+               etag: str | None = None) -> Iterator[bytes]:
+        """Content in chunks, so memory stays constant in the blob's size. With `etag`, every chunk comes from
+        that version: PreconditionFailed once the blob was replaced (never a mix of two versions)."""
         ...
 
     def write(self, container: str, name: str, data: bytes, *, content_type: str = "application/json",

@@ -8,6 +8,7 @@ each version fires once and restarts do not re-fire; a blob whose function keeps
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -27,6 +28,7 @@ from localstack.host.loader import FunctionSpec, HostConfigError
 
 log = logging.getLogger("localhost.blob")
 HOSTS_CONTAINER = "azure-webjobs-hosts"
+MAX_BLOB_NAME = 1024  # Azure Storage's limit on a blob name
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class BlobPath:
             regex += re.escape(literal)
             if name:
                 regex += f"(?P<{name}>.+?)"
-        return cls(container, re.compile(f"^{regex}$"))
+        return cls(container, re.compile(f"^{regex}$", re.DOTALL))  # blob names may hold a newline
 
     def match(self, blob_name: str) -> dict[str, str] | None:
         found = self.pattern.match(blob_name)
@@ -95,7 +97,13 @@ class BlobTriggerListener:
     def _receipt_name(self, blob: BlobProperties) -> str:
         etag = str(blob.etag).strip('"')
         function = f"Host.Functions.{self._spec.name}"
-        return f"blobreceipts/{self._host_id}/{function}/{etag}/{self._path.container}/{blob.name}"
+        name = f"blobreceipts/{self._host_id}/{function}/{etag}/{self._path.container}/{blob.name}"
+        if len(name) <= MAX_BLOB_NAME:
+            return name
+        # A long blob name would make its receipt's name longer than storage allows, and the receipt write fail
+        # on every poll; '#' cannot be in a container name, so this never meets another blob's receipt.
+        digest = hashlib.sha256(blob.name.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"blobreceipts/{self._host_id}/{function}/{etag}/{self._path.container}#sha256/{digest}"
 
     def _has_receipt(self, blob: BlobProperties) -> bool:
         return self._receipts.get_blob_client(self._receipt_name(blob)).exists()

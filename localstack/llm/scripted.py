@@ -1,9 +1,12 @@
 """A scripted OpenAI-compatible chat endpoint on 127.0.0.1, for deterministic tests and benchmarks.
 
-It answers `POST /v1/chat/completions` (and the Azure OpenAI path `/openai/deployments/{d}/chat/completions`)
-both as plain JSON and as server-sent events when `stream: true` (promptflow's `pf.test` streams, `pf.run`
-does not). The answer comes from a responder function of the messages (an exception becomes a 400 answer);
-an optional fixed delay makes latency predictable for benchmarks. `GET /stats` reports calls and peak concurrency.
+It answers `POST /v1/chat/completions` and the Azure OpenAI route
+`POST /openai/deployments/{deployment}/chat/completions?api-version=...` (any deployment name; `azure_endpoint` is
+what an AzureOpenAIConnection's `api_base` points at), both as plain JSON and as server-sent events when
+`stream: true` (promptflow's `pf.test` streams, `pf.run` does not). The answer comes from a responder function of
+the messages (an exception becomes a 400 answer; `InvalidApiKey` a 401 that echoes the caller's key, as OpenAI's
+does); an optional fixed delay makes latency predictable for benchmarks. `GET /stats` reports calls and peak
+concurrency.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 Messages = list[dict[str, Any]]
 Responder = Callable[[Messages], str]
 
+_AZURE_ROUTE = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 _ARITHMETIC = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/xx])\s*(-?\d+(?:\.\d+)?)")
 
 
@@ -35,6 +40,10 @@ def arithmetic_responder(messages: Messages) -> str:
     a, b = float(left), float(right)
     value = {"+": a + b, "-": a - b, "*": a * b, "x": a * b, "/": a / b if b else float("nan")}[op]
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+class InvalidApiKey(Exception):
+    """Raised by a responder to refuse the call as OpenAI refuses a wrong key: 401, the key echoed back."""
 
 
 def _validate(request: dict[str, Any]) -> None:
@@ -59,6 +68,7 @@ class ScriptedLLM:
         self.calls = 0
         self.peak_concurrency = 0
         self.credentials: set[str] = set()  # how callers authenticated: "api-key", "bearer <token>"
+        self.azure_calls: set[tuple[str, str]] = set()  # (deployment, api-version) asked on the Azure route
         self._active = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler())
@@ -69,6 +79,11 @@ class ScriptedLLM:
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
+
+    @property
+    def azure_endpoint(self) -> str:
+        """The Azure OpenAI `api_base`: the client appends /openai/deployments/{deployment}/..."""
+        return self.base_url.removesuffix("/v1")
 
     def start(self) -> ScriptedLLM:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -115,16 +130,31 @@ class ScriptedLLM:
                     self._json(404, {"error": {"message": "not found"}})
 
             def do_POST(self) -> None:
-                if not self.path.split("?")[0].endswith("/chat/completions"):
+                url = urlsplit(self.path)
+                if not url.path.endswith("/chat/completions"):
                     self._json(404, {"error": {"message": f"unsupported path {self.path}"}})
                     return
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                if azure := _AZURE_ROUTE.match(url.path):
+                    version = parse_qs(url.query).get("api-version", [""])[0]
+                    if not version:  # the Azure OpenAI API refuses a request without one as well
+                        self._json(400, {"error": {"message": "api-version query parameter is required"}})
+                        return
+                    llm.azure_calls.add((azure.group(1), version))
                 if self.headers.get("api-key"):
                     llm.credentials.add("api-key")
                 if (self.headers.get("Authorization") or "").startswith("Bearer "):
                     llm.credentials.add("bearer " + self.headers["Authorization"].removeprefix("Bearer "))
                 try:
                     answer = llm.complete(request)
+                except InvalidApiKey:
+                    # Echoed whole, the worst case: what the app does with it is what the tests look at.
+                    presented = self.headers.get("api-key") or self.headers.get("Authorization") or ""
+                    self._json(401, {"error": {
+                        "message": f"Incorrect API key provided: {presented.removeprefix('Bearer ')}. You can find "
+                                   "your API key at https://platform.openai.com/account/api-keys.",
+                        "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}})
+                    return
                 except Exception as refusal:  # noqa: BLE001 - a responder's exception is the API's 400 answer
                     # 400 is not retried by the OpenAI client nor by promptflow: the line fails at once.
                     self._json(400, {"error": {"message": str(refusal), "type": "invalid_request_error"}})

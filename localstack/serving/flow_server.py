@@ -7,9 +7,10 @@ under waitress, the WSGI server promptflow-devkit ships for the same purpose.
 
 Connections come from environment variables, never from a promptflow connection store or keyring. The parent hands
 the child *declarations* in GENAIOPS_SERVING_CONNECTIONS: the experiment.yaml connection with every `${placeholder}`
-turned into promptflow's own `${env:VAR}` reference (`${api_key}` in connection `aoai` -> `${env:AOAI_API_KEY}`, the
-project's secret naming), and the values only in the child's environment. promptflow resolves the references when
-the executor starts, so a missing variable stops the server at start-up, not at the first request.
+(and every field a `<CONNECTION>_<FIELD>` setting overrides) turned into promptflow's own `${env:VAR}` reference
+(`${api_key}` in connection `aoai` -> `${env:AOAI_API_KEY}`, the project's secret naming), and the values only in
+the child's environment. promptflow resolves the references when the executor starts, so a missing variable stops
+the server at start-up, not at the first request.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from localstack.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CONNECTIONS_ENV = "GENAIOPS_SERVING_CONNECTIONS"
-_PLACEHOLDER = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}$")
 _ENV_REFERENCE = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 # What a served flow must not inherit: the app's own storage/bus credentials and telemetry sink.
 _WITHHELD = ("GenAIOpsStorage", "AzureWebJobsStorage", "ServiceBusConnection", "APPLICATIONINSIGHTS_CONNECTION_STRING")
@@ -172,10 +172,11 @@ class ServerProcess:
 # --- connections -------------------------------------------------------------------------------------------------
 
 
-def served_connections(connections: Sequence[Any]) -> list[dict[str, Any]]:
+def served_connections(connections: Sequence[Any], env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """experiment.yaml connections (shared.experiments.config.ConnectionConfig) -> declarations for the child:
-    `{"name", "type", "value"}` with placeholders as `${env:VAR}` references. Holds no secret values."""
-    from shared.experiments.config import secret_variable
+    `{"name", "type", "value"}` with placeholders, and fields a setting in `env` overrides (AOAI_API_BASE for a
+    literal api_base), as `${env:VAR}` references. Holds no secret values."""
+    from shared.experiments.connections import field_variable
 
     declarations = []
     for connection in connections:
@@ -186,8 +187,8 @@ def served_connections(connections: Sequence[Any]) -> list[dict[str, Any]]:
             )
         value = {}
         for field, written in connection.fields.items():
-            match = _PLACEHOLDER.match(written)
-            value[field] = f"${{env:{secret_variable(connection.name, match.group(1))}}}" if match else written
+            variable = field_variable(connection.name, field, written, env or {})
+            value[field] = written if variable is None else f"${{env:{variable}}}"
         declarations.append({"name": connection.name, "type": str(connection.connection_type), "value": value})
     return declarations
 
@@ -233,8 +234,8 @@ class FlowServer(ServerProcess):
                  connections: Sequence[Any] = (), environment: Mapping[str, str] | None = None,
                  log_file: Path | None = None, threads: int = 8) -> None:
         self.flow_dir = Path(flow_dir).resolve()
-        declarations = served_connections(connections)
         base = {k: v for k, v in (os.environ if environment is None else environment).items() if k not in _WITHHELD}
+        declarations = served_connections(connections, base)
         env = {**base, CONNECTIONS_ENV: json.dumps(declarations), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         missing = missing_variables(declarations, env)
         if missing:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from shared.ports import BlobInfo, BlobNotFound, PreconditionFailed
+from shared.redaction import redact_bytes
 from shared.settings import Settings
 
 
@@ -34,15 +36,23 @@ class AzureBlobStore:
             raise BlobNotFound(f"{container}/{name}") from None
         return downloader.readall(), str(downloader.properties.etag)
 
-    def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
+    def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024, *,
+               etag: str | None = None) -> Iterator[bytes]:
         blob = self._service.get_blob_client(container, name)
+        pinned: dict[str, Any] = {}
+        if etag:
+            pinned = {"etag": '"' + etag.strip('"') + '"', "match_condition": MatchConditions.IfNotModified}
         try:
-            size = int(blob.get_blob_properties().size)
+            size = int(blob.get_blob_properties(**pinned).size)
+            # Ranged reads: each chunk is its own request, so memory stays at one chunk.
+            for offset in range(0, size, chunk_size):
+                yield blob.download_blob(offset=offset, length=min(chunk_size, size - offset), **pinned).readall()
         except ResourceNotFoundError:
             raise BlobNotFound(f"{container}/{name}") from None
-        # Ranged reads: each chunk is its own request, so memory stays at one chunk.
-        for offset in range(0, size, chunk_size):
-            yield blob.download_blob(offset=offset, length=min(chunk_size, size - offset)).readall()
+        except ResourceModifiedError:
+            if not blob.exists():  # storage answers a condition on a missing blob with 412, not 404
+                raise BlobNotFound(f"{container}/{name}") from None
+            raise PreconditionFailed(f"{container}/{name} is no longer version {etag}") from None
 
     def write(self, container: str, name: str, data: bytes, *, content_type: str = "application/json",
               if_match: str | None = None, if_absent: bool = False) -> str:
@@ -52,6 +62,7 @@ class AzureBlobStore:
             conditions = {"match_condition": MatchConditions.IfMissing}
         elif if_match:
             conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
+        data = redact_bytes(data)  # the last net: no known secret value is ever stored, whoever wrote the bytes
         try:
             result = self._service.get_blob_client(container, name).upload_blob(
                 data, overwrite=True, content_settings=ContentSettings(content_type=content_type), **conditions

@@ -31,6 +31,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from shared.redaction import register_secrets
+
 # Azure ML's rule for endpoint and deployment names (azure.ai.ml EndpointConfigurations: 3-32 characters, a letter
 # first, letters/digits/hyphens, no trailing hyphen). Applied to every target so a name that works locally also
 # works in Azure.
@@ -247,6 +249,7 @@ class ScoringTarget(_Block):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
 
     def http_headers(self) -> dict[str, str]:
+        register_secrets(self.headers.values())  # an endpoint key must not come back in a logged answer
         return {name: value.get_secret_value() for name, value in self.headers.items()}
 
 

@@ -9,12 +9,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter
+from pydantic import AfterValidator, Field, TypeAdapter
 
 from shared.events.envelope import Event, Payload
 
 Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 Environment = Literal["pr", "dev", "prod", "local"]
+
+
+def _no_dot_segments(name: str) -> str:
+    if any(part in {".", ".."} for part in name.split("/")):
+        raise ValueError("'.' and '..' path segments are not blob names (Azure refuses them; a URL resolves them)")
+    return name
+
+
+# Any name Azure accepts (spaces, unicode, up to 1,024 characters): names derived from it are made safe where they
+# are used (shared.blob_layout), so an unusual upload gets its intake report instead of a poisoned trigger.
+BlobName = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_no_dot_segments)]
 VariantSelection = dict[str, str]  # node name -> variant id, e.g. {"extract": "variant_1"}
 Metrics = dict[str, float]
 
@@ -23,9 +34,9 @@ Metrics = dict[str, float]
 
 class DatasetUploadedPayload(Payload):
     container: Name
-    blob_name: Name = Field(description="Path inside the container, e.g. 'math_coding/math_data.jsonl'.")
-    use_case: Name | None = Field(default=None, description="First folder of the blob path, when there is one.")
-    dataset: Name = Field(description="File name without its extension.")
+    blob_name: BlobName = Field(description="Path inside the container, e.g. 'math_coding/math_data.jsonl'.")
+    use_case: BlobName | None = Field(default=None, description="First folder of the blob path, when there is one.")
+    dataset: BlobName = Field(description="Path below the first folder without '.jsonl' ('/' between sub-folders).")
     size_bytes: int = Field(ge=0)
     etag: str
 

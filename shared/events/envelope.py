@@ -6,7 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_serializer
+
+from shared.redaction import redact
 
 
 def new_event_id() -> str:
@@ -45,6 +47,12 @@ class Event(BaseModel):
     occurred_at: datetime = Field(default_factory=utc_now)
     source: str = Field(default="genaiops-functions", max_length=256)
     payload: Payload
+
+    @field_serializer("payload", mode="wrap")
+    def _masked(self, payload: Payload, serialize: SerializerFunctionWrapHandler) -> Any:
+        # Whatever a handler put into an event (an LLM's error echoing a key), the bus, the journal and the
+        # idempotency records get it masked. By value and shape only: payload field names are not secrets.
+        return redact(serialize(payload), by_name=False)
 
     def not_before(self) -> datetime | None:
         """When the bus should deliver this event (Service Bus scheduled enqueue time); None means now.

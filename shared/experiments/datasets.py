@@ -3,15 +3,16 @@ that replaced it (the experiment.requested event says which blob to use instead)
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared.experiments.config import DatasetConfig, EvaluatorDatasetConfig, parse_blob_source
 from shared.ports import BlobNotFound, BlobStore
-from shared.registry.hashing import sha256_stream
+from shared.registry.hashing import MAX_LINE_BYTES, hashed_lines
 
 
 class DatasetError(ValueError):
@@ -19,13 +20,19 @@ class DatasetError(ValueError):
 
 
 def parse_jsonl(content: bytes, origin: str) -> list[dict[str, Any]]:
+    return _rows(enumerate(content.splitlines(), start=1), origin)
+
+
+def _rows(lines: Iterable[tuple[int, bytes | None]], origin: str) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(content.splitlines(), start=1):
+    for number, line in lines:
+        if line is None:
+            raise DatasetError(f"{origin} line {number}: longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise DatasetError(f"{origin} line {number}: not valid JSON ({exc})") from None
         if not isinstance(row, dict):
             raise DatasetError(f"{origin} line {number}: each line must be a JSON object")
@@ -49,19 +56,26 @@ def load_dataset(dataset: DatasetConfig | EvaluatorDatasetConfig, blobs: BlobSto
     source = overrides.get(dataset.source_text or "", dataset.source_text or "")
     blob = parse_blob_source(source)
     if blob is not None:
-        try:
-            content, _ = blobs.read(*blob)
-        except BlobNotFound:
-            raise DatasetError(f"dataset {dataset.name!r}: blob {source} does not exist") from None
-        origin = source
+        chunks, origin, label = blobs.stream(*blob), source, source
     elif dataset.local_path is not None and source == dataset.source_text:
         if not dataset.local_path.exists():
             raise DatasetError(f"dataset {dataset.name!r}: {dataset.local_path} does not exist")
-        content, origin = dataset.local_path.read_bytes(), str(dataset.local_path)
+        chunks, origin, label = _file_chunks(dataset.local_path), str(dataset.local_path), dataset.local_path.name
     else:
         raise DatasetError(
             f"dataset {dataset.name!r}: source {source!r} is an Azure ML data asset; the local runner reads local "
             "files and blob:// sources — register-and-run on Azure ML, or point the source at a file"
         )
-    return LoadedDataset(name=dataset.name, source_uri=origin, content_hash=sha256_stream([content]),
-                         rows=parse_jsonl(content, Path(origin).name if blob is None else origin))
+    # One streaming pass hashes and parses: only the rows are held, never the file's bytes next to them.
+    digest = hashlib.sha256()
+    try:
+        rows = _rows(hashed_lines(chunks, digest), label)
+    except BlobNotFound:
+        raise DatasetError(f"dataset {dataset.name!r}: blob {source} does not exist") from None
+    return LoadedDataset(name=dataset.name, source_uri=origin, content_hash=f"sha256:{digest.hexdigest()}", rows=rows)
+
+
+def _file_chunks(path: Path, size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(size):
+            yield chunk

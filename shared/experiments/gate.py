@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.experiments.results import ExperimentResult
-from shared.reports.grid import MetricColumn, best_keys, build_grid, mean_scores
+from shared.reports.grid import Combination, MetricColumn, best_keys, build_grid, mean_scores
 
 
 class GateConfigError(ValueError):
@@ -92,6 +92,8 @@ def _column(columns: list[MetricColumn], name: str) -> MetricColumn:
 
 def evaluate_gate(result: ExperimentResult, gate: GateConfig, baseline: Baseline | None) -> GateVerdict:
     grid = build_grid(result)
+    if not result.evaluation_runs:
+        return _unevaluated(grid.combinations[0] if grid.combinations else None, gate, baseline)
     primary = _column(grid.metrics, gate.primary_metric)
     means = mean_scores(grid, primary)
     winners = best_keys(means, primary.direction)
@@ -112,6 +114,18 @@ def evaluate_gate(result: ExperimentResult, gate: GateConfig, baseline: Baseline
         best_hyperparameters=best.hyperparameters, best_metrics=best_metrics, best_value=means[best.id],
         checks=checks, reasons=reasons, baseline_version=baseline.flow_version if baseline else None,
     )
+
+
+def _unevaluated(first: Combination | None, gate: GateConfig, baseline: Baseline | None) -> GateVerdict:
+    """No evaluator ran (e.g. a pr overlay with `evaluators:` empty), so nothing was measured: nothing ranks the
+    combinations (the first, all defaults, stands) and no threshold can be checked, so each one fails. With no
+    thresholds, the flow having run on every line (the experiment completed) is what passes."""
+    reasons = [f"{threshold.metric}: no evaluator ran in this environment, so this threshold cannot be checked"
+               for threshold in gate.thresholds]
+    return GateVerdict(passed=not reasons, primary_metric=gate.primary_metric,
+                       best_variant=first.variant if first else {},
+                       best_hyperparameters=first.hyperparameters if first else {}, best_metrics={}, best_value=None,
+                       checks=[], reasons=reasons, baseline_version=baseline.flow_version if baseline else None)
 
 
 def _check(threshold: Threshold, column: MetricColumn, best: Mapping[str, float], baseline: Baseline | None) -> Check:

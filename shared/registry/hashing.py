@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 # Build and run droppings that do not change what a flow does; matched against every path component's name.
@@ -22,6 +22,7 @@ DEFAULT_IGNORE: tuple[str, ...] = ("__pycache__", "*.pyc", ".promptflow", ".runs
 
 _FORMAT = b"genaiops-dirhash-v1\0"  # a new layout gets a new tag, so old and new hashes never collide
 _CHUNK = 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024  # a JSONL row longer than this is refused rather than held in memory
 
 
 def sha256_stream(chunks: Iterable[bytes]) -> str:
@@ -30,6 +31,27 @@ def sha256_stream(chunks: Iterable[bytes]) -> str:
     for chunk in chunks:
         digest.update(chunk)
     return f"sha256:{digest.hexdigest()}"
+
+
+def hashed_lines(chunks: Iterable[bytes], digest: hashlib._Hash,
+                 max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
+    """(line number from 1, line without its newline) for a chunk stream, feeding every byte to `digest` on the
+    way: one pass. A line longer than `max_line` comes out as None — hashed, never held — so memory stays at one
+    chunk plus one line whatever the stream's size or shape (a 1 GB file without a newline included)."""
+    number, pending, overflow = 0, b"", False
+    for chunk in chunks:
+        digest.update(chunk)
+        *complete, tail = chunk.split(b"\n")
+        for piece in complete:
+            number += 1
+            yield number, None if overflow or len(pending) + len(piece) > max_line else pending + piece
+            pending, overflow = b"", False
+        if overflow or len(pending) + len(tail) > max_line:
+            pending, overflow = b"", True
+        else:
+            pending += tail
+    if pending or overflow:
+        yield number + 1, None if overflow else pending
 
 
 def is_ignored(relative: str, ignore: Collection[str] = DEFAULT_IGNORE) -> bool:

@@ -48,16 +48,19 @@ class Redacted:
 
 
 def redacted(result: ExperimentResult | Redacted) -> Redacted:
-    """A copy safe to publish: inputs, outputs, errors, hyperparameters and decisions pass through `redact`."""
+    """A copy safe to publish: secret-named fields of inputs, outputs, hyperparameters and decisions masked whole,
+    and known secret values and credential shapes masked in every string."""
     if isinstance(result, Redacted):
         return result
-    return Redacted(result.model_copy(update={
+    by_name = result.model_copy(update={
         "failures": [redact_text(failure) for failure in result.failures],
         "standard_runs": [_redact_run(run) for run in result.standard_runs],
         "evaluation_runs": [_redact_run(run) for run in result.evaluation_runs],
         "decisions": redact(result.decisions),
         "variant_definitions": [_redact_definition(definition) for definition in result.variant_definitions],
-    }))
+    })
+    # Then every other string too (names, labels, variant values...): a known secret is masked wherever it is.
+    return Redacted(ExperimentResult.model_validate(redact(by_name.model_dump(mode="json"), by_name=False)))
 
 
 # --- cells ------------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,7 +51,8 @@ from shared.events import (
     SmokePassed,
 )
 from shared.events.catalogue import DeploymentCheckRequested
-from shared.experiments.config import ExperimentConfig, load_experiment, secret_variable
+from shared.experiments.config import ExperimentConfig, load_experiment
+from shared.experiments.connections import field_variable
 from shared.experiments.gate import Baseline
 from shared.experiments.variants import Combination, materialize
 from shared.feedback.telemetry import RequestTelemetry
@@ -94,7 +94,6 @@ class DeploymentWorkspace:
 # otherwise; the others (local, pr — which stops at the gate) default to the local stack's target.
 AZURE_ML_ENVIRONMENTS = frozenset({"dev", "prod"})
 LOCAL_ENVIRONMENT = "local"
-_PLACEHOLDER = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}$")
 
 
 def workspace_scope(settings: Mapping[str, str] | None = None) -> str:
@@ -104,23 +103,26 @@ def workspace_scope(settings: Mapping[str, str] | None = None) -> str:
     return "/".join(parts).lower() if any(parts) else ""
 
 
-def workspace_connections(config: ExperimentConfig) -> tuple[WorkspaceConnection, ...]:
-    """The experiment's connections a serving deployment needs; a `${placeholder}` field names the app setting
-    holding its value (`${api_base}` in `aoai` -> AOAI_API_BASE), never the value. A connection without
-    connection_type already exists where the flow runs and is left alone."""
+def workspace_connections(config: ExperimentConfig,
+                          settings: Mapping[str, str] | None = None) -> tuple[WorkspaceConnection, ...]:
+    """The experiment's connections a serving deployment needs; a `${placeholder}` field, and a field its own
+    `<CONNECTION>_<FIELD>` app setting overrides, names the setting holding its value (`${api_base}` in `aoai` ->
+    AOAI_API_BASE), never the value. A connection without connection_type already exists where the flow runs and
+    is left alone."""
+    env = os.environ if settings is None else settings
     connections = []
     for connection in config.connections:
         if connection.connection_type is None:
             continue
-        values, settings = {}, {}
+        values, named = {}, {}
         for field, value in connection.fields.items():
-            match = _PLACEHOLDER.match(value)
-            if match is None:
+            variable = field_variable(connection.name, field, value, env)
+            if variable is None:
                 values[field] = value
             else:
-                settings[field] = secret_variable(connection.name, match.group(1))
+                named[field] = variable
         connections.append(WorkspaceConnection(name=connection.name, connection_type=connection.connection_type,
-                                               values=values, settings=settings))
+                                               values=values, settings=named))
     return tuple(connections)
 
 
@@ -136,7 +138,7 @@ def deployment_config(config: ExperimentConfig, environment: str,
                                                hashed=environment != LOCAL_ENVIRONMENT),
     }
     return DeploymentConfig.model_validate({**defaults, **(config.deployment or {}),
-                                            "connections": workspace_connections(config)})
+                                            "connections": workspace_connections(config, settings)})
 
 
 def _rebuild(config: ExperimentConfig, registry: Registry, name: str, version: str, target: Path) -> tuple[Path, dict]:

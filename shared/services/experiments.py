@@ -245,8 +245,8 @@ def _outcome_events(event: Event, result: ExperimentResult, reports: ReportLocat
     runs = _summaries(result.standard_runs, result.evaluation_runs)
     completed = event.follow_up(ExperimentCompleted, {"use_case": use_case, "experiment_id": result.experiment_id,
                                                       "runs": runs, "report_uri": report_uri})
-    if not result.evaluation_runs:
-        return [completed]
+    # Announced even when no evaluator ran (a pr overlay with `evaluators:` empty): the gate still gives a verdict,
+    # so a pipeline waiting for one never waits in vain.
     evaluated = completed.follow_up(EvaluationCompleted, {"use_case": use_case, "experiment_id": result.experiment_id,
                                                           "runs": runs, "report_uri": report_uri})
     return [completed, evaluated]

@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from shared.blob_layout import data_asset_name
 from shared.events import DataRegistered, DatasetUploaded, Event, FlowRegistered, GatePassed
 from shared.experiments.config import load_experiment
 from shared.experiments.datasets import LoadedDataset
@@ -34,8 +35,10 @@ def asset_name(*parts: str) -> str:
 def register_upload(event: DatasetUploaded, report: IntakeReport, registry: Registry) -> DataRegistered:
     """The intake already hashed the upload in one streaming pass; the registry decides if it is new."""
     upload = event.payload
+    if report.status != "valid" or report.use_case is None or report.data_name is None or not report.content_hash:
+        raise ValueError(f"{report.blob}: only a valid upload in a use case is registered (status {report.status})")
     version, created = registry.register_data(
-        asset_name(report.use_case, upload.dataset), source_uri=f"blob://{upload.container}/{upload.blob_name}",
+        report.data_name, source_uri=f"blob://{upload.container}/{upload.blob_name}",
         content_hash=report.content_hash, description=f"{report.rows} rows uploaded to {upload.container}",
         tags={"use_case": report.use_case, "rows": str(report.rows)})
     return event.follow_up(DataRegistered, {"name": version.name, "version": version.version,
@@ -47,7 +50,7 @@ def register_datasets(registry: Registry, use_case: str, datasets: Sequence[Load
     """Every dataset an experiment used, registered if changed; returns dataset name -> data version."""
     versions = {}
     for data in {d.name: d for d in datasets}.values():
-        version, _ = registry.register_data(asset_name(use_case, data.name), source_uri=data.source_uri,
+        version, _ = registry.register_data(data_asset_name(use_case, data.name), source_uri=data.source_uri,
                                             content_hash=data.content_hash, tags={"use_case": use_case})
         versions[data.name] = version.version
     return versions

@@ -45,9 +45,9 @@ def test_dataset_upload_travels_through_blob_trigger_bus_and_handler(stack: Loca
                                                                      storage: BlobServiceClient) -> None:
     content = b"".join(json.dumps({"question": f"{i}+{i}", "answer": str(2 * i)}).encode() + b"\n"
                        for i in range(25))
-    storage.get_blob_client("datasets", "backbone/sums.jsonl").upload_blob(content, overwrite=True)
+    storage.get_blob_client("datasets", "math_coding/backbone_sums.jsonl").upload_blob(content, overwrite=True)
 
-    report = wait_for(lambda: read_json(storage, REPORTS, intake_report_name("backbone", "sums")),
+    report = wait_for(lambda: read_json(storage, REPORTS, intake_report_name("math_coding/backbone_sums.jsonl")),
                       what="the intake report written by the Service Bus-triggered handler")
     assert report["status"] == "valid"
     assert report["rows"] == 25
@@ -62,10 +62,10 @@ def test_same_blob_version_fires_once_and_a_new_version_fires_again(stack: Local
                                                                     storage: BlobServiceClient) -> None:
     blob = storage.get_blob_client("datasets", "backbone/versions.jsonl")
     blob.upload_blob(b'{"v": 1}\n', overwrite=True)
-    first = wait_for(lambda: read_json(storage, REPORTS, intake_report_name("backbone", "versions")),
+    first = wait_for(lambda: read_json(storage, REPORTS, intake_report_name("backbone/versions.jsonl")),
                      what="first version's report")
     blob.upload_blob(b'{"v": 2}\n{"v": 3}\n', overwrite=True)
-    second = wait_for(lambda: (r := read_json(storage, REPORTS, intake_report_name("backbone", "versions")))
+    second = wait_for(lambda: (r := read_json(storage, REPORTS, intake_report_name("backbone/versions.jsonl")))
                       ["rows"] == 2 and r, what="second version's report")
     assert first["etag"] != second["etag"]
     receipts = [b.name for b in storage.get_container_client("azure-webjobs-hosts").list_blobs(
@@ -95,7 +95,7 @@ def test_redelivered_event_is_processed_once(stack: LocalStack, storage: BlobSer
     content = b'{"x": 1}\n'
     blob = storage.get_blob_client("datasets", "manual/once.jsonl")
     etag = blob.upload_blob(content, overwrite=True)["etag"]
-    report_name = intake_report_name("manual", "once")
+    report_name = intake_report_name("manual/once.jsonl")
     # The blob trigger publishes this upload's event; wait until it has been handled.
     wait_for(lambda: read_json(storage, REPORTS, report_name), what="first handling")
     first = storage.get_blob_client(REPORTS, report_name).get_blob_properties()
@@ -159,12 +159,12 @@ def test_blob_receipts_survive_a_host_restart(stack: LocalStack, storage: BlobSe
                                               http: requests.Session) -> None:
     host_log = stack.log_file("host")
     storage.get_blob_client("datasets", "backbone/restart.jsonl").upload_blob(b'{"a": 1}\n', overwrite=True)
-    wait_for(lambda: read_json(storage, REPORTS, intake_report_name("backbone", "restart")), what="first handling")
+    wait_for(lambda: read_json(storage, REPORTS, intake_report_name("backbone/restart.jsonl")), what="first handling")
     fired_before = host_log.read_text().count("New blob detected: backbone/")
 
     stack.stop("host")
     stack.start_host()  # a new process: only the receipts in storage can tell it what already fired
     storage.get_blob_client("datasets", "backbone/after-restart.jsonl").upload_blob(b'{"b": 2}\n', overwrite=True)
-    wait_for(lambda: read_json(storage, REPORTS, intake_report_name("backbone", "after-restart")),
+    wait_for(lambda: read_json(storage, REPORTS, intake_report_name("backbone/after-restart.jsonl")),
              what="the restarted host to handle a new upload")
     assert host_log.read_text().count("New blob detected: backbone/") == fired_before + 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -15,8 +16,9 @@ from shared.blob_layout import REPORTS, intake_report_name
 from shared.bootstrap import build_deployments
 from shared.events import Event
 from shared.events.codec import encode
-from shared.ports import BlobStore
+from shared.ports import BlobNotFound, BlobStore
 from shared.registry.blob_registry import BlobRegistry
+from shared.registry.hashing import MAX_LINE_BYTES
 from shared.services.intake import dataset_uploaded_event
 from shared.settings import Settings
 from tests.conftest import ManualClock
@@ -50,22 +52,22 @@ def upload(blob_store: BlobStore, name: str, content: bytes) -> Event:
 
 def test_blob_upload_publishes_one_dataset_event_per_version(app, blob_store: BlobStore, unique: str) -> None:
     application, bus = app
-    etag = blob_store.write("datasets", f"uc{unique}/train.jsonl", b'{"q": 1}\n')
-    first = application.on_blob_uploaded("datasets", f"uc{unique}/train.jsonl", 9, etag)
-    again = application.on_blob_uploaded("datasets", f"uc{unique}/train.jsonl", 9, etag)
+    etag = blob_store.write("datasets", f"math_coding/train{unique}.jsonl", b'{"q": 1}\n')
+    first = application.on_blob_uploaded("datasets", f"math_coding/train{unique}.jsonl", 9, etag)
+    again = application.on_blob_uploaded("datasets", f"math_coding/train{unique}.jsonl", 9, etag)
     assert first == again  # the same blob version always yields the same event id
     assert [e.type for e in bus.sent] == ["dataset.uploaded", "dataset.uploaded"]
-    assert bus.sent[0].payload.use_case == f"uc{unique}"
-    assert application.on_blob_uploaded("datasets", f"uc{unique}/README.md", 3, etag) is None
+    assert bus.sent[0].payload.use_case == "math_coding"
+    assert application.on_blob_uploaded("datasets", "math_coding/README.md", 3, etag) is None
 
 
 def test_valid_dataset_gets_a_report_with_hash_rows_and_columns(app, blob_store: BlobStore, unique: str) -> None:
     application, _ = app
     content = b'{"question": "1+1", "answer": "2"}\n\n{"question": "2+2", "answer": "4", "level": 1}\n'
-    event = upload(blob_store, f"uc{unique}/math.jsonl", content)
+    event = upload(blob_store, f"math_coding/math{unique}.jsonl", content)
     outcome = application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
     assert outcome.status == "handled"
-    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "math"))[0])
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"math_coding/math{unique}.jsonl"))[0])
     assert report["status"] == "valid"
     assert report["rows"] == 2
     assert report["columns"] == ["question", "answer", "level"]
@@ -74,10 +76,10 @@ def test_valid_dataset_gets_a_report_with_hash_rows_and_columns(app, blob_store:
 
 def test_bad_dataset_gets_an_error_report_not_a_crash(app, blob_store: BlobStore, unique: str) -> None:
     application, _ = app
-    event = upload(blob_store, f"uc{unique}/bad.jsonl", b'{"ok": 1}\nnot json\n[1,2]\n')
+    event = upload(blob_store, f"math_coding/bad{unique}.jsonl", b'{"ok": 1}\nnot json\n[1,2]\n')
     assert application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1,
                                       properties={}).status == "handled"
-    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "bad"))[0])
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(f"math_coding/bad{unique}.jsonl"))[0])
     assert report["status"] == "invalid"
     assert report["error_count"] == 2
     assert report["errors"][0].startswith("line 2: not valid JSON")
@@ -86,13 +88,13 @@ def test_bad_dataset_gets_an_error_report_not_a_crash(app, blob_store: BlobStore
 
 def test_redelivered_event_runs_its_handler_once(app, blob_store: BlobStore, unique: str) -> None:
     application, _ = app
-    event = upload(blob_store, f"uc{unique}/once.jsonl", b'{"a": 1}\n')
+    event = upload(blob_store, f"math_coding/once{unique}.jsonl", b'{"a": 1}\n')
     body = encode(event).body
     first = application.on_bus_message(body, message_id=event.id, delivery_count=1, properties={})
-    report_before = blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "once"))
+    report_before = blob_store.read(REPORTS, intake_report_name(f"math_coding/once{unique}.jsonl"))
     second = application.on_bus_message(body, message_id=event.id, delivery_count=2, properties={})
     assert (first.status, second.status) == ("handled", "replayed")
-    assert blob_store.read(REPORTS, intake_report_name(f"uc{unique}", "once")) == report_before  # not rewritten
+    assert blob_store.read(REPORTS, intake_report_name(f"math_coding/once{unique}.jsonl")) == report_before  # same
 
 
 def test_malformed_message_is_dead_lettered_with_reason_and_redacted(app, unique: str) -> None:
@@ -109,7 +111,7 @@ def test_malformed_message_is_dead_lettered_with_reason_and_redacted(app, unique
 
 def test_journal_lists_a_runs_events_in_order(app, blob_store: BlobStore, unique: str) -> None:
     application, _ = app
-    event = upload(blob_store, f"uc{unique}/j.jsonl", b'{"a": 1}\n')
+    event = upload(blob_store, f"math_coding/j{unique}.jsonl", b'{"a": 1}\n')
     application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
     journal = application.journal.events_for(event.correlation_id)
     assert [e.type for e in journal] == ["dataset.uploaded", "data.registered"]
@@ -119,8 +121,8 @@ def test_journal_lists_a_runs_events_in_order(app, blob_store: BlobStore, unique
 
 def test_event_identity_ignores_etag_quoting(app, unique: str) -> None:
     application, _ = app
-    quoted = application.on_blob_uploaded("datasets", f"uc{unique}/q.jsonl", 3, '"0x8DB1"')
-    bare = application.on_blob_uploaded("datasets", f"uc{unique}/q.jsonl", 3, "0x8DB1")
+    quoted = application.on_blob_uploaded("datasets", f"math_coding/q{unique}.jsonl", 3, '"0x8DB1"')
+    bare = application.on_blob_uploaded("datasets", f"math_coding/q{unique}.jsonl", 3, "0x8DB1")
     assert quoted == bare
 
 
@@ -131,7 +133,7 @@ def registered(application: Application, bus: RecordingPublisher, event: Event) 
 
 def test_data_is_registered_only_when_its_content_changes(app, blob_store: BlobStore, unique: str) -> None:
     application, bus = app
-    name = f"uc{unique}/reg.jsonl"
+    name = f"math_coding/reg{unique}.jsonl"
     first = registered(application, bus, upload(blob_store, name, b'{"a": 1}\n'))
     same_again = registered(application, bus, upload(blob_store, name, b'{"a": 1}\n'))  # new blob version, same bytes
     changed = registered(application, bus, upload(blob_store, name, b'{"a": 2}\n'))  # one byte differs
@@ -142,12 +144,109 @@ def test_data_is_registered_only_when_its_content_changes(app, blob_store: BlobS
 
 def test_a_duplicate_upload_event_registers_nothing_twice(app, blob_store: BlobStore, unique: str) -> None:
     application, bus = app
-    event = upload(blob_store, f"uc{unique}/dup.jsonl", b'{"a": 1}\n')
+    event = upload(blob_store, f"math_coding/dup{unique}.jsonl", b'{"a": 1}\n')
     for delivery in (1, 2, 3):
         application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=delivery, properties={})
-    versions = application.deps.registry.latest_data(f"uc{unique}-dup")
+    versions = application.deps.registry.latest_data(f"math_coding-dup{unique}")
     assert versions is not None
     assert versions.version == "1"
     sent = [e for e in bus.sent if e.type == "data.registered"]
     assert [e.payload.created for e in sent] == [True, True, True]  # the stored follow-up is re-sent as it was
     assert len({e.id for e in sent}) == 1  # with the same id, so downstream drops the copies
+
+
+FIXTURE_FLOWS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "experiments" / "flows"
+
+
+def test_a_shared_blob_named_as_a_source_is_registered_and_feeds_every_use_case_naming_it(
+        blob_store: BlobStore, clock: ManualClock) -> None:
+    bus = RecordingPublisher()
+    settings = Settings().model_copy(update={"flows_dir": FIXTURE_FLOWS})
+    application = Application(settings, blob_store, bus, clock, PromptflowRunner(), BlobRegistry(blob_store, clock),
+                              build_deployments(settings, blob_store, clock))
+    event = upload(blob_store, "shared/qa.jsonl", b'{"question": "q"}\n')  # not a use case folder
+    application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
+    report = json.loads(blob_store.read(REPORTS, intake_report_name("shared/qa.jsonl"))[0])
+    assert (report["status"], report["use_case"], report["data_name"]) == ("valid", "shared", "shared-qa")
+    requested = sorted(e.payload.use_case for e in bus.sent if e.type == "experiment.requested")
+    assert requested == ["math_coding", "qa_bot"]
+
+
+def test_a_line_longer_than_the_limit_is_reported_not_held(app, blob_store: BlobStore, unique: str) -> None:
+    application, bus = app
+    name = f"math_coding/long{unique}.jsonl"
+    event = upload(blob_store, name, b'{"a": 1}\n{"b": "' + b"x" * (MAX_LINE_BYTES + 10) + b'"}\n{"c": 3}\n')
+    application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
+    assert (report["status"], report["rows"], report["errors"]) == ("invalid", 2, ["line 2: longer than 1 MiB"])
+    assert not [e for e in bus.sent if e.correlation_id == event.correlation_id]  # nothing registered or requested
+
+
+@pytest.mark.parametrize("name", ["toplevel{u}.jsonl", "no_such_use_case{u}/x.jsonl", "nested{u}/dir/deep.jsonl"])
+def test_an_upload_outside_a_use_case_is_refused_and_registers_nothing(app, blob_store: BlobStore, unique: str,
+                                                                       name: str) -> None:
+    application, bus = app
+    name = name.format(u=unique)
+    event = upload(blob_store, name, b'{"a": 1}\n')
+    assert application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1,
+                                      properties={}).status == "handled"
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
+    assert (report["status"], report["use_case"], report["rows"]) == ("refused", None, 1)
+    assert "math_coding, named_entity_recognition" in report["refusal"]
+    assert not [e for e in bus.sent if e.correlation_id == event.correlation_id]
+
+
+def test_a_name_no_dataset_can_come_from_is_refused_at_the_trigger(app, blob_store: BlobStore, unique: str) -> None:
+    application, bus = app
+    name = f"math_coding/{unique}/.jsonl"
+    etag = blob_store.write("datasets", name, b'{"a": 1}\n')
+    assert application.on_blob_uploaded("datasets", name, 9, etag) is None  # returns: the trigger does not retry
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
+    assert report["status"] == "refused"
+    assert "no file name before .jsonl" in report["refusal"]
+    assert bus.sent == []
+
+
+def test_a_version_replaced_before_it_is_read_is_not_reported_or_registered(app, blob_store: BlobStore,
+                                                                            unique: str) -> None:
+    application, bus = app
+    name = f"math_coding/replaced{unique}.jsonl"
+    old = upload(blob_store, name, b'{"v": 1}\n')
+    new = upload(blob_store, name, b'{"v": 2}\n{"v": 3}\n')  # overwritten before the first event is handled
+    application.on_bus_message(encode(old).body, message_id=old.id, delivery_count=1, properties={})
+    assert not [e for e in bus.sent if e.correlation_id == old.correlation_id]
+    with pytest.raises(BlobNotFound):
+        blob_store.read(REPORTS, intake_report_name(name))
+    application.on_bus_message(encode(new).body, message_id=new.id, delivery_count=1, properties={})
+    report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
+    assert (report["status"], report["rows"], report["etag"]) == ("valid", 2, new.payload.etag)
+
+
+class ReplacedWhileRead:
+    """The real store, with the blob overwritten by someone else right after the first chunk was read."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+
+    def __getattr__(self, attribute: str) -> object:
+        return getattr(self._blobs, attribute)
+
+    def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024, *,
+               etag: str | None = None) -> Iterator[bytes]:
+        for number, chunk in enumerate(self._blobs.stream(container, name, chunk_size, etag=etag)):
+            yield chunk
+            if number == 0:
+                self._blobs.write(container, name, b'{"replaced": true}\n')
+
+
+def test_a_version_replaced_while_it_is_read_is_never_hashed_as_a_mix(blob_store: BlobStore, clock: ManualClock,
+                                                                      unique: str) -> None:
+    bus, blobs = RecordingPublisher(), ReplacedWhileRead(blob_store)
+    settings = Settings()
+    application = Application(settings, blobs, bus, clock, PromptflowRunner(), BlobRegistry(blobs, clock),
+                              build_deployments(settings, blobs, clock))
+    name = f"math_coding/midread{unique}.jsonl"
+    event = upload(blob_store, name, b'{"n": 1}\n' * 600_000)  # 5.4 MB: three ranges
+    application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
+    assert not [e for e in bus.sent if e.correlation_id == event.correlation_id]  # nothing registered
+    assert application.deps.registry.latest_data(f"math_coding-midread{unique}") is None

@@ -89,3 +89,16 @@ def test_a_bad_gate_block_in_experiment_yaml_names_the_file(tmp_path: Path) -> N
                                                   "  - {metric: accuracy, min: 0.5, max: 0.9}\n")
     with pytest.raises(ExperimentConfigError, match=r"experiment.dev.yaml.*gate"):
         load_experiment(use_case, "dev")
+
+
+def test_without_evaluators_nothing_ranks_and_every_threshold_fails_for_want_of_a_value() -> None:
+    unevaluated = experiment().model_copy(update={"evaluation_runs": []})
+
+    plain = evaluate_gate(unevaluated, GateConfig(primary_metric="<no metric>"), baseline=None)
+    assert plain.passed  # no thresholds: the flow ran on every line, which is all a pr overlay without evaluators asks
+    assert plain.best_variant == {"solve": "variant_0"}  # the first combination (all defaults) stands
+
+    guarded = evaluate_gate(unevaluated, GateConfig(primary_metric="accuracy",
+                                                    thresholds=[Threshold(metric="accuracy", min=0.8)]), baseline=None)
+    assert not guarded.passed
+    assert guarded.reasons == ["accuracy: no evaluator ran in this environment, so this threshold cannot be checked"]

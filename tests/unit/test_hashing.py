@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.registry.hashing import directory_hash, list_files, sha256_stream
+from shared.registry.hashing import directory_hash, hashed_lines, list_files, sha256_stream
 
 FILES = {"flow.dag.yaml": b"inputs: {}\n", "prompts/answer.jinja2": b"Answer: {{q}}\n", "tool.py": b"x = 1\n"}
 
@@ -27,6 +27,39 @@ def test_stream_hash_is_sha256_of_the_concatenation() -> None:
     assert sha256_stream([b"ab", b"", b"c"]) == "sha256:" + hashlib.sha256(b"abc").hexdigest()
     assert sha256_stream([]) == "sha256:" + hashlib.sha256(b"").hexdigest()
 
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_hashed_lines_split_and_hash_like_the_whole_content_at_any_chunk_size(size: int) -> None:
+    content = b'{"a": 1}\n\n{"b": 2}\r\nlast without newline'
+    digest = hashlib.sha256()
+    lines = list(hashed_lines((content[i:i + size] for i in range(0, len(content), size)), digest))
+    assert lines == [(1, b'{"a": 1}'), (2, b""), (3, b'{"b": 2}\r'), (4, b"last without newline")]
+    assert digest.hexdigest() == hashlib.sha256(content).hexdigest()
+
+
+def test_hashed_lines_drop_an_overlong_line_but_keep_counting_and_hashing() -> None:
+    content = b"short\n" + b"x" * 25 + b"\nafter\n" + b"y" * 30
+    digest = hashlib.sha256()
+    lines = list(hashed_lines((content[i:i + 4] for i in range(0, len(content), 4)), digest, max_line=10))
+    assert lines == [(1, b"short"), (2, None), (3, b"after"), (4, None)]
+    assert digest.hexdigest() == hashlib.sha256(content).hexdigest()
+
+
+def test_hashed_lines_memory_stays_flat_on_a_file_without_newlines() -> None:
+    def forty_megabytes() -> Iterator[bytes]:
+        chunk = b"z" * (1024 * 1024)
+        for _ in range(40):
+            yield chunk
+
+    tracemalloc.start()
+    try:
+        lines = list(hashed_lines(forty_megabytes(), hashlib.sha256()))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert lines == [(1, None)]
+    assert peak < 4 * 1024 * 1024  # a chunk and at most one line, not the 40 MB
 
 def test_stream_hash_memory_is_constant_in_the_stream_length() -> None:
     def fifty_megabytes() -> Iterator[bytes]:

@@ -77,7 +77,8 @@ class MemoryBlobs:
             raise BlobNotFound(name)
         return self.blobs[(container, name)][0], '"1"'
 
-    def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024) -> Iterator[bytes]:
+    def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024, *,
+               etag: str | None = None) -> Iterator[bytes]:
         yield self.read(container, name)[0]
 
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:

@@ -1,0 +1,3 @@
+from genaiops.app import main
+
+main()

@@ -1,0 +1,92 @@
+"""Follow runs by correlation id in the journal until each reaches a wanted or a failing event; a progress bar
+per experiment stage (lines done / total) on a terminal, one line per progress event in a pipeline's log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from shared.audit import EventJournal
+from shared.events import EXPERIMENT_WORK_EVENTS, Event, ExperimentProgressed
+
+EXIT_OK = 0
+EXIT_FAILED_EVENT = 3
+EXIT_TIMEOUT = 4
+
+
+@dataclass
+class FollowResult:
+    exit_code: int
+    timelines: dict[str, list[Event]] = field(default_factory=dict)
+    failed: list[Event] = field(default_factory=list)
+
+
+def since_last_trigger(events: list[Event]) -> list[Event]:
+    """A re-run pipeline stage reuses its correlation id: only what follows its latest trigger counts."""
+    starts = [index for index, event in enumerate(events) if event.type == "pipeline.triggered"]
+    return events[starts[-1]:] if starts else events
+
+
+class _Display:
+    """Progress bars on a terminal; elsewhere every line is printed, so a pipeline log shows how far it got."""
+
+    def __init__(self, console: Console, describe: Callable[[Event], str]) -> None:
+        self._console, self._describe = console, describe
+        self._live = console.is_terminal
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("lines"), TimeElapsedColumn(), console=console, disable=not self._live)
+        self._tasks: dict[tuple[str, str, str], TaskID] = {}
+
+    def __enter__(self) -> _Display:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def show(self, event: Event) -> None:
+        if isinstance(event, ExperimentProgressed) and self._live:
+            p = event.payload
+            key = (p.use_case, p.experiment_id, p.stage)
+            if key not in self._tasks:
+                self._tasks[key] = self._progress.add_task(f"{p.use_case} {p.stage}", total=p.lines_total)
+            self._progress.update(self._tasks[key], completed=p.lines_done, total=p.lines_total)
+            return
+        self._progress.console.print(self._describe(event), highlight=False, markup=False)
+
+
+def follow(journal: EventJournal, correlation_ids: Collection[str], *, until: Collection[str],
+           fail_on: Collection[str], timeout: float, describe: Callable[[Event], str], poll: float = 2.0,
+           on_event: Callable[[Event], None] | None = None, console: Console | None = None) -> FollowResult:
+    """Print each run's events once, call `on_event` for each, and end when every run has a wanted or a failing
+    event (exit 0, or 3 when any failed) or at the time-out (exit 4)."""
+    console = console or Console()
+    seen: set[str] = set()
+    result = FollowResult(EXIT_TIMEOUT)
+    deadline = time.monotonic() + timeout
+    with _Display(console, describe) as display:
+        while time.monotonic() < deadline:
+            for correlation_id in correlation_ids:
+                result.timelines[correlation_id] = since_last_trigger(journal.events_for(correlation_id))
+                for event in result.timelines[correlation_id]:
+                    if event.id in seen:
+                        continue
+                    seen.add(event.id)
+                    if event.type not in EXPERIMENT_WORK_EVENTS:  # one per work item; progress says how far
+                        display.show(event)
+                    if event.type in fail_on:
+                        result.failed.append(event)
+                    if on_event is not None:
+                        on_event(event)
+            ended = [any(e.type in until or e.type in fail_on for e in events)
+                     for events in result.timelines.values()]
+            if ended and all(ended):
+                result.exit_code = EXIT_FAILED_EVENT if result.failed else EXIT_OK
+                return result
+            time.sleep(poll)
+    console.print(f"timed out after {timeout:.0f} s waiting for {', '.join(sorted(until))}", style="red")
+    return result
