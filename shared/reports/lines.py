@@ -11,6 +11,9 @@ from shared.experiments.results import ExperimentResult, LineResult, RunResult
 from shared.reports.grid import Combination, Grid, better_direction, evaluator_name, finite
 
 SUMMARY_CHARS = 160  # a collapsed row shows this much of a value; the expanded line shows it whole
+# Lines × combinations shown per dataset: about 1.2 KB of page each, so a huge dataset still opens in a browser
+# (results.csv keeps every line).
+MAX_CELLS = 10_000
 
 CellStatus = Literal["pass", "fail", "error", "unscored", "missing"]
 
@@ -194,6 +197,7 @@ class LineTable:
     combinations: list[Combination]
     expected: bool                    # whether any line has an expected answer (the column is shown)
     lines: list[ComparedLine]
+    total: int                        # lines in the dataset; more than len(lines) when cut at max_cells
 
 
 def _label(column: str, prefixed: bool) -> str:
@@ -202,8 +206,9 @@ def _label(column: str, prefixed: bool) -> str:
     return name if prefixed else name.split(".", 1)[-1]
 
 
-def line_table(result: ExperimentResult, grid: Grid, dataset: str) -> LineTable:
-    """Every line of one dataset: its inputs, expected answer and each combination's output and scores."""
+def line_table(result: ExperimentResult, grid: Grid, dataset: str, max_cells: int = MAX_CELLS) -> LineTable:
+    """Every line of one dataset (the first ones, up to `max_cells` lines × combinations): its inputs, expected
+    answer and each combination's output and scores."""
     runs = {c.id: run for c in grid.combinations if (run := grid.runs.get((c.id, dataset))) is not None}
     combinations = [c for c in grid.combinations if c.id in runs]
     by_number = {c.id: {line.line_number: line for line in runs[c.id].lines} for c in combinations}
@@ -212,7 +217,7 @@ def line_table(result: ExperimentResult, grid: Grid, dataset: str) -> LineTable:
     prefixed = len({run.evaluator for run in result.evaluation_runs}) > 1
     numbers = sorted({number for lines in by_number.values() for number in lines})
     lines = []
-    for number in numbers:
+    for number in numbers[:max(1, max_cells // max(1, len(combinations)))]:
         first = next(lines[number] for lines in by_number.values() if number in lines)
         wanted = expected.get(number, {})
         lines.append(ComparedLine(
@@ -225,4 +230,4 @@ def line_table(result: ExperimentResult, grid: Grid, dataset: str) -> LineTable:
                    for c in combinations],
         ))
     return LineTable(id=f"lines-{grid.datasets.index(dataset) + 1}", dataset=dataset, combinations=combinations,
-                     expected=bool(expected), lines=lines)
+                     expected=bool(expected), lines=lines, total=len(numbers))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import json
@@ -32,6 +33,7 @@ from shared.reports import (
     ReportLocations,
     better_direction,
     csv_reports,
+    html_report,
     read_experiment_json,
     write_experiment_reports,
 )
@@ -429,6 +431,9 @@ def test_line_table_puts_every_combination_beside_each_line() -> None:
         assert line.failed == any(cell.status in ("fail", "error") for cell in line.cells)
     failed_run = line_table(result, grid, "adversarial")
     assert all(line.cells[2].status == "error" for line in failed_run.lines)  # C3's run failed on every line
+    cut = line_table(result, grid, "golden", max_cells=40)  # 10 lines × 4 combinations
+    assert ([line.line_number for line in cut.lines], cut.total) == (list(range(10)), LINES)
+    assert table.total == LINES
 
 
 def test_combinations_disagree_when_their_results_differ() -> None:
@@ -526,3 +531,10 @@ def test_a_flow_records_its_variants_and_evaluator_mappings() -> None:
 
     mappings = evaluator_mappings(load_experiment(use_case, "dev"), ["ner_test"])
     assert [(m.evaluator, m.dataset, m.expected) for m in mappings] == [("ner_match", "ner_test", ["ground_truth"])]
+
+
+def test_a_cut_line_table_says_so_on_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(html_report, "line_table", functools.partial(line_table, max_cells=40))
+    page = render_summary_html(build_result())
+    assert page.count("The first 10\n      lines are shown") == 2  # both datasets
+    assert page.count('<tbody class="line"') == 20
