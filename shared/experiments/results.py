@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+from shared.experiments.mappings import parse_reference
+
 
 class LineResult(BaseModel):
     line_number: int = Field(ge=0)
@@ -59,6 +61,34 @@ class RunResult(BaseModel):
         return ", ".join(parts) or "defaults"
 
 
+class EvaluatorMapping(BaseModel):
+    """The evaluation flow's column mapping for one standard dataset: which of its inputs came from the evaluator
+    dataset (the expected answer) and which from the run being scored."""
+
+    evaluator: str
+    dataset: str = Field(description="The standard dataset whose runs it scores.")
+    mappings: dict[str, Any]
+
+    @property
+    def expected(self) -> list[str]:
+        """The evaluator inputs fed from a data column (`${data.<column>}`): the expected answer."""
+        return [name for name, value in self.mappings.items()
+                if (reference := parse_reference(value)) is not None and reference.kind == "data"]
+
+
+class VariantDefinition(BaseModel):
+    """One variant of a node as the flow declares it, with its prompt template (or code) — what a report shows
+    and diffs against the node's default variant."""
+
+    node: str
+    variant: str
+    default: bool
+    type: str = Field(default="", description="The node type, e.g. llm or python.")
+    source: str | None = Field(default=None, description="Path of its template or code, relative to the flow.")
+    text: str | None = Field(default=None, description="That file's text; None when absent or unreadable.")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
 class ExperimentResult(BaseModel):
     experiment_id: str
     use_case: str
@@ -70,6 +100,8 @@ class ExperimentResult(BaseModel):
     started_at: datetime
     finished_at: datetime
     decisions: dict[str, Any] = Field(default_factory=dict, description="Everything decided, for experiment.json.")
+    evaluator_mappings: list[EvaluatorMapping] = Field(default_factory=list)
+    variant_definitions: list[VariantDefinition] = Field(default_factory=list)
 
     def evaluations_of(self, run_id: str) -> list[RunResult]:
         return [run for run in self.evaluation_runs if run.parent_run_id == run_id]

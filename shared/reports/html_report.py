@@ -1,4 +1,4 @@
-"""summary.html: one self-contained page (inline CSS, inline SVG, a few lines of inline JS to sort tables).
+"""summary.html: one self-contained page (inline CSS, inline SVG, a short inline script to sort, filter and expand).
 
 It opens from a blob URL, a pipeline artifact or a laptop without network, and every value in it went
 through Jinja's autoescaping — model outputs and error messages are data, never markup.
@@ -19,18 +19,11 @@ from markupsafe import Markup
 from shared.experiments.results import ExperimentResult, RunResult
 from shared.redaction import redact
 from shared.reports.charts import BarGroup, grouped_bar_chart
-from shared.reports.tables import (
-    Grid,
-    Redacted,
-    Verdict,
-    build_grid,
-    dataset_table,
-    failed_lines,
-    overall_table,
-    redacted,
-    sample_lines,
-    verdicts,
-)
+from shared.reports.gate_table import gate_view
+from shared.reports.grid import Grid, Verdict, build_grid, verdicts
+from shared.reports.lines import failed_lines, line_table
+from shared.reports.prompts import node_variants, variant_anchor
+from shared.reports.tables import Redacted, dataset_table, overall_table, redacted
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -112,21 +105,10 @@ def charts(grid: Grid, found: list[Verdict]) -> list[Chart]:
         ]
         return Chart(title, subtitle, grouped_bar_chart(title, grid.datasets, groups))
 
-    drawn.append(per_run("Run duration (seconds)", "standard runs, wall clock",
+    drawn.append(per_run("Compute time per run (seconds)", "sum of the run's line durations",
                          lambda run: run.duration_seconds))
     drawn.append(per_run("Tokens per run", "sum over the run's lines", lambda run: float(run.tokens)))
     return drawn
-
-
-def sample_run(grid: Grid, found: list[Verdict]) -> RunResult | None:
-    """The run whose lines are shown as examples: the first verdict's winner on the first dataset."""
-    preferred = [c for verdict in found for c in verdict.best][:1] + grid.combinations
-    for combination in preferred:
-        for dataset in grid.datasets:
-            run = grid.runs.get((combination.id, dataset))
-            if run is not None and run.status == "completed" and run.lines:
-                return run
-    return None
 
 
 def _failed_runs(result: ExperimentResult) -> list[RunResult]:
@@ -143,10 +125,14 @@ def render_summary_html(result: ExperimentResult | Redacted, extra: dict[str, An
     if len(grid.datasets) > 1:
         tables.insert(0, overall_table(grid))
     lines = [line for run in safe.standard_runs for line in run.lines]
-    example = sample_run(grid, found)
+    further = redact(extra or {})
+    gate = gate_view(further, grid)
+    if gate is not None:  # shown as its own section; the raw JSON stays in experiment.json
+        further = {key: value for key, value in further.items() if key != "gate"}
     context = {
         "result": safe,
         "duration": format_duration((safe.finished_at - safe.started_at).total_seconds()),
+        "compute": format_duration(sum(run.duration_seconds for run in safe.standard_runs)),
         "started": format_time(safe.started_at),
         "finished": format_time(safe.finished_at),
         "generated": format_time(generated_at or datetime.now(UTC)),
@@ -155,14 +141,16 @@ def render_summary_html(result: ExperimentResult | Redacted, extra: dict[str, An
         "tables": tables,
         "charts": charts(grid, found),
         "failed_lines": failed_lines(grid),
-        "example_run": example,
-        "examples": sample_lines(safe, example) if example else [],
+        "gate": gate,
+        "line_tables": [line_table(safe, grid, dataset) for dataset in grid.datasets],
+        "node_variants": node_variants(safe),
+        "variant_anchor": variant_anchor,
         "failed_runs": _failed_runs(safe),
         "total_lines": len(lines),
         "total_failed": sum(1 for line in lines if line.failed),
         "total_tokens": sum(line.tokens for line in lines),
         "decisions": entries(safe.decisions),
-        "extra": entries(redact(extra or {})),
+        "extra": entries(further),
         "files": files or {},
     }
     return _environment().get_template(TEMPLATE).render(**context)

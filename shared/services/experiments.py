@@ -40,6 +40,7 @@ from shared.experiments.planning import (
     standard_dataset_key,
     standard_stage,
 )
+from shared.experiments.provenance import evaluator_mappings, variant_definitions
 from shared.experiments.remote_runner import RemoteFlowRunner
 from shared.experiments.results import ExperimentResult, RunResult
 from shared.experiments.runner import ExecutionLimits, FlowRunner
@@ -176,7 +177,7 @@ def advance_experiment(event: ExperimentStageCompleted, blobs: BlobStore, clock:
         evaluations: list[RunResult] = []
     else:
         evaluations = _evaluations(config, plan, store.evaluation_plan(use_case, experiment_id), workspace)
-    return _finish(event, plan, standard, evaluations, blobs, clock, store)
+    return _finish(event, plan, config, standard, evaluations, blobs, clock, store)
 
 
 def _evaluations(config: ExperimentConfig, plan: ExperimentPlan, stage: StagePlan,
@@ -209,13 +210,15 @@ def aggregate_run(config: ExperimentConfig, plan: ExperimentPlan, run: PlannedRu
     return RunMetrics(run_id=run.run_id, metrics=values, error=error)
 
 
-def _finish(event: Event, plan: ExperimentPlan, standard: list[RunResult], evaluations: list[RunResult],
-            blobs: BlobStore, clock: Clock, store: ExperimentStore) -> list[Event]:
+def _finish(event: Event, plan: ExperimentPlan, config: ExperimentConfig, standard: list[RunResult],
+            evaluations: list[RunResult], blobs: BlobStore, clock: Clock, store: ExperimentStore) -> list[Event]:
     reasons = failures([*standard, *evaluations], plan.max_failure_rate)
     result = ExperimentResult(
         experiment_id=plan.experiment_id, use_case=plan.use_case, environment=plan.environment,
         status="failed" if reasons else "completed", failures=reasons, standard_runs=standard,
         evaluation_runs=evaluations, started_at=plan.started_at, finished_at=clock.now(), decisions=plan.decisions,
+        evaluator_mappings=evaluator_mappings(config, plan.datasets),
+        variant_definitions=variant_definitions(config.flow_dir),
     )
     store.save_result(result)  # the state the gate and registration read; the reports are its projection
     return _outcome_events(event, result, write_experiment_reports(result, blobs))

@@ -10,35 +10,16 @@ import os
 import re
 import shutil
 import struct
-import subprocess
-import tempfile
 import zlib
 from pathlib import Path
 
-import pytest
-
 from shared.reports.html_report import render_summary_html
+from tests.browser.chromium import MARKS, run_chromium
 from tests.unit.test_reports import DATASETS, build_result
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 WIDTH, HEIGHT = 1400, 2400
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(60),
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed: run scripts/install-chromium.sh"),
-]
-
-
-def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)  # a fresh profile per launch
-    command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
-        f"--user-data-dir={profile}", *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=45, check=False)
+pytestmark = MARKS
 
 
 def _page(tmp_path: Path, extra_script: str = "") -> Path:
@@ -92,7 +73,7 @@ def _rows(width: int, bpp: int, raw: bytes, count: int) -> list[bytearray]:
 def test_summary_screenshot_is_rendered(tmp_path: Path) -> None:
     page = _page(tmp_path)
     shot = tmp_path / "summary.png"
-    run = _chromium(tmp_path, f"--window-size={WIDTH},{HEIGHT}", f"--screenshot={shot}", page.as_uri())
+    run = run_chromium(tmp_path, f"--window-size={WIDTH},{HEIGHT}", f"--screenshot={shot}", page.as_uri())
     assert shot.exists(), run.stderr[-2000:]
     if os.environ.get("REPORT_SCREENSHOT_DIR"):
         shutil.copy(shot, Path(os.environ["REPORT_SCREENSHOT_DIR"]) / "summary.png")
@@ -111,7 +92,7 @@ def test_summary_screenshot_is_rendered(tmp_path: Path) -> None:
 def test_sorting_script_runs_and_keeps_every_row(tmp_path: Path) -> None:
     # Click the first metric header (accuracy) of the first dataset's table twice: ascending, then descending.
     click = "var th = document.querySelector('#dataset-1 thead th:nth-child(2)'); th.click(); th.click();"
-    run = _chromium(tmp_path, "--dump-dom", _page(tmp_path, click).as_uri())
+    run = run_chromium(tmp_path, "--dump-dom", _page(tmp_path, click).as_uri())
     dom = run.stdout
     assert 'data-sortable="ready"' in dom, run.stderr[-2000:]
 

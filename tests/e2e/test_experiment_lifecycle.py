@@ -62,6 +62,9 @@ def test_upload_runs_the_experiment_and_writes_reports(stack: LocalStack, storag
     results_csv = storage.get_blob_client("reports", f"{prefix}/results.csv").download_blob().readall().decode()
     rows = list(csv.DictReader(io.StringIO(results_csv)))
     assert len(rows) == 4 * len(content.decode().splitlines())
+    answers = [json.loads(line)["answer"] for line in content.decode().splitlines()]
+    for row in rows:  # the expected answer the evaluator was given, from its column mapping
+        assert row["expected.math_accuracy.groundtruth"] == answers[int(row["line_number"])]
     experiment = json.loads(storage.get_blob_client("reports", f"{prefix}/experiment.json").download_blob().readall())
     assert experiment["decisions"]["request"]["data_sources"] == {
         "data/math_test.jsonl": "blob://datasets/math_coding/math_test.jsonl"}
@@ -74,6 +77,9 @@ def test_upload_runs_the_experiment_and_writes_reports(stack: LocalStack, storag
     assert registered["payload"]["variant"] == {"extract_answer": "variant_0", "solve": "variant_0"}
     decision = json.loads(storage.get_blob_client("reports", f"{prefix}/decision.json").download_blob().readall())
     assert decision["gate"]["passed"] is True
+    page = storage.get_blob_client("reports", f"{prefix}/summary.html").download_blob().readall().decode()
+    for section in ('id="gate"', 'id="lines"', 'id="variant-solve-variant_1"'):  # gate table, lines, prompts
+        assert section in page
 
     # An approver says yes over real HTTP (function key + App Service authentication identity)...
     requested = wait_for(lambda: next((e for e in journal(stack, http, upload.correlation_id)

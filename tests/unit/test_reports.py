@@ -15,10 +15,21 @@ from statistics import mean
 import pytest
 
 from shared.blob_layout import REPORTS
-from shared.experiments.results import ExperimentResult, LineResult, RunResult
+from shared.experiments.results import (
+    EvaluatorMapping,
+    ExperimentResult,
+    LineResult,
+    RunResult,
+    VariantDefinition,
+)
 from shared.ports import BlobInfo, BlobNotFound
 from shared.redaction import REDACTED
-from shared.reports import ReportLocations, better_direction, read_experiment_json, write_experiment_reports
+from shared.reports import (
+    ReportLocations,
+    better_direction,
+    read_experiment_json,
+    write_experiment_reports,
+)
 from shared.reports.charts import nice_ticks, wrap_label
 from shared.reports.html_report import render_summary_html
 
@@ -26,6 +37,7 @@ pytestmark = pytest.mark.timeout(60)
 
 MALICIOUS = "<script>alert(1)</script>"
 SECRET = "sk-live-9f8e7d6c5b4a"
+EXPECTED = "yes"
 LINES = 25
 DATASETS = ("golden", "adversarial")
 COMBINATIONS = [
@@ -110,7 +122,8 @@ def build_result(lines: int = LINES) -> ExperimentResult:
                                              duration_ms=1.0))
                     continue
                 score = round(QUALITY[index] - (0.1 if dataset == "adversarial" else 0) + rng.uniform(-.1, .1), 4)
-                scored.append(LineResult(line_number=line.line_number, inputs={}, duration_ms=5.0,
+                scored.append(LineResult(line_number=line.line_number, duration_ms=5.0,
+                                         inputs={"groundtruth": EXPECTED, "prediction": line.outputs["answer"]},
                                          outputs={"score": score, "correct": line.outputs["answer"] == "yes"}))
             good = [line.outputs for line in scored if line.outputs]
             evaluation.append(RunResult(
@@ -130,6 +143,23 @@ def build_result(lines: int = LINES) -> ExperimentResult:
         standard_runs=standard, evaluation_runs=evaluation, started_at=START,
         finished_at=START + timedelta(minutes=14, seconds=5),
         decisions={"combinations": 4, "datasets": list(DATASETS), "note": MALICIOUS},
+        evaluator_mappings=[EvaluatorMapping(evaluator="eval_quality", dataset=dataset, mappings={
+            "groundtruth": "${data.answer}", "prediction": "${run.outputs.answer}"}) for dataset in DATASETS],
+        variant_definitions=[
+            VariantDefinition(node="classify", variant="few_shot", default=False, type="llm", source="few.jinja2",
+                              text="system:\nClassify.\nExample: spam -> yes\nuser:\n{{question}}",
+                              inputs={"temperature": 0, "api_key": SECRET}),
+            VariantDefinition(node="classify", variant="zero_shot", default=True, type="llm", source="zero.jinja2",
+                              text="system:\nClassify.\nuser:\n{{question}}", inputs={"temperature": 0}),
+            VariantDefinition(node="summarize", variant="concise", default=True, type="python", source="s.py",
+                              text=f"def summarize(text):\n    return text[:80]  # {MALICIOUS}\n",
+                              inputs={"limit": 80}),
+            VariantDefinition(node="summarize", variant="detailed", default=False, type="python", source="s.py",
+                              text=f"def summarize(text):\n    return text[:80]  # {MALICIOUS}\n",
+                              inputs={"limit": 400}),
+            VariantDefinition(node="summarize", variant="bullet", default=False, type="python", source="s.py",
+                              text="def summarize(text):\n    return '- ' + text\n", inputs={"limit": 80}),
+        ],
     )
 
 
@@ -337,3 +367,4 @@ def test_an_experiment_that_ran_nothing_still_gets_reports() -> None:
     assert where.prefix == "uc/exp_.._x/"  # ids become safe path segments
     assert _rows(blobs.text(where.results_csv)) == []
     assert "no datasets found" in blobs.text(where.summary_html)
+
