@@ -18,7 +18,7 @@ from shared.experiments.config import (
     resolve_connection,
 )
 from shared.experiments.connections import connection_specs
-from shared.services.deployments import workspace_connections
+from shared.services.deployment_settings import workspace_connections
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "flows" / "reference_math"
 LOCAL_ENDPOINT = "http://127.0.0.1:8089"
