@@ -58,7 +58,7 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
     """A deployer and a request telemetry per target: the local target from the factory LOCAL_DEPLOYER_FACTORY
     names (the local stack's; absent from the Function package), Azure ML deployers and their traffic log on
     demand."""
-    from shared.deployment.port import DeploymentConfig, DeploymentTarget
+    from shared.deployment.port import DeploymentConfig, DeploymentError, DeploymentTarget
     from shared.deployment.targets import CONTAINER_BY_PIPELINE, UnavailableTarget, local_target
     from shared.services.deployments import DeploymentWorkspace
     from shared.smoke.service import SmokeTester
@@ -68,8 +68,8 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
     def deployer_for(config: DeploymentConfig) -> Deployer:
         if config.target is DeploymentTarget.LOCAL:
             return local.deployer
-        if config.target is DeploymentTarget.CONTAINER:  # rolled back at once with the reason, not retried
-            return UnavailableTarget(CONTAINER_BY_PIPELINE)
+        if config.target is DeploymentTarget.CONTAINER:  # refused: rolled back at once with the reason, no retries
+            raise DeploymentError(CONTAINER_BY_PIPELINE)
         from shared.adapters.credentials import azure_credential
         from shared.deployment import azureml_deployer_for
         from shared.deployment.azureml_deployer import azureml_client_from_env
