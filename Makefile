@@ -59,7 +59,7 @@ status:
 	$(PY) -m localstack status
 
 schema: install ## write the event catalogue's JSON Schema
-	$(PY) -m shared.cli schema --out docs/events.schema.json
+	$(PY) -m genaiops schema --out docs/events.schema.json
 
 bench: install ## cold start, experiment runner vs pf.run, scale-out 1 -> 2 hosts, intake memory (about 17 minutes in all)
 	$(PY) benchmarks/cold_start.py

@@ -1,6 +1,9 @@
 """The `genaiops` console command (typer). Each command is thin: it reads the settings, calls one function of this
 package or of shared/, and turns the outcome into output and an exit code a pipeline can act on:
-0 done, 1 error, 2 usage, 3 a failing event (experiment.failed, gate.failed, ...), 4 time-out."""
+0 done, 1 error, 2 usage, 3 a failing event (experiment.failed, gate.failed, ...), 4 time-out, 5 a message of the
+run was dead-lettered (it can never be handled: the run is stuck).
+
+Pipelines use `publish` and `wait` (.azure-pipelines/templates/steps/publish-and-wait.yml); people the rest."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from rich.table import Column, Table
 from genaiops import approvals as approval_client
 from genaiops.describe import line
 from genaiops.follow import follow
+from genaiops.follow import wait as follow_one
 from genaiops.settings_file import load_settings, settings_path
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -103,24 +107,24 @@ def publish(event_type: Annotated[str, typer.Argument(metavar="TYPE", help="a ca
             correlation_id: Annotated[str | None, typer.Option(help="default: a new id")] = None,
             source: str = "cli") -> None:
     """Post one catalogue event to the events queue (journaled first, so `wait` sees it)."""
-    from shared.cli import publish as publish_event
+    from genaiops.bus import publish as publish_event
 
     _event_types(event_type)
-    event = publish_event(event_type, payload, correlation_id, source)
+    event = publish_event(_settings_obj(), _journal(), event_type, payload, correlation_id, source)
     console.print_json(json.dumps({"id": event.id, "type": event.type, "correlation_id": event.correlation_id}))
 
 
 @app.command()
-def wait(correlation_id: Annotated[str, typer.Argument()],
+def wait(correlation_id: Annotated[str, typer.Option(help="the run to follow")],
          until: Annotated[str, typer.Option(help="comma-separated event types that mean done")],
          fail_on: Annotated[str, typer.Option(help="comma-separated event types that mean failed")] = ",".join(
              FAILURES),
          timeout: Annotated[float, typer.Option(help="seconds")] = 3600,
          poll: Annotated[float, typer.Option(help="seconds between looks at the journal")] = 2.0) -> None:
-    """Follow a run until a wanted event (exit 0) or a failing one (exit 3); a progress bar while an experiment
-    runs; exit 4 on time-out."""
-    result = follow(_journal(), [correlation_id], until=_event_types(until), fail_on=_event_types(fail_on),
-                    timeout=timeout, poll=poll, describe=line, console=console)
+    """Follow a run until a wanted event (exit 0), a failing one (exit 3) or a dead letter of the run (exit 5); a
+    progress bar while an experiment runs; exit 4 on time-out."""
+    result = follow_one(_journal(), correlation_id, until=_event_types(until), fail_on=_event_types(fail_on),
+                        timeout=timeout, poll=poll, console=console)
     for failed in result.failed:
         errors.print_json(failed.payload.model_dump_json())
     raise typer.Exit(result.exit_code)
@@ -153,7 +157,7 @@ def runs(limit: Annotated[int, typer.Option(help="how many")] = 20) -> None:
 
 
 @app.command()
-def status(correlation_id: Annotated[str, typer.Argument()]) -> None:
+def status(correlation_id: Annotated[str, typer.Option(help="the run")]) -> None:
     """Every event of one run, in order."""
     events = _journal().events_for(correlation_id)
     if not events:

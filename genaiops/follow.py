@@ -1,5 +1,6 @@
-"""Follow runs by correlation id in the journal until each reaches a wanted or a failing event; a progress bar
-per experiment stage (lines done / total) on a terminal, one line per progress event in a pipeline's log."""
+"""Follow runs by correlation id in the journal until each reaches a wanted or a failing event, or one of its
+messages is dead-lettered (it can never be handled: the run is stuck); a progress bar per experiment stage (lines
+done / total) on a terminal, one line per progress event in a pipeline's log."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from shared.audit import EventJournal
+from shared.audit import DeadLetterNote, EventJournal, JournalEntry
 from shared.events import EXPERIMENT_WORK_EVENTS, Event, ExperimentProgressed
 
 EXIT_OK = 0
 EXIT_FAILED_EVENT = 3
 EXIT_TIMEOUT = 4
+EXIT_DEAD_LETTERED = 5
 
 
 @dataclass
@@ -23,12 +25,18 @@ class FollowResult:
     exit_code: int
     timelines: dict[str, list[Event]] = field(default_factory=dict)
     failed: list[Event] = field(default_factory=list)
+    dead_letters: list[DeadLetterNote] = field(default_factory=list)
 
 
-def since_last_trigger(events: list[Event]) -> list[Event]:
+def since_last_trigger(entries: list[JournalEntry]) -> list[JournalEntry]:
     """A re-run pipeline stage reuses its correlation id: only what follows its latest trigger counts."""
-    starts = [index for index, event in enumerate(events) if event.type == "pipeline.triggered"]
-    return events[starts[-1]:] if starts else events
+    starts = [index for index, entry in enumerate(entries)
+              if isinstance(entry, Event) and entry.type == "pipeline.triggered"]
+    return entries[starts[-1]:] if starts else entries
+
+
+def _key(entry: JournalEntry) -> str:
+    return entry.id if isinstance(entry, Event) else f"dead-letter/{entry.message_key}/{entry.sequence_number}"
 
 
 class _Display:
@@ -63,7 +71,7 @@ def follow(journal: EventJournal, correlation_ids: Collection[str], *, until: Co
            fail_on: Collection[str], timeout: float, describe: Callable[[Event], str], poll: float = 2.0,
            on_event: Callable[[Event], None] | None = None, console: Console | None = None) -> FollowResult:
     """Print each run's events once, call `on_event` for each, and end when every run has a wanted or a failing
-    event (exit 0, or 3 when any failed) or at the time-out (exit 4)."""
+    event (exit 0, or 3 when any failed), at a dead letter of any run (exit 5), or at the time-out (exit 4)."""
     console = console or Console()
     seen: set[str] = set()
     result = FollowResult(EXIT_TIMEOUT)
@@ -71,17 +79,27 @@ def follow(journal: EventJournal, correlation_ids: Collection[str], *, until: Co
     with _Display(console, describe) as display:
         while time.monotonic() < deadline:
             for correlation_id in correlation_ids:
-                result.timelines[correlation_id] = since_last_trigger(journal.events_for(correlation_id))
-                for event in result.timelines[correlation_id]:
-                    if event.id in seen:
+                entries = since_last_trigger(journal.entries_for(correlation_id))
+                result.timelines[correlation_id] = [entry for entry in entries if isinstance(entry, Event)]
+                for entry in entries:
+                    if _key(entry) in seen:
                         continue
-                    seen.add(event.id)
-                    if event.type not in EXPERIMENT_WORK_EVENTS:  # one per work item; progress says how far
-                        display.show(event)
-                    if event.type in fail_on:
-                        result.failed.append(event)
+                    seen.add(_key(entry))
+                    if isinstance(entry, DeadLetterNote):
+                        result.dead_letters.append(entry)
+                        continue
+                    if entry.type not in EXPERIMENT_WORK_EVENTS:  # one per work item; progress says how far
+                        display.show(entry)
+                    if entry.type in fail_on:
+                        result.failed.append(entry)
                     if on_event is not None:
-                        on_event(event)
+                        on_event(entry)
+            if result.dead_letters:
+                for letter in result.dead_letters:
+                    console.print(f"dead-lettered message {letter.message_id}: {letter.reason}: {letter.description}",
+                                  style="red", markup=False, highlight=False)
+                result.exit_code = EXIT_DEAD_LETTERED
+                return result
             ended = [any(e.type in until or e.type in fail_on for e in events)
                      for events in result.timelines.values()]
             if ended and all(ended):
@@ -90,3 +108,12 @@ def follow(journal: EventJournal, correlation_ids: Collection[str], *, until: Co
             time.sleep(poll)
     console.print(f"timed out after {timeout:.0f} s waiting for {', '.join(sorted(until))}", style="red")
     return result
+
+
+def wait(journal: EventJournal, correlation_id: str, *, until: Collection[str], fail_on: Collection[str],
+         timeout: float, poll: float = 2.0, console: Console | None = None) -> FollowResult:
+    """Follow one run, each event as one readable line (`genaiops wait`)."""
+    from genaiops.describe import line
+
+    return follow(journal, [correlation_id], until=until, fail_on=fail_on, timeout=timeout, describe=line, poll=poll,
+                  console=console)

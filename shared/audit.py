@@ -1,5 +1,5 @@
 """The event journal: every event published is written to audit/{correlation_id}/ before it is sent,
-so a pipeline can follow its run (`shared.cli wait`) and a person can audit what was decided and why.
+so a pipeline can follow its run (`genaiops wait`) and a person can audit what was decided and why.
 
 A message dead-lettered with a correlation id (it could not be read, or its run failed for good at a stage without
 a failure event) is journaled there too, beside the events: `{time}-deadletter-{message key}-{sequence}.json` holds

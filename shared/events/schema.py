@@ -1,4 +1,4 @@
-"""JSON Schema of the whole catalogue, for pipeline authors (`python -m shared.cli schema`)."""
+"""JSON Schema of the whole catalogue, for pipeline authors (`genaiops schema`)."""
 
 from __future__ import annotations
 

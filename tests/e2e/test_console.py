@@ -44,7 +44,8 @@ def test_upload_follow_approve_and_report_from_the_console(stack: LocalStack, tm
     assert uploaded.returncode == 0, uploaded.stderr
     correlation_id = re.search(r"correlation id: (\S+)", uploaded.stdout)[1]
 
-    waited = genaiops(stack, "wait", correlation_id, "--until", "approval.requested", "--poll", "0.5")
+    waited = genaiops(stack, "wait", "--correlation-id", correlation_id, "--until", "approval.requested",
+                      "--poll", "0.5")
     assert waited.returncode == 0, waited.stdout + waited.stderr
     assert re.search(r"experiment\.progressed\s+math_coding standard: \d+/\d+ lines", waited.stdout)
     assert "evaluation.completed" in waited.stdout
@@ -62,11 +63,12 @@ def test_upload_follow_approve_and_report_from_the_console(stack: LocalStack, tm
     assert again.returncode == 1
     assert "HTTP 409" in again.stderr  # a decision is final
 
-    deployed = genaiops(stack, "wait", correlation_id, "--until", "deployment.verified", "--poll", "0.5")
+    deployed = genaiops(stack, "wait", "--correlation-id", correlation_id, "--until", "deployment.verified",
+                        "--poll", "0.5")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
     assert correlation_id in genaiops(stack, "runs").stdout
-    assert "dataset.uploaded" in genaiops(stack, "status", correlation_id).stdout
+    assert "dataset.uploaded" in genaiops(stack, "status", "--correlation-id", correlation_id).stdout
     opened = genaiops(stack, "report", "open", "math_coding", "--no-browser", "--out", str(tmp_path))
     assert opened.returncode == 0, opened.stderr
     page = Path(opened.stdout.strip().splitlines()[-1])
@@ -75,8 +77,8 @@ def test_upload_follow_approve_and_report_from_the_console(stack: LocalStack, tm
 
 
 def test_exit_codes_a_pipeline_can_act_on(stack: LocalStack) -> None:
-    assert genaiops(stack, "wait", "no-such-run", "--until", "evaluation.completed", "--timeout", "2",
-                    "--poll", "0.5").returncode == 4
+    assert genaiops(stack, "wait", "--correlation-id", "no-such-run", "--until", "evaluation.completed",
+                    "--timeout", "2", "--poll", "0.5").returncode == 4
     assert genaiops(stack, "publish", "no.such.event", "--payload", "{}").returncode == 2
     assert genaiops(stack, "approvals", "show", "ap-0000").returncode == 1
     assert genaiops(stack, "approvals", "approve", "ap-0000").returncode == 1  # nobody signed in
@@ -86,7 +88,7 @@ def test_a_failing_event_ends_wait_with_exit_3(stack: LocalStack) -> None:
     uploaded = genaiops(stack, "upload", str(DATA), "--use-case", "math_coding", "--name", "exit3.jsonl",
                         "--no-follow")
     correlation_id = re.search(r"correlation id: (\S+)", uploaded.stdout)[1]
-    failed = genaiops(stack, "wait", correlation_id, "--until", "deployment.verified", "--fail-on",
+    failed = genaiops(stack, "wait", "--correlation-id", correlation_id, "--until", "deployment.verified", "--fail-on",
                       "dataset.uploaded", "--poll", "0.5", "--timeout", "60")
     assert failed.returncode == 3
     assert '"blob_name": "math_coding/exit3.jsonl"' in failed.stderr

@@ -1,6 +1,6 @@
 """A use case copied from another keeps the other's yaml `name:` but gets its own endpoint (named after its folder);
 one whose `deployment:` block names an endpoint another use case owns ends in deployment.rolled_back on the first
-delivery, and `shared.cli wait` says so at once — the issue's crash loop (ten deliveries into the broker's DLQ, a
+delivery, and `genaiops wait` says so at once — the issue's crash loop (ten deliveries into the broker's DLQ, a
 `wait` that timed out) cannot come back. The whole local stack: broker, host, Azurite, real flow servers."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.storage.blob import BlobServiceClient
 
+from genaiops.follow import EXIT_FAILED_EVENT
 from localstack.llm.scripted import ScriptedLLM
 from localstack.stack import LocalStack
-from shared import cli
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.adapters.clock import SystemClock
 from shared.audit import EventJournal
@@ -27,6 +27,7 @@ from shared.registry.blob_registry import BlobRegistry
 from shared.registry.service import register_flow_if_changed
 from shared.settings import EVENTS_QUEUE_SETTING
 from tests.e2e.conftest import running_stack, wait_for
+from tests.following import waited
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,6 +97,5 @@ def test_a_copy_gets_its_own_endpoint_and_one_that_takes_anothers_rolls_back_at_
     assert "Executed 'Functions.route_event' (Failed" not in stack.log_file("host").read_text()  # no retry at all
     # The owner's endpoint is untouched, and a pipeline waiting on the run fails at once with the reason.
     assert original.payload.traffic == {original.payload.deployment: 100}
-    monkeypatch.setattr(cli, "_journal", lambda: journal)
-    assert cli.wait(clash.correlation_id, {"deployment.verified"}, {"deployment.rolled_back"}, timeout=10,
-                    poll=0.2) == cli.EXIT_FAILED_EVENT
+    assert waited(journal, clash.correlation_id, {"deployment.verified"}, {"deployment.rolled_back"},
+                  timeout=10)[0] == EXIT_FAILED_EVENT

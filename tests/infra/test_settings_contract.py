@@ -90,7 +90,7 @@ LOCAL_ONLY = frozenset(
     }
 )
 
-# Read by shared/ only when shared.cli runs inside an Azure Pipelines AzureCLI@2 step, never in the app.
+# Read by shared/ only when genaiops runs inside an Azure Pipelines AzureCLI@2 step, never in the app.
 PIPELINE_ONLY = frozenset(
     {
         "AZURESUBSCRIPTION_TENANT_ID",

@@ -261,12 +261,12 @@ def expand_placeholders(command: str) -> list[str]:
     return expanded
 
 
-CLI_CALL = re.compile(r"python[0-9.]*\s+-m\s+shared\.cli\b[^\n]*")
+CLI_CALL = re.compile(r"python[0-9.]*\s+-m\s+genaiops\b[^\n]*")
 
 
 @functools.cache
 def cli_calls() -> list[tuple[Path, dict[str, Any], list[str]]]:
-    """(file, step, argv after `shared.cli`) for every CLI invocation in the pipeline files."""
+    """(file, step, argv after `genaiops`) for every CLI invocation in the pipeline files."""
     calls: list[tuple[Path, dict[str, Any], list[str]]] = []
     for path, doc in pipeline_docs().items():
         for step in walk_steps(doc):
@@ -274,7 +274,7 @@ def cli_calls() -> list[tuple[Path, dict[str, Any], list[str]]]:
             for match in CLI_CALL.finditer(script):
                 for command in expand_placeholders(match.group(0)):
                     argv = shlex.split(command)
-                    calls.append((path, step, argv[argv.index("shared.cli") + 1 :]))
+                    calls.append((path, step, argv[argv.index("genaiops") + 1 :]))
     return calls
 
 
@@ -382,7 +382,7 @@ def test_role_assignments_match_the_least_privilege_matrix() -> None:
         (pipeline, "Azure Service Bus Data Sender", "${azurerm_servicebus_queue.events.id}"),
         (pipeline, "Storage Blob Data Reader", "${azurerm_storage_account.data.id}"),
         (pipeline, "Storage Blob Data Contributor", "${local.datasets_container_scope}"),
-        # shared.cli publish journals each event to audit/ before sending it.
+        # genaiops publish journals each event to audit/ before sending it.
         (pipeline, "Storage Blob Data Contributor", "${local.audit_container_scope}"),
     }
     actual = {
@@ -765,7 +765,7 @@ def test_cli_calls_use_known_subcommands_and_events() -> None:
     subcommands = {argv[0] for _, _, argv in calls}
     assert {"publish", "wait"} <= subcommands, "the pipeline must publish and wait"
     for path, _, argv in calls:
-        where = f"{path.relative_to(ROOT)}: shared.cli {' '.join(argv)}"
+        where = f"{path.relative_to(ROOT)}: genaiops {' '.join(argv)}"
         assert argv[0] in CLI_SUBCOMMANDS, f"unknown subcommand in {where}"
         assert option(argv, "--correlation-id") == "$(Build.BuildId)", where
         if argv[0] == "publish":

@@ -1,4 +1,4 @@
-"""`shared.cli wait` over a journal in Azurite: progress lines while an experiment runs, the outcome's exit code."""
+"""`genaiops wait` over a journal in Azurite: progress lines while an experiment runs, the outcome's exit code."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared import cli
+from genaiops.follow import EXIT_DEAD_LETTERED
 from shared.audit import EventJournal
 from shared.dead_letters import DeadLetterStore
 from shared.events import (
@@ -19,15 +19,13 @@ from shared.events import (
 )
 from shared.ports import BlobStore
 from tests.conftest import ManualClock
+from tests.following import waited
 
 pytestmark = pytest.mark.azurite
 
 
-def test_wait_prints_progress_and_hides_the_work_items(blob_store: BlobStore, unique: str,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_wait_prints_progress_and_hides_the_work_items(blob_store: BlobStore, unique: str) -> None:
     journal = EventJournal(blob_store)
-    monkeypatch.setattr(cli, "_journal", lambda: journal)
     requested = ExperimentRequested.create({"use_case": "math_coding"}, correlation_id=unique)
     item = requested.follow_up(ExperimentItemRequested, {"use_case": "math_coding", "experiment_id": "e1",
                                                          "stage": "standard", "item_id": "r.000000"}, key="a")
@@ -39,18 +37,18 @@ def test_wait_prints_progress_and_hides_the_work_items(blob_store: BlobStore, un
     for event in (requested, item, halfway, done):
         journal.record(event)
 
-    assert cli.wait(unique, {"evaluation.completed"}, {"experiment.failed"}, timeout=10, poll=0.1) == 0
-    printed = capsys.readouterr().out.splitlines()
-    assert any("progress math_coding e1 standard: 24/44 lines (2/4 work items)" in line for line in printed)
-    assert not any("experiment.item_requested" in line for line in printed)
-    assert printed[-1].endswith(f"evaluation.completed {done.id}")
+    code, printed = waited(journal, unique, {"evaluation.completed"}, {"experiment.failed"}, timeout=10)
+    assert code == 0
+    lines = printed.splitlines()
+    assert any("experiment.progressed" in line and "math_coding standard: 24/44 lines (2/4 work items)" in line
+               for line in lines)
+    assert not any("experiment.item_requested" in line for line in lines)
+    assert "evaluation.completed" in lines[-1]
 
 
 def test_a_dead_letter_ends_the_wait_unless_a_later_trigger_started_the_run_again(
-        blob_store: BlobStore, clock: ManualClock, unique: str, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
     journal = EventJournal(blob_store)
-    monkeypatch.setattr(cli, "_journal", lambda: journal)
     trigger = PipelineTriggered.create({"pipeline": "pr", "run_id": "1", "environment": "pr",
                                         "use_cases": ["math_coding"]}, correlation_id=unique)
     clock.current = trigger.occurred_at + timedelta(seconds=1)
@@ -60,10 +58,9 @@ def test_a_dead_letter_ends_the_wait_unless_a_later_trigger_started_the_run_agai
     journal.record(trigger)
     journal.record_dead_letter(unique, letter)
 
-    assert cli.wait(unique, {"gate.passed"}, {"gate.failed"}, timeout=5, poll=0.1) == cli.EXIT_DEAD_LETTERED
-    output = capsys.readouterr()
-    assert f"dead-lettered message m-{unique}" in output.out
-    assert "UnknownEventType: type 'experiment.requestd'" in output.err
+    code, printed = waited(journal, unique, {"gate.passed"}, {"gate.failed"})
+    assert code == EXIT_DEAD_LETTERED
+    assert f"dead-lettered message m-{unique}: UnknownEventType: type 'experiment.requestd'" in printed
 
     # The pipeline fixed its typo and ran the stage again under the same correlation id: the old letter is history.
     rerun = PipelineTriggered.create(trigger.payload.model_dump(), correlation_id=unique)
@@ -74,4 +71,4 @@ def test_a_dead_letter_ends_the_wait_unless_a_later_trigger_started_the_run_agai
     journal.record(passed.model_copy(update={"occurred_at": clock.current + timedelta(seconds=2)}))
     assert [type(entry).__name__ for entry in journal.entries_for(unique)] == [
         "PipelineTriggered", "DeadLetterNote", "PipelineTriggered", "GatePassed"]
-    assert cli.wait(unique, {"gate.passed"}, {"gate.failed"}, timeout=5, poll=0.1) == 0
+    assert waited(journal, unique, {"gate.passed"}, {"gate.failed"})[0] == 0

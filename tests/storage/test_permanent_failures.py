@@ -1,6 +1,6 @@
 """Runs that cannot succeed end on the first delivery, visibly: through `Application.on_bus_message` on Azurite, a
 permanent handler failure becomes its stage's failure event or a dead letter journaled under the run's correlation
-id, and `shared.cli wait` on that id ends at once with the reason instead of timing out."""
+id, and `genaiops wait` on that id ends at once with the reason instead of timing out."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import cli
+from genaiops.follow import EXIT_DEAD_LETTERED, EXIT_FAILED_EVENT
 from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.application import Application
 from shared.audit import DeadLetterNote
@@ -20,9 +20,9 @@ from shared.events import DeploymentRequested, Event, ExperimentRequested
 from shared.events.codec import encode
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
-from shared.services.intake import dataset_uploaded_event
 from shared.settings import Settings
 from tests.conftest import ManualClock
+from tests.following import waited
 
 pytestmark = pytest.mark.azurite
 
@@ -42,7 +42,6 @@ def app(blob_store: BlobStore, clock: ManualClock, tmp_path: Path,
     settings = Settings.model_validate({"GENAIOPS_ENV": "local", "GENAIOPS_WORK_DIR": str(tmp_path / "work")})
     application = Application(settings, blob_store, bus, clock, PromptflowRunner(), BlobRegistry(blob_store, clock),
                               build_deployments(settings, blob_store, clock))
-    monkeypatch.setattr(cli, "_journal", lambda: application.journal)
     return application, bus
 
 
@@ -52,36 +51,8 @@ def deliver(application: Application, event: Event, **broker: object) -> str:
                                       **broker).status  # type: ignore[arg-type]
 
 
-def test_an_upload_whose_name_cannot_be_registered_is_dead_lettered_and_wait_fails_fast(
-        app: tuple[Application, RecordingBus], blob_store: BlobStore, unique: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """The issue's crash loop: a valid file outside any use-case folder raised InvalidName ten times."""
-    application, bus = app
-    content = b'{"question": "1+1", "answer": "2"}\n'
-    name = f"toplevel{unique}.jsonl"
-    upload = dataset_uploaded_event("datasets", name, len(content),
-                                    blob_store.write("datasets", name, content, content_type="application/x-ndjson"))
-    assert upload is not None
-
-    assert deliver(application, upload, sequence_number=7, correlation_id=upload.correlation_id) == "dead_lettered"
-
-    letter = application.dead_letters.get(application.settings.events_queue, upload.id)
-    assert letter.reason == "InvalidName"
-    assert f"_unassigned-toplevel{unique}" in letter.description
-    assert letter.body["id"] == upload.id  # the message itself, to replay once the cause is fixed
-    assert bus.sent == []  # nothing downstream
-    entries = application.journal.entries_for(upload.correlation_id)
-    assert [type(entry) for entry in entries] == [type(upload), DeadLetterNote]
-    assert cli.wait(upload.correlation_id, {"experiment.completed"}, set(), timeout=5, poll=0.1) == \
-        cli.EXIT_DEAD_LETTERED
-    printed = capsys.readouterr()
-    assert f"dead-lettered message {upload.id}" in printed.out
-    assert f"InvalidName: '_unassigned-toplevel{unique}'" in printed.err
-
-
 def test_a_mistyped_event_is_journaled_under_its_correlation_id(app: tuple[Application, RecordingBus],
-                                                                unique: str,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+                                                                unique: str) -> None:
     application, _ = app
     run = f"pipeline-{unique}"
     body = json.dumps({"type": "experiment.requestd", "correlation_id": run, "payload": {}}).encode()
@@ -95,8 +66,9 @@ def test_a_mistyped_event_is_journaled_under_its_correlation_id(app: tuple[Appli
     letters = application.journal.entries_for(run)
     assert sorted((letter.reason, letter.message_id) for letter in letters) == [  # type: ignore[union-attr]
         ("UnknownEventType", f"a{unique}"), ("UnknownEventType", f"b{unique}")]  # same clock reading: either order
-    assert cli.wait(run, {"gate.passed"}, set(), timeout=5, poll=0.1) == cli.EXIT_DEAD_LETTERED
-    assert "UnknownEventType: type 'experiment.requestd' is not in the event catalogue" in capsys.readouterr().err
+    code, printed = waited(application.journal, run, {"gate.passed"})
+    assert code == EXIT_DEAD_LETTERED
+    assert "UnknownEventType: type 'experiment.requestd' is not in the event catalogue" in printed
 
 
 def test_a_deployment_that_cannot_start_rolls_back_on_the_first_delivery(app: tuple[Application, RecordingBus],
@@ -112,8 +84,8 @@ def test_a_deployment_that_cannot_start_rolls_back_on_the_first_delivery(app: tu
         f"deployment failed: DeploymentRefused: flow never-{unique} version 1 is not registered"
     assert [event.type for event in application.journal.events_for(request.correlation_id)] == [
         "deployment.requested", "deployment.rolled_back"]
-    assert cli.wait(request.correlation_id, {"deployment.verified"}, {"deployment.rolled_back"}, timeout=5,
-                    poll=0.1) == cli.EXIT_FAILED_EVENT
+    assert waited(application.journal, request.correlation_id, {"deployment.verified"},
+                  {"deployment.rolled_back"})[0] == EXIT_FAILED_EVENT
     assert deliver(application, request) == "replayed"  # a redelivery re-sends the outcome, it does not retry
     assert [event.id for event in bus.sent] == [bus.sent[0].id] * 2
 
