@@ -34,6 +34,8 @@ errors = Console(stderr=True, soft_wrap=True)
 # What ends a run that started with an upload or a pipeline event, as the pipelines' `wait` steps use it.
 FAILURES = ("experiment.failed", "gate.failed", "approval.rejected", "approval.expired", "smoke.failed",
             "deployment.rolled_back")
+# What ends it well: the chosen version deployed and verified, or already the one serving.
+DEPLOYED = ("deployment.verified", "deployment.unchanged")
 EXIT_ERROR = 1
 
 
@@ -85,7 +87,8 @@ def upload(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, hel
            name: Annotated[str | None, typer.Option(help="blob file name (default: the file's)")] = None,
            follow_run: Annotated[bool, typer.Option("--follow/--no-follow", help="follow it to its outcome")] = True,
            timeout: Annotated[float, typer.Option(help="seconds to follow")] = 3600) -> None:
-    """Upload a dataset to datasets/{use_case}/, print its correlation id and follow it through the lifecycle."""
+    """Upload a dataset to datasets/{use_case}/, print its correlation id and follow it through the lifecycle (to
+    deployment.verified, or deployment.unchanged when the chosen version already serves)."""
     from genaiops.datasets import upload as upload_dataset
     from shared.adapters.azure_blob import blob_service_client
 
@@ -95,8 +98,7 @@ def upload(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, hel
         raise _fail(str(bad)) from bad
     console.print(f"uploaded {path} -> datasets/{blob_name}\ncorrelation id: {correlation_id}", highlight=False)
     if follow_run:
-        until = ["deployment.verified", "gate.passed"] if _settings_obj().environment == "pr" else \
-            ["deployment.verified"]
+        until = [*DEPLOYED, "gate.passed"] if _settings_obj().environment == "pr" else list(DEPLOYED)
         raise typer.Exit(follow(_journal(), [correlation_id], until=until, fail_on=FAILURES, timeout=timeout,
                                 describe=line, console=console).exit_code)
 

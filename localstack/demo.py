@@ -27,7 +27,7 @@ from shared.blob_layout import DATASETS
 from shared.events import Event
 
 TIMEOUT_SECONDS = 1200
-DONE = {"deployment.verified"}
+DONE = {"deployment.verified", "deployment.unchanged"}  # unchanged: a re-run whose flow already serves
 FAILED = {"experiment.failed", "gate.failed", "approval.rejected", "approval.expired", "deployment.rolled_back"}
 REPORTED = {"evaluation.completed", "experiment.failed"}
 DEMO_APPROVER = "alice@contoso.com"  # local.settings.example.json's APPROVERS

@@ -159,6 +159,13 @@ class FlowRegisteredPayload(Payload):
     created: bool
 
 
+class DeploymentUnchangedPayload(Payload):
+    use_case: Name
+    flow_name: Name
+    flow_version: str
+    reason: str = Field(description="Why nothing is approved or deployed: the version that serves already.")
+
+
 # --- approval ------------------------------------------------------------------------------------
 
 class ApprovalRequestedPayload(Payload):
@@ -338,6 +345,14 @@ class DeploymentRequested(Event):
     payload: DeploymentRequestedPayload
 
 
+class DeploymentUnchanged(Event):
+    """The gate chose a flow whose registered version already serves: no approval is asked, nothing deploys; a
+    pipeline waiting for its deployment takes this as done."""
+
+    type: Literal["deployment.unchanged"] = "deployment.unchanged"
+    payload: DeploymentUnchangedPayload
+
+
 class DeploymentCompleted(Event):
     type: Literal["deployment.completed"] = "deployment.completed"
     payload: DeploymentRefPayload
@@ -392,7 +407,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DatasetUploaded, DataRegistered, ExperimentRequested, ExperimentCompleted, ExperimentFailed,
     EvaluationCompleted, ExperimentItemRequested, ExperimentStageCompleted, ExperimentProgressed, GatePassed,
     GateFailed, FlowRegistered, ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalExpired,
-    DeploymentRequested, DeploymentCompleted, DeploymentVerified,
+    DeploymentRequested, DeploymentCompleted, DeploymentVerified, DeploymentUnchanged,
     SmokePassed, SmokeFailed, DeploymentRolledBack, DeploymentTrafficRequested, DeploymentTrafficChanged,
     PipelineTriggered, DeploymentCheckRequested, DeploymentTrafficFailed,
 )

@@ -1,4 +1,5 @@
-"""From a registered flow to a deployment: ask the approvers, and turn their yes into deployment.requested."""
+"""From a registered flow to a deployment: ask the approvers — unless that very version serves already — and turn
+their yes into deployment.requested."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from shared.approvals import ApprovalSubject
 from shared.approvals.notifiers import Notifier
 from shared.approvals.service import ApprovalSettings, request_approval
 from shared.blob_layout import REPORTS
-from shared.events import ApprovalGranted, ApprovalRequested, DeploymentRequested, FlowRegistered
+from shared.events import ApprovalGranted, ApprovalRequested, DeploymentRequested, DeploymentUnchanged, FlowRegistered
 from shared.experiments.store import ExperimentStore
 from shared.ports import BlobStore, Clock
+from shared.services.gate import deployed_baseline
 from shared.settings import Settings
 
 
@@ -23,8 +25,17 @@ def _gate_summary(store: ExperimentStore, use_case: str, experiment_id: str) -> 
 
 
 def ask_for_approval(event: FlowRegistered, *, blobs: BlobStore, store: ExperimentStore, clock: Clock,
-                     settings: Settings, config: ApprovalSettings, notifier: Notifier) -> ApprovalRequested:
+                     settings: Settings, config: ApprovalSettings,
+                     notifier: Notifier) -> ApprovalRequested | DeploymentUnchanged:
     flow = event.payload
+    deployed = deployed_baseline(blobs, flow.use_case)
+    if not flow.created and deployed is not None and deployed.flow_version == flow.version:
+        # Re-running an unchanged flow registers nothing new: approving and deploying the version that already
+        # serves would only cost an approver's time and a redeploy.
+        return event.follow_up(DeploymentUnchanged, {
+            "use_case": flow.use_case, "flow_name": flow.name, "flow_version": flow.version,
+            "reason": f"{flow.name} version {flow.version} (content {flow.content_hash}) is the version deployed "
+                      "now: nothing to approve or deploy"})
     subject = ApprovalSubject(
         use_case=flow.use_case, flow_name=flow.name, flow_version=flow.version, metrics=flow.metrics,
         gate_summary=_gate_summary(store, flow.use_case, flow.experiment_id),

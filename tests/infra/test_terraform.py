@@ -54,6 +54,7 @@ EVENT_TYPES = frozenset(
         "deployment.requested",
         "deployment.completed",
         "deployment.verified",
+        "deployment.unchanged",
         "smoke.passed",
         "smoke.failed",
         "deployment.rolled_back",
@@ -772,13 +773,13 @@ def test_cli_calls_use_known_subcommands_and_events() -> None:
             assert argv[1] in EVENT_TYPES, f"unknown event type in {where}"
             assert option(argv, "--payload"), where
         else:
-            until = option(argv, "--until")
-            assert until in EVENT_TYPES, f"unknown --until event in {where}"
+            until = (option(argv, "--until") or "").split(",")
+            assert set(until) <= EVENT_TYPES, f"unknown --until event in {where}"
             fail_on = [event for event in (option(argv, "--fail-on") or "").split(",") if event]
             assert fail_on, f"--fail-on missing in {where}"
             unknown = [event for event in fail_on if event not in EVENT_TYPES]
             assert not unknown, f"unknown --fail-on events {unknown} in {where}"
-            assert until not in fail_on, where
+            assert not set(until) & set(fail_on), where
             timeout = option(argv, "--timeout") or ""
             assert timeout.isdigit() or timeout.startswith("PARAM_"), f"--timeout must be seconds in {where}"
 
@@ -791,7 +792,7 @@ def test_cli_events_exist_in_the_app_catalogue() -> None:
         if argv[0] == "publish":
             named = [argv[1]]
         else:
-            named = [option(argv, "--until") or "", *(option(argv, "--fail-on") or "").split(",")]
+            named = [*(option(argv, "--until") or "").split(","), *(option(argv, "--fail-on") or "").split(",")]
         for event_type in filter(None, named):
             assert event_class(event_type).event_type() == event_type
 
@@ -844,8 +845,9 @@ def test_wait_targets_per_pipeline() -> None:
     }
     assert set(stages) == {"PR", "Dev", "Prod"}
     assert stages["PR"]["waitUntil"] == "gate.passed"
-    assert stages["Dev"]["waitUntil"] == "deployment.verified"
-    assert stages["Prod"]["waitUntil"] == "deployment.verified"
+    # Done when the chosen version is deployed and verified, or already serves (nothing to approve or deploy).
+    assert stages["Dev"]["waitUntil"] == "deployment.verified,deployment.unchanged"
+    assert stages["Prod"]["waitUntil"] == "deployment.verified,deployment.unchanged"
     assert "PullRequest" in stages["PR"]["condition"]
     assert "refs/heads/main" in stages["Dev"]["condition"]
     assert "refs/tags/v" in stages["Prod"]["condition"]
@@ -859,12 +861,12 @@ def test_wait_targets_per_pipeline() -> None:
         assert params["environment"] in ("pr", "dev", "prod"), name
         assert params["variableGroup"] == f"genaiops-{params['environment']}", name
     allowed = template_parameter_values()["waitUntil"]
-    assert set(allowed) <= EVENT_TYPES
+    assert {event for value in allowed for event in value.split(",")} <= EVENT_TYPES
 
 
 def test_cli_steps_run_with_a_service_connection_and_exact_env_names() -> None:
     for path, step, argv in cli_calls():
-        assert step.get("task") == "AzureCLI@2", f"{path.name}: shared.cli {argv[0]} must run in AzureCLI@2"
+        assert step.get("task") == "AzureCLI@2", f"{path.name}: genaiops {argv[0]} must run in AzureCLI@2"
         connection = str(step["inputs"]["azureSubscription"])
         assert not connection.startswith("$("), "service connections must be compile-time values"
         env = step.get("env") or {}
@@ -874,7 +876,7 @@ def test_cli_steps_run_with_a_service_connection_and_exact_env_names() -> None:
             "GenAIOpsStorage__blobServiceUri",
         ):
             assert name in env, (
-                f"{path.name}: {name} must be mapped (case-sensitive) for shared.cli {argv[0]}"
+                f"{path.name}: {name} must be mapped (case-sensitive) for genaiops {argv[0]}"
             )
 
 
