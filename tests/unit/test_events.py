@@ -12,7 +12,8 @@ LIFECYCLE = {
     "dataset.uploaded", "data.registered", "experiment.requested", "experiment.completed", "experiment.failed",
     "evaluation.completed", "gate.passed", "gate.failed", "flow.registered", "approval.requested",
     "approval.granted", "approval.rejected", "approval.expired", "deployment.requested", "deployment.completed",
-    "deployment.verified", "smoke.passed", "smoke.failed", "deployment.rolled_back", "pipeline.triggered",
+    "deployment.verified", "deployment.unchanged", "smoke.passed", "smoke.failed", "deployment.rolled_back",
+    "pipeline.triggered",
     "deployment.traffic_requested", "deployment.traffic_changed", "deployment.traffic_failed",
     "deployment.check_requested", "experiment.item_requested", "experiment.stage_completed", "experiment.progressed",
 }
