@@ -15,10 +15,12 @@ from shared.experiments.runner import ConnectionSpec, ExecutionLimits, RunSpec
 pytestmark = pytest.mark.timeout(120)
 FLOWS = Path(__file__).resolve().parents[1] / "fixtures" / "flows"
 
+DELAY = 0.05
+
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[ScriptedLLM]:
-    with scripted_llm(delay_seconds=0.05) as server:
+    with scripted_llm(delay_seconds=DELAY) as server:
         yield server
 
 
@@ -39,8 +41,12 @@ def calc_spec(run_id: str, count: int, flow: str = "calc") -> RunSpec:
 
 def test_standard_runs_share_one_concurrency_budget(runner: PromptflowRunner, llm: ScriptedLLM) -> None:
     llm.reset_stats()
-    results = runner.run_all([calc_spec("a", 12), calc_spec("b", 12)], [connection(llm)],
-                             ExecutionLimits(concurrency=6))
+    llm.delay_seconds = 0.5  # long enough that 6 lines are in flight at once even on a busy machine
+    try:
+        results = runner.run_all([calc_spec("a", 12), calc_spec("b", 12)], [connection(llm)],
+                                 ExecutionLimits(concurrency=6))
+    finally:
+        llm.delay_seconds = DELAY
     assert [r.status for r in results] == ["completed", "completed"]
     assert [line.outputs["answer"] for line in results[0].lines] == [str(2 * i) for i in range(12)]
     assert llm.calls == 24
