@@ -5,7 +5,8 @@
 //   POST /v1/chat/completions                                 OpenAI chat, plain or streamed (SSE)
 //   POST /openai/deployments/{deployment}/chat/completions    the Azure OpenAI route: any deployment name is
 //                                                             answered by the same model
-// Requests are answered one at a time (llama.cpp evaluates one sequence here; 2 cores gain nothing from more).
+// Up to --parallel requests are generated at once, each on its own context sequence, which llama.cpp evaluates
+// together in one batch (more answers per second than one after another); further requests wait for a sequence.
 // Nothing from a request (prompt, headers, api key) is logged: one line per request with route, status, time.
 import http from "node:http";
 import {randomUUID} from "node:crypto";
@@ -15,11 +16,11 @@ import {getLlama, JinjaTemplateChatWrapper, LlamaChat} from "node-llama-cpp";
 const {values: args} = parseArgs({options: {
     model: {type: "string"}, alias: {type: "string"}, host: {type: "string", default: "127.0.0.1"},
     port: {type: "string"}, "context-size": {type: "string", default: "4096"}, threads: {type: "string", default: "2"},
-    seed: {type: "string", default: "0"},
+    seed: {type: "string", default: "0"}, parallel: {type: "string", default: "1"},
 }});
 if (!args.model || !args.alias || !args.port) {
     console.error("usage: model_server.mjs --model FILE.gguf --alias NAME --port N [--host H] [--context-size N] " +
-        "[--threads N] [--seed N]");
+        "[--threads N] [--seed N] [--parallel N]");
     process.exit(2);
 }
 const DEFAULT_SEED = Number(args.seed);
@@ -29,8 +30,8 @@ const AZURE_ROUTE = /^\/openai\/deployments\/[^/]+\/chat\/completions$/;
 const llama = await getLlama({gpu: false, build: "never", skipDownload: true, logLevel: "error"});
 const model = await llama.loadModel({modelPath: args.model});
 const context = await model.createContext({contextSize: Number(args["context-size"]), threads: Number(args.threads),
-    sequences: 1});
-const sequence = context.getSequence();
+    sequences: Number(args.parallel)});
+const idleSequences = Array.from({length: Number(args.parallel)}, () => context.getSequence());
 // The gguf's own Jinja chat template (SmolLM2's ChatML, which adds its default system prompt when a request has
 // none, as in training): without that system prompt the model rambles on short questions.
 const chatWrapper = new JinjaTemplateChatWrapper({template: model.fileInfo.metadata.tokenizer.chat_template});
@@ -67,15 +68,20 @@ function generationOptions(body) {
     };
 }
 
-// One generation at a time: each waits for the previous one to settle.
-let queue = Promise.resolve();
-function serialized(task) {
-    const run = queue.then(task);
-    queue = run.catch(() => undefined);
-    return run;
+// Runs task(sequence) on an idle context sequence, waiting (first come, first served) while all are busy.
+const waiting = [];
+async function withSequence(task) {
+    const sequence = idleSequences.pop() ?? await new Promise((resolve) => waiting.push(resolve));
+    try {
+        return await task(sequence);
+    } finally {
+        const next = waiting.shift();
+        if (next) next(sequence);
+        else idleSequences.push(sequence);
+    }
 }
 
-async function complete(history, options, onTextChunk, signal) {
+async function complete(sequence, history, options, onTextChunk, signal) {
     const promptTokens = chatWrapper.generateContextState({chatHistory: history}).contextText
         .tokenize(model.tokenizer).length;
     let completionTokens = 0;
@@ -106,7 +112,7 @@ async function chatCompletion(response, body) {
     const created = Math.floor(Date.now() / 1000);
     const base = {id, created, model: args.alias};
     if (!body.stream) {
-        const result = await serialized(() => complete(history, options));
+        const result = await withSequence((sequence) => complete(sequence, history, options));
         sendJson(response, 200, {...base, object: "chat.completion", usage: result.usage, choices: [{index: 0,
             message: {role: "assistant", content: result.text}, finish_reason: result.finishReason}]});
         return;
@@ -117,7 +123,7 @@ async function chatCompletion(response, body) {
     const send = (choices, extra = {}) => response.write(
         `data: ${JSON.stringify({...base, object: "chat.completion.chunk", choices, ...extra})}\n\n`);
     send([{index: 0, delta: {role: "assistant", content: ""}, finish_reason: null}]);
-    const result = await serialized(() => complete(history, options,
+    const result = await withSequence((sequence) => complete(sequence, history, options,
         (text) => text && send([{index: 0, delta: {content: text}, finish_reason: null}]), abort.signal));
     send([{index: 0, delta: {}, finish_reason: result.finishReason}]);
     if (body.stream_options?.include_usage) send([], {usage: result.usage});
