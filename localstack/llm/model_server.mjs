@@ -81,7 +81,9 @@ async function withSequence(task) {
     }
 }
 
+// The answer to `history`, or null when `signal` was aborted before its turn came.
 async function complete(sequence, history, options, onTextChunk, signal) {
+    if (signal.aborted) return null;
     const promptTokens = chatWrapper.generateContextState({chatHistory: history}).contextText
         .tokenize(model.tokenizer).length;
     let completionTokens = 0;
@@ -111,20 +113,26 @@ async function chatCompletion(response, body) {
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const base = {id, created, model: args.alias};
+    // A client that went away (closed, or gave up after its timeout) gets no more work: its request is skipped if
+    // still queued, its generation stopped if running. Otherwise requests abandoned by a timing-out flow would
+    // keep the model busy and make the requests behind them time out too.
+    const abort = new AbortController();
+    response.on("close", () => abort.abort());
     if (!body.stream) {
-        const result = await withSequence((sequence) => complete(sequence, history, options));
+        const result = await withSequence((sequence) => complete(sequence, history, options, undefined,
+            abort.signal));
+        if (result === null) return;
         sendJson(response, 200, {...base, object: "chat.completion", usage: result.usage, choices: [{index: 0,
             message: {role: "assistant", content: result.text}, finish_reason: result.finishReason}]});
         return;
     }
-    const abort = new AbortController();
-    response.on("close", () => abort.abort()); // the client went away: stop generating for it
     response.writeHead(200, {"content-type": "text/event-stream", "cache-control": "no-cache"});
     const send = (choices, extra = {}) => response.write(
         `data: ${JSON.stringify({...base, object: "chat.completion.chunk", choices, ...extra})}\n\n`);
     send([{index: 0, delta: {role: "assistant", content: ""}, finish_reason: null}]);
     const result = await withSequence((sequence) => complete(sequence, history, options,
         (text) => text && send([{index: 0, delta: {content: text}, finish_reason: null}]), abort.signal));
+    if (result === null) return;
     send([{index: 0, delta: {}, finish_reason: result.finishReason}]);
     if (body.stream_options?.include_usage) send([], {usage: result.usage});
     response.end("data: [DONE]\n\n");

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,7 +72,7 @@ class Server:
 
     def answer(self, messages: list[dict[str, str]], **options: object) -> str:
         completion = self.client().chat.completions.create(model=local_model.MODEL_ALIAS, messages=messages,
-                                                           max_tokens=16, **options)
+                                                           **{"max_tokens": 16, **options})
         return completion.choices[0].message.content or ""
 
 
@@ -176,6 +177,28 @@ def test_concurrent_requests_queue_and_each_gets_its_own_answer(server: Server) 
         together = list(pool.map(lambda messages: server.answer(messages, temperature=0), questions))
 
     assert together == [server.answer(messages, temperature=0) for messages in questions]
+
+
+@pytest.mark.timeout(600)
+def test_requests_whose_client_gave_up_are_dropped_not_generated(server: Server) -> None:
+    """A flow line that times out abandons its request: the model must not keep generating it for nobody."""
+    from openai import APITimeoutError, OpenAI
+
+    counting = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
+    started = time.monotonic()
+    assert server.client().chat.completions.create(model=local_model.MODEL_ALIAS, messages=counting, temperature=0,
+                                                   max_tokens=512).usage.completion_tokens > 50
+    one_long_answer = time.monotonic() - started
+    impatient = OpenAI(base_url=server.base_url, api_key="k", max_retries=0, timeout=0.5)
+    for _ in range(3):
+        with pytest.raises(APITimeoutError):
+            impatient.chat.completions.create(model=local_model.MODEL_ALIAS, messages=counting, temperature=0,
+                                              max_tokens=512)
+
+    started = time.monotonic()
+    assert server.answer(RAINBOW, temperature=0, max_tokens=4)
+    # generated for nobody, the three abandoned answers would hold this one back for about 3 x one_long_answer
+    assert time.monotonic() - started < one_long_answer
 
 
 @pytest.mark.timeout(60)
