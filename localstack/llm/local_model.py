@@ -47,8 +47,10 @@ CONTEXT_SIZE = 4096
 """Tokens of context (prompt + answer). SmolLM2 was trained to 8k; 4k covers the flows' prompts and keeps the
 KV cache at ~90 MB."""
 
-THREADS = 2
-"""Both cores of the reference machine, for generation and for prompt processing."""
+THREADS = 1
+"""One thread for generation and prompt processing. llama.cpp's threads wait for each other at every step, busily, so
+on 2 cores shared with the Functions host, promptflow and Azurite a second thread costs more than it brings:
+measured on a busy 2-core machine, 100 tokens took 2.0-2.6 s with 1 thread and 15-17 s with 2."""
 
 PARALLEL = 1
 """Requests generated at once (each on its own context sequence, evaluated together in one batch); more wait. Measured
@@ -110,8 +112,8 @@ def is_installed() -> bool:
 def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
     """The argv that serves the model on http://{host}:{port}/v1 and on the Azure OpenAI route.
 
-    Settings for a 135M model on 2 cores: both cores, a 4k context, the gguf's own chat template, one request at a time
-    (PARALLEL; the next ones queue), seed 0 when a request names none, so that answers are reproducible.
+    Settings for a 135M model on 2 shared cores: one thread, a 4k context, the gguf's own chat template, one request
+    at a time (PARALLEL; the next ones queue), seed 0 when a request names none, so that answers are reproducible.
     """
     node = shutil.which("node")
     if node is None:
