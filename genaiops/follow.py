@@ -72,7 +72,7 @@ def follow(journal: EventJournal, correlation_ids: Collection[str], *, until: Co
            on_event: Callable[[Event], None] | None = None, console: Console | None = None) -> FollowResult:
     """Print each run's events once, call `on_event` for each, and end when every run has a wanted or a failing
     event (exit 0, or 3 when any failed), at a dead letter of any run (exit 5), or at the time-out (exit 4)."""
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # one event, one line, whatever the width
     seen: set[str] = set()
     result = FollowResult(EXIT_TIMEOUT)
     deadline = time.monotonic() + timeout
