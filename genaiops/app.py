@@ -11,7 +11,7 @@ import json
 import sys
 import webbrowser
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,7 +23,17 @@ from genaiops.follow import follow
 from genaiops.follow import wait as follow_one
 from genaiops.settings_file import load_settings, settings_path
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+if TYPE_CHECKING:  # shared/ is imported once the settings file is loaded, by the commands that need it
+    from shared.adapters.azure_blob import AzureBlobStore
+    from shared.approvals.store import ApprovalStore
+    from shared.audit import EventJournal
+    from shared.settings import Settings
+
+HELP = ("GenAIOps Functions from the command line: upload a dataset and follow it, publish and wait for events, run "
+        "an experiment here, decide approvals, open reports. Connections: the environment, then "
+        ".localstack/local.settings.json (or --settings). Exit codes: 0 done, 1 error, 2 usage, 3 a failing event, "
+        "4 time-out, 5 a message of the run was dead-lettered.")
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 approvals_app = typer.Typer(help="Approval requests: list, show, approve, reject.", no_args_is_help=True)
 report_app = typer.Typer(help="Experiment reports.", no_args_is_help=True)
 app.add_typer(approvals_app, name="approvals")
@@ -46,19 +56,19 @@ def _settings(settings: Annotated[Path | None, typer.Option(
     load_settings(settings_path(settings))
 
 
-def _settings_obj():  # shared.settings is imported once the settings file is loaded
+def _settings_obj() -> Settings:
     from shared.settings import get_settings
 
     return get_settings()
 
 
-def _blobs():
+def _blobs() -> AzureBlobStore:
     from shared.adapters.azure_blob import AzureBlobStore, blob_service_client
 
     return AzureBlobStore(blob_service_client(_settings_obj()))
 
 
-def _journal():
+def _journal() -> EventJournal:
     from shared.audit import EventJournal
 
     return EventJournal(_blobs())
@@ -180,7 +190,7 @@ def schema(out: Annotated[Path | None, typer.Option(help="file to write (default
         sys.stdout.write(text)
 
 
-def _approval_store():
+def _approval_store() -> ApprovalStore:
     from shared.approvals.store import ApprovalStore
 
     return ApprovalStore(_blobs())
