@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 
 from shared.experiments.connections import ConnectionConfig
 from shared.experiments.fields import (
@@ -27,21 +27,18 @@ from shared.experiments.mappings import ReferenceKind
 FLOW_FILES = ("flow.dag.yaml", "flow.dag.yml", "flow.flex.yaml", "flow.flex.yml")
 
 VariantMode = Literal["all", "one-at-a-time", "defaults", "explicit"]
+# The name of a use case, dataset or evaluator: one check wherever a model has one.
+CheckedName = Annotated[str, BeforeValidator(check_name)]
 
 
 class _Dataset(StrictBlock):
-    name: str
+    name: CheckedName
     description: str | None = None
     mappings: dict[str, Any] = Field(default_factory=dict, description="flow input -> '${data.<column>}' | literal")
 
     _allowed: ClassVar[tuple[ReferenceKind, ...]] = ("data",)
     _shape: ClassVar[str] = "'${data.<column>}'"
     _local_path: Path | None = PrivateAttr(default=None)
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _name(cls, value: Any) -> str:
-        return check_name(value)
 
     @field_validator("mappings", mode="before")
     @classmethod
@@ -99,16 +96,11 @@ class EvaluatorDatasetConfig(_Dataset):
 
 
 class EvaluatorConfig(StrictBlock):
-    name: str
+    name: CheckedName
     flow: str | None = Field(default=None, description="Evaluation flow folder; default: the evaluator's name.")
     datasets: list[EvaluatorDatasetConfig]
 
     _flow_dir: Path | None = PrivateAttr(default=None)
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _name(cls, value: Any) -> str:
-        return check_name(value)
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -158,7 +150,7 @@ class ExecutionConfig(StrictBlock):
 
 
 class ExperimentConfig(StrictBlock):
-    name: str
+    name: CheckedName
     flow: str | None = Field(default=None, description="Standard flow folder relative to base_dir; default: name.")
     connections: list[ConnectionConfig] = Field(default_factory=list)
     datasets: list[DatasetConfig]
@@ -189,11 +181,6 @@ class ExperimentConfig(StrictBlock):
                 if key in data and data[key] is None:
                     del data[key]
         return data
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _name(cls, value: Any) -> str:
-        return check_name(value)
 
     @field_validator("datasets", mode="before")
     @classmethod
