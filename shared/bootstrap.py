@@ -58,8 +58,8 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
     """A deployer and a request telemetry per target: the local target from the factory LOCAL_DEPLOYER_FACTORY
     names (the local stack's; absent from the Function package), Azure ML deployers and their traffic log on
     demand."""
-    from shared.deployment.port import DeploymentConfig, DeploymentError, DeploymentTarget
-    from shared.deployment.targets import CONTAINER_BY_PIPELINE, UnavailableTarget, local_target
+    from shared.deployment.port import DeploymentConfig, DeploymentTarget
+    from shared.deployment.targets import UnavailableTarget, local_target
     from shared.services.deployments import DeploymentWorkspace
     from shared.smoke.service import SmokeTester
 
@@ -68,8 +68,6 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
     def deployer_for(config: DeploymentConfig) -> Deployer:
         if config.target is DeploymentTarget.LOCAL:
             return local.deployer
-        if config.target is DeploymentTarget.CONTAINER:  # refused: rolled back at once with the reason, no retries
-            raise DeploymentError(CONTAINER_BY_PIPELINE)
         from shared.adapters.credentials import azure_credential
         from shared.deployment import azureml_deployer_for
         from shared.deployment.azureml_deployer import azureml_client_from_env
@@ -85,12 +83,9 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
     def telemetry_for(config: DeploymentConfig) -> RequestTelemetry:
         if config.target is DeploymentTarget.LOCAL:
             return local.telemetry
-        if config.target is DeploymentTarget.CONTAINER or not settings.log_analytics_workspace_id:
-            reason = (f"target {config.target.value} has no request telemetry the app reads" if
-                      config.target is DeploymentTarget.CONTAINER else
-                      "LOG_ANALYTICS_WORKSPACE_ID is not set: the A/B report reads Azure ML endpoints' traffic from "
-                      "that Log Analytics workspace")
-            return UnavailableTarget(reason)
+        if not settings.log_analytics_workspace_id:
+            return UnavailableTarget("LOG_ANALYTICS_WORKSPACE_ID is not set: the A/B report reads Azure ML endpoints' "
+                                     "traffic from that Log Analytics workspace")
         return _log_analytics(settings.log_analytics_workspace_id)
 
     return DeploymentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, deployer_for=deployer_for,

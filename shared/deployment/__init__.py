@@ -1,6 +1,7 @@
 """Deployment: the Deployer port and the A/B traffic rule (port.py), Azure ML managed and Kubernetes online
-endpoints (azureml_deployer.py, kubernetes_deployer.py), and the Docker build context for App Service or any
-Docker host (container_build.py). Importing this package loads neither azure-ai-ml nor promptflow."""
+endpoints (azureml_deployer.py, kubernetes_deployer.py), and the flow's own image on a managed online endpoint
+(container_deployer.py, from the Docker build context in container_build.py). Importing this package loads neither
+azure-ai-ml nor promptflow."""
 
 from __future__ import annotations
 
@@ -42,15 +43,18 @@ __all__ = [
 
 def azureml_deployer_for(target: DeploymentTarget, ml_client: MLClient, *, work_dir: Path,
                      **options: Any) -> AzureMLOnlineDeployer:
-    """The Azure ML deployer for `target` (aml_managed or aml_kubernetes); `options` go to its constructor
-    (identity, auth_mode, base_image, operation_timeout_seconds, log_lines)."""
+    """The Azure ML deployer for `target` (aml_managed, container or aml_kubernetes); `options` go to its
+    constructor (identity, auth_mode, base_image, operation_timeout_seconds, log_lines, traffic_logs)."""
     if target is DeploymentTarget.AML_MANAGED:
         from shared.deployment.azureml_deployer import ManagedOnlineDeployer
 
         return ManagedOnlineDeployer(ml_client, work_dir=work_dir, **options)
+    if target is DeploymentTarget.CONTAINER:
+        from shared.deployment.container_deployer import ContainerOnlineDeployer
+
+        return ContainerOnlineDeployer(ml_client, work_dir=work_dir, **options)
     if target is DeploymentTarget.AML_KUBERNETES:
         from shared.deployment.kubernetes_deployer import KubernetesOnlineDeployer
 
         return KubernetesOnlineDeployer(ml_client, work_dir=work_dir, **options)
-    raise ValueError(f"target {target.value} is not an Azure ML online endpoint (local: the local deployer; "
-                     "container: build with container_build and deploy the image from the pipeline)")
+    raise ValueError(f"target {target.value} is not served by Azure ML (local: the local stack's deployer)")

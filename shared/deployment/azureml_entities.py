@@ -162,10 +162,13 @@ class AzureMLEntities(ABC):
         """The deployment entity and what it is made of (model, environment, spec hash)."""
         environment, environment_ref = self._environment(request)
         model, model_ref = self._model(request)
+        variables = self._environment_variables(request)
+        # A changed setting is a changed deployment: the values are non-secret by construction.
         spec = spec_hash(request, {"environment": environment_ref, "model": model_ref, "target": self.target.value,
-                                   "identity": self._identity.client_id if self._identity else None})
+                                   "identity": self._identity.client_id if self._identity else None,
+                                   "variables": variables})
         deployment = self._deployment_class()(model=model, environment=environment,
-                                              **self._deployment_settings(request, spec))
+                                              **self._deployment_settings(request, spec, variables))
         details = {"target": self.target.value, "model": model_ref, "environment": environment_ref,
                    "instance_type": request.config.instance_type, "spec": spec}
         return deployment, details
@@ -188,7 +191,8 @@ class AzureMLEntities(ABC):
                 "properties": properties, "description": "Prompt flow endpoint managed by GenAIOps Functions",
                 "tags": {"genaiops.managed": "true"}}
 
-    def _deployment_settings(self, request: DeploymentRequest, spec: str) -> dict[str, Any]:
+    def _deployment_settings(self, request: DeploymentRequest, spec: str,
+                             variables: dict[str, str]) -> dict[str, Any]:
         from azure.ai.ml.entities import OnlineRequestSettings, ProbeSettings
 
         config = request.config
@@ -201,7 +205,7 @@ class AzureMLEntities(ABC):
                      "genaiops.flow_version": request.flow_version, SPEC_TAG: spec},
             "instance_type": config.instance_type,
             "instance_count": config.instance_count,
-            "environment_variables": self._environment_variables(request),
+            "environment_variables": variables,
             "app_insights_enabled": config.app_insights_enabled,
             "request_settings": OnlineRequestSettings(
                 request_timeout_ms=config.request_timeout_ms,
@@ -243,7 +247,7 @@ class AzureMLEntities(ABC):
 
         return DataCollector(collections={name: DeploymentCollection(enabled="true") for name in DATA_COLLECTIONS})
 
-    def _model(self, request: DeploymentRequest) -> tuple[Model | str, str]:
+    def _model(self, request: DeploymentRequest) -> tuple[Model | str | None, str]:
         """The registered flow version when the registry made one, else the flow folder registered inline."""
         from azure.ai.ml.constants import AssetTypes
         from azure.ai.ml.entities import Model

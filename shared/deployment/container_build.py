@@ -1,25 +1,22 @@
-"""The Docker build context of a flow, for App Service (Linux container) or any Docker host.
+"""The Docker build context of a flow: what target `container` deploys (container_deployer.py: Azure ML builds it
+into the workspace's registry and serves it on a managed online endpoint), and what any other Docker host can run.
 
 promptflow's own `pf flow build --format docker` writes it: the flow (variants resolved, tools metadata
 generated), a Dockerfile, the runit/start scripts that serve the flow with gunicorn on port 8080 (/score,
 /health), one YAML file per connection the flow uses, and settings.json listing the environment variables the
-container needs. We return that folder and the image reference `<image_repository>:<flow>-<version>`.
-
-No Docker engine runs inside a Function, so this only writes files: the pipeline builds and pushes the image in
-the registry, e.g. `az acr build --registry <acr> --image <repository>:<flow>-<version> <context_dir>`, and points
-the App Service at it.
+container needs. We return that folder and, when asked for one, the image reference `<repository>:<flow>-<version>`.
 
 No secret reaches the context. `pf flow build` exports connections from a promptflow connection store; we give
 it a private, throwaway store (a temporary HOME and PF_HOME_DIRECTORY, in a child process because promptflow
-reads them once, at import) holding the experiment's connections with every secret and every `${...}`
-placeholder written as an environment reference `${env:<CONNECTION>_<FIELD>}` — the same variable names the
-experiments read (AOAI_API_KEY, AOAI_API_BASE, ...). promptflow's serving resolves those references when the
-container starts, and also lets `<CONNECTION>_<FIELD>` override any connection field, so App Service app settings
-(secrets as Key Vault references) configure the image per environment.
+reads them once, at import) holding the flow's connections with every field that comes from a setting written as
+an environment reference `${env:<SETTING>}` — the same setting names the experiments read (AOAI_API_KEY,
+AOAI_API_BASE, ...). promptflow's serving resolves those references when the container starts, and also lets
+`<CONNECTION>_<FIELD>` override any connection field, so the deployment's environment configures the image.
 
 The image's promptflow is pinned to the version here (the one the flow was evaluated with): the generated
 Dockerfile installs the flow's requirements and then an unpinned `promptflow`, so the pin goes into the context's
-copy of the flow's requirements.
+copy of the flow's requirements. Its base image is the flow's `environment.image` (flow.dag.yaml) when set — pin
+it there — else promptflow's default.
 """
 
 from __future__ import annotations
@@ -39,12 +36,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.deployment.port import DeploymentError
-from shared.experiments.config import ConnectionConfig, is_secret_field, secret_variable
+from shared.deployment.port import DeploymentError, WorkspaceConnection
+from shared.experiments.config import is_secret_field
 from shared.redaction import redact_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-_PLACEHOLDER = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NAMES_PROMPTFLOW = re.compile(r"^\s*promptflow\s*(\[[^\]]*\])?\s*([<>=!~;@]|$)", re.IGNORECASE)
 BUILD_TIMEOUT_SECONDS = 300
@@ -58,7 +54,7 @@ class ContainerContext(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     context_dir: Path = Field(description="docker build <context_dir>: Dockerfile at its root")
-    image: str = Field(description="<image_repository>:<flow>-<version>")
+    image: str | None = Field(description="<repository>:<flow>-<version>, when a repository was given")
     flow_dir: Path = Field(description="The flow inside the context (served from /flow in the image)")
     required_settings: list[str] = Field(description="Environment variables the container needs (names only)")
     promptflow_version: str
@@ -71,19 +67,20 @@ def image_reference(image_repository: str, flow_name: str, version: str) -> str:
     return f"{image_repository}:{tag}"
 
 
-def build_container_context(flow_dir: Path, *, flow_name: str, version: str, image_repository: str,
-                            output_dir: Path, connections: Sequence[ConnectionConfig] = (),
+def build_container_context(flow_dir: Path, *, flow_name: str, version: str, output_dir: Path,
+                            connections: Sequence[WorkspaceConnection] = (), image_repository: str | None = None,
                             variant: str | None = None,
                             timeout_seconds: float = BUILD_TIMEOUT_SECONDS) -> ContainerContext:
     """Write the Docker build context of `flow_dir` into `output_dir` (replaced if it exists).
 
-    `connections` are the experiment's (placeholders unresolved: no secret is read); every connection the flow
-    uses must be among them. `variant` ("node.variant_id") is only for a flow whose variants are not baked in yet.
+    `connections` are the experiment's, as a deployment sees them (fields from settings name the setting: no value
+    is read); every connection the flow uses must be among them. `variant` ("node.variant_id") is only for a flow
+    whose variants are not baked in yet.
     """
     flow_dir, output_dir = Path(flow_dir).resolve(), Path(output_dir).resolve()
     if output_dir == flow_dir or flow_dir in output_dir.parents or output_dir in flow_dir.parents:
         raise ContainerBuildError(f"output {output_dir} overlaps the flow {flow_dir}; write it somewhere else")
-    image = image_reference(image_repository, flow_name, version)
+    image = image_reference(image_repository, flow_name, version) if image_repository else None
     specs, variables = _connection_specs(connections)
     if output_dir.exists():
         shutil.rmtree(output_dir)  # a redelivered event builds from scratch
@@ -110,25 +107,21 @@ def build_container_context(flow_dir: Path, *, flow_name: str, version: str, ima
 
 
 def _connection_specs(
-        connections: Sequence[ConnectionConfig]) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
-    """Connections for the throwaway store, every secret and placeholder as `${env:NAME}`; and the NAMEs per
-    connection."""
+        connections: Sequence[WorkspaceConnection]) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Connections for the throwaway store, every field that comes from a setting as `${env:SETTING}`; and the
+    SETTINGs per connection."""
     specs: list[dict[str, Any]] = []
     variables: dict[str, list[str]] = {}
     for connection in connections:
-        if connection.connection_type is None:
-            raise ContainerBuildError(f"connection {connection.name!r} names no connection_type; the image needs "
-                                      "its type and fields to recreate it")
-        values: dict[str, str] = {}
+        literal_secrets = sorted(field for field in connection.values if is_secret_field(field))
+        if literal_secrets:
+            raise ContainerBuildError(f"connection {connection.name!r}: {', '.join(literal_secrets)} written as a "
+                                      "value; a secret must come from a setting")
+        values: dict[str, str] = dict(connection.values)
         secrets: dict[str, str] = {}
-        for field, written in connection.fields.items():
-            match = _PLACEHOLDER.match(written)
-            value = written
-            if match or is_secret_field(field):
-                variable = secret_variable(connection.name, match.group(1) if match else field)
-                variables.setdefault(connection.name, []).append(variable)
-                value = f"${{env:{variable}}}"
-            (secrets if is_secret_field(field) else values)[field] = value
+        for field, setting in connection.settings.items():
+            variables.setdefault(connection.name, []).append(setting)
+            (secrets if is_secret_field(field) else values)[field] = f"${{env:{setting}}}"
         specs.append({"name": connection.name, "type": connection.connection_type, "values": values,
                       "secrets": secrets})
     return specs, variables

@@ -13,8 +13,9 @@ Azure ML online endpoints (managed and Kubernetes):
 - user-assigned identity: nothing is automatic; grant the same roles before creating the endpoint, and the
   deployment gets AZURE_CLIENT_ID so the container picks that identity.
 
-A container (App Service): AcrPull on the registry holding the image, and Key Vault Secrets User on the vault
-that the app settings' Key Vault references (`@Microsoft.KeyVault(SecretUri=...)`) point at.
+Target container (the flow's own image, built by Azure ML into the workspace registry, on a managed online
+endpoint): AcrPull on the workspace registry and AzureML Metrics Writer — automatic for a system-assigned identity;
+no storage or connection-secrets role, since no model and no workspace connection is read.
 
 Either way, a flow whose connection authenticates with Entra ID instead of a key (`auth_mode: meid_token`, the
 shipped default: the app then creates an identity-based workspace connection) also needs Cognitive Services OpenAI
@@ -90,8 +91,8 @@ def required_roles(target: DeploymentTarget, scopes: Scopes, *, system_assigned:
         ]
     elif target is DeploymentTarget.CONTAINER:
         wanted += [
-            (ACR_PULL, scopes.container_registry, "pull the flow image", False),
-            (KEY_VAULT_SECRETS_USER, scopes.key_vault, "resolve the app settings' Key Vault references", False),
+            (ACR_PULL, scopes.container_registry, "pull the flow's image from the workspace registry", system_assigned),
+            (METRICS_WRITER, scopes.workspace, "write endpoint metrics to the workspace", system_assigned),
         ]
     if entra_openai:
         wanted.append((OPENAI_USER, scopes.openai_account, "call Azure OpenAI with Entra ID instead of a key", False))

@@ -45,10 +45,6 @@ DEPLOYMENT_HEADER = "azureml-model-deployment"  # pins a request to one deployme
 KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(.+\)$")
 _SECRET_SETTING = re.compile(r"(^|_)(API_?KEY|KEY|SECRET|PASSWORD|PASSWD|TOKEN|CONNECTION_?STRING|CREDENTIALS?)$",
                              re.IGNORECASE)
-# <registry>[:port]/<path>, lower case (Docker's reference grammar, without tag or digest).
-_IMAGE_REPOSITORY = re.compile(
-    r"^[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+$"
-)
 
 
 class DeploymentError(RuntimeError):
@@ -72,6 +68,10 @@ class InvalidTraffic(ValueError):
 
 
 class DeploymentTarget(StrEnum):
+    """Where a flow is served. aml_managed: promptflow's serving image with the flow as a model; container: the
+    flow's own image (`pf flow build --format docker`), built by Azure ML into the workspace's registry, on a
+    managed online endpoint; aml_kubernetes: a Kubernetes online endpoint; local: the local stack's servers."""
+
     LOCAL = "local"
     AML_MANAGED = "aml_managed"
     AML_KUBERNETES = "aml_kubernetes"
@@ -159,7 +159,6 @@ class DeploymentConfig(_Block):
     data_collection: bool = False
     compute: str | None = Field(default=None, description="The Kubernetes compute name, for aml_kubernetes")
     smoke: SmokeConfig = Field(default_factory=SmokeConfig)
-    image_repository: str | None = Field(default=None, description="<registry>/<repository>, for container")
     runtime_image: str = Field(default=PROMPTFLOW_RUNTIME_IMAGE,
                                description="The prompt flow serving image (Azure ML), with a pinned tag or digest")
     connections: tuple[WorkspaceConnection, ...] = Field(
@@ -190,14 +189,6 @@ class DeploymentConfig(_Block):
             )
         return value
 
-    @field_validator("image_repository")
-    @classmethod
-    def _image_repository(cls, value: str | None) -> str | None:
-        if value is not None and not _IMAGE_REPOSITORY.match(value):
-            raise ValueError(f"{value!r} is not <registry>/<repository> in lower case, e.g. myacr.azurecr.io/flows "
-                             "(no tag: the tag is <flow>-<version>)")
-        return value
-
     @model_validator(mode="before")
     @classmethod
     def _kubernetes_instance_type(cls, data: object) -> object:
@@ -215,8 +206,6 @@ class DeploymentConfig(_Block):
             if self.instance_type.lower().startswith("standard_"):
                 raise ValueError(f"instance_type {self.instance_type!r} is a VM size; aml_kubernetes needs an "
                                  "instance type defined on the cluster (e.g. defaultinstancetype)")
-        if self.target is DeploymentTarget.CONTAINER and not self.image_repository:
-            raise ValueError("target container needs 'image_repository', e.g. myacr.azurecr.io/flows")
         return self
 
 

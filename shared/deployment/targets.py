@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from shared.feedback.telemetry import RequestTelemetry
 
 LOCAL_ONLY = "the local target is only available in the local stack"
-CONTAINER_BY_PIPELINE = ("target container is built and rolled out by the pipeline (az acr build + App Service, from "
-                         "shared.deployment.container_build); the app does not deploy it")
 
 
 @dataclass(frozen=True)

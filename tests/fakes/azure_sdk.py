@@ -106,6 +106,7 @@ class AzureMLWorkspace:
         self.deployments: dict[tuple[str, str], Any] = {}
         self.assets: dict[str, dict[str, dict[str, Any]]] = {"model": {}, "data": {}}
         self.connections: dict[str, Any] = {}
+        self.build_contexts: dict[tuple[str, str], Path] = {}  # deployments of an image built from a context
         self.traffic: list[dict[str, Any]] = []  # one row per scoring request, AmlOnlineEndpointTrafficLog columns
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -188,10 +189,19 @@ class AzureMLWorkspace:
         with self._lock:
             endpoint = self._get_endpoint(deployment.endpoint_name)
             deployment._provisioning_state = "Succeeded"
-            self.deployments[(deployment.endpoint_name, deployment.name)] = deployment
+            key = (deployment.endpoint_name, deployment.name)
+            self.deployments[key] = deployment
             endpoint.traffic = {deployment.name: 0, **dict(endpoint.traffic or {})}
+            build = getattr(deployment.environment, "build", None)
+            if build is not None:  # the upload: the SDK sends the build context's files with the deployment
+                uploaded = self.state_dir / "environments" / f"{key[0]}-{key[1]}"
+                shutil.rmtree(uploaded, ignore_errors=True)
+                shutil.copytree(build.path, uploaded)
+                self.build_contexts[key] = uploaded
             self._journal("online_deployments.begin_create_or_update", endpoint=deployment.endpoint_name,
                           name=deployment.name, model=str(deployment.model),
+                          environment=str(self.build_contexts[key]) if build is not None else
+                          str(getattr(deployment.environment, "image", deployment.environment)),
                           environment_variables=dict(deployment.environment_variables or {}))
             return poller(deployment)
 
@@ -250,8 +260,12 @@ class AzureMLWorkspace:
             deployment = self.deployments.get((endpoint, name or ""))
         if deployment is None:
             return 404, {"error": f"no deployment {name} on endpoint {endpoint}"}, ""
-        _, model_name, version = str(deployment.model).split(":")[-3:]
-        flow = yaml.safe_load((Path(self.assets["model"][model_name][version].path) / "flow.dag.yaml").read_text())
+        if deployment.model is None:  # the flow's own image: the flow is in the build context
+            flow_dir = self.build_contexts[(endpoint, str(name))] / "flow"
+        else:
+            _, model_name, version = str(deployment.model).split(":")[-3:]
+            flow_dir = Path(self.assets["model"][model_name][version].path)
+        flow = yaml.safe_load((flow_dir / "flow.dag.yaml").read_text())
         outputs = {key: _PLACEHOLDERS.get(str((spec or {}).get("type")), "")
                    for key, spec in (flow.get("outputs") or {}).items() if not (spec or {}).get("evaluation_only")}
         return 200, outputs, str(name)

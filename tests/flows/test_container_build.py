@@ -24,7 +24,7 @@ from shared.deployment.container_build import (
     build_container_context,
     image_reference,
 )
-from shared.experiments.config import ConnectionConfig
+from shared.deployment.port import WorkspaceConnection
 from shared.experiments.variants import discover_variants, expand, materialize
 
 pytestmark = pytest.mark.timeout(180)
@@ -33,8 +33,9 @@ FLOW = ROOT / "flows" / "math_coding" / "flows" / "standard"
 SENTINEL_KEY = "sk-sentinel-must-not-leak-0123456789"
 INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
                 "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "MAINTAINER"}
-AOAI = ConnectionConfig(name="aoai", connection_type="AzureOpenAIConnection", api_base="${api_base}",
-                        api_version="2024-02-01", api_key="${api_key}", api_type="azure")
+AOAI = WorkspaceConnection(name="aoai", connection_type="AzureOpenAIConnection",
+                           values={"api_version": "2024-02-01", "api_type": "azure"},
+                           settings={"api_base": "AOAI_API_BASE", "api_key": "AOAI_API_KEY"})
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +200,8 @@ def test_a_rebuild_replaces_the_context_and_needs_only_the_connections_the_flow_
     output = tmp_path / "context"
     output.mkdir()
     (output / "stale.txt").write_text("from an earlier build")
-    unused = ConnectionConfig(name="other_llm", connection_type="OpenAIConnection", api_key="${api_key}")
+    unused = WorkspaceConnection(name="other_llm", connection_type="OpenAIConnection",
+                                 settings={"api_key": "OTHER_LLM_API_KEY"})
     built = build_container_context(materialized, flow_name="math_coding", version="4",
                                     image_repository="acrgenaiops.azurecr.io/flows", output_dir=output,
                                     connections=[AOAI, unused])
@@ -217,10 +219,11 @@ def test_a_connection_the_flow_uses_but_the_experiment_does_not_declare_fails_th
 
 
 def test_inputs_that_cannot_work_are_refused_before_building(materialized: Path) -> None:
-    with pytest.raises(ContainerBuildError, match="connection_type"):
+    literal_key = WorkspaceConnection(name="aoai", connection_type="AzureOpenAIConnection",
+                                      values={"api_key": SENTINEL_KEY})
+    with pytest.raises(ContainerBuildError, match="secret must come from a setting"):
         build_container_context(materialized, flow_name="math_coding", version="3",
-                                image_repository="acrgenaiops.azurecr.io/flows",
-                                output_dir=materialized.parent / "c", connections=[ConnectionConfig(name="aoai")])
+                                output_dir=materialized.parent / "c", connections=[literal_key])
     with pytest.raises(ContainerBuildError, match="overlaps"):
         build_container_context(materialized, flow_name="math_coding", version="3",
                                 image_repository="acrgenaiops.azurecr.io/flows", output_dir=materialized / "out",

@@ -4,6 +4,9 @@ no ImportError, no missing setting and no local-only code path (Azure answered a
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from shared.services.intake import dataset_uploaded_event
 from tests.e2e.conftest import wait_for
 from tests.fakes.azure_sdk import FakeCredential
 from tests.infra.test_settings_contract import LOCAL_ONLY
-from tests.packaged.conftest import PackagedHost
+from tests.packaged.conftest import PackagedHost, _clean_interpreter
 from tests.packaged.dev_environment import (
     APPROVER,
     ENDPOINT_IDENTITY,
@@ -140,3 +143,32 @@ def test_the_ab_report_reads_the_endpoints_traffic_from_log_analytics(packaged_h
     [stats] = report.json()["deployments"]
     assert stats["deployment"] == served_by
     assert stats["requests"] >= 6  # the smoke test's sample request and 5 dataset rows, at least
+
+
+def test_the_package_builds_a_flows_image_context_on_the_workers_path(package: Path, tmp_path: Path) -> None:
+    """Target container runs `pf flow build` in a child of the worker: on the packaged layout, with only the
+    package's dependencies, it writes the context Azure ML builds the image from."""
+    python = _clean_interpreter(tmp_path / "venv")
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from shared.deployment.container_build import build_container_context\n"
+        "from shared.experiments.config import load_experiment\n"
+        "from shared.experiments.variants import discover_variants, expand, materialize\n"
+        "from shared.services.deployment_settings import workspace_connections\n"
+        "config = load_experiment(Path('flows/math_coding'), environment='dev', local=False)\n"
+        "standard = Path('flows/math_coding/flows/standard')\n"
+        "flow = materialize(standard, expand(discover_variants(standard))[0], Path(sys.argv[1]) / 'flow')\n"
+        "context = build_container_context(flow, flow_name='math_coding', version='1',\n"
+        "    output_dir=Path(sys.argv[1]) / 'context',\n"
+        "    connections=workspace_connections(config, {'AOAI_API_BASE': 'https://oai.example'}))\n"
+        "print(json.dumps(context.required_settings))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(package), str(package / ".python_packages" / "lib" / "site-packages")])}
+    built = subprocess.run([str(python), "-c", script, str(tmp_path / "work")], cwd=package, env=env,
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert json.loads(built.stdout.strip().splitlines()[-1]) == ["AOAI_API_BASE"]  # Entra ID: no key setting
+    assert (tmp_path / "work" / "context" / "Dockerfile").is_file()
+    assert (tmp_path / "work" / "context" / "flow" / "flow.dag.yaml").is_file()

@@ -727,14 +727,16 @@ def test_remove_reports_other_failures(deployer: ManagedOnlineDeployer, client: 
 
 def test_the_factory_picks_the_deployer_by_target(client: MLClient, tmp_path: Path) -> None:
     from shared.deployment import DeploymentTarget
+    from shared.deployment.container_deployer import ContainerOnlineDeployer
     from shared.deployment.kubernetes_deployer import KubernetesOnlineDeployer
 
     assert type(azureml_deployer_for(DeploymentTarget.AML_MANAGED, client, work_dir=tmp_path)) is ManagedOnlineDeployer
     assert type(azureml_deployer_for(DeploymentTarget.AML_KUBERNETES, client, work_dir=tmp_path)) is \
         KubernetesOnlineDeployer
-    for other in (DeploymentTarget.LOCAL, DeploymentTarget.CONTAINER):
-        with pytest.raises(ValueError, match="not an Azure ML online endpoint"):
-            azureml_deployer_for(other, client, work_dir=tmp_path)
+    assert type(azureml_deployer_for(DeploymentTarget.CONTAINER, client, work_dir=tmp_path)) is \
+        ContainerOnlineDeployer
+    with pytest.raises(ValueError, match="not served by Azure ML"):
+        azureml_deployer_for(DeploymentTarget.LOCAL, client, work_dir=tmp_path)
 
 
 def test_the_client_comes_from_the_workspace_settings() -> None:
@@ -889,7 +891,8 @@ def test_endpoint_identity_roles_are_the_least_that_work() -> None:
     user_assigned = required_roles(DeploymentTarget.AML_KUBERNETES, scopes, system_assigned=False)
     assert not any(role.automatic for role in user_assigned)
     container = {(r.role, r.scope) for r in required_roles(DeploymentTarget.CONTAINER, scopes, entra_openai=True)}
-    assert container == {("AcrPull", "/acr"), ("Key Vault Secrets User", "/kv"),
+    # The flow's own image: no model to read from storage, no workspace connection to read.
+    assert container == {("AcrPull", "/acr"), ("AzureML Metrics Writer (preview)", "/ws"),
                          ("Cognitive Services OpenAI User", "/aoai")}
     every = [r.role for target in DeploymentTarget for r in required_roles(target, scopes, entra_openai=True)]
     assert not {"Owner", "Contributor", "User Access Administrator"} & set(every)

@@ -123,10 +123,9 @@ def test_a_use_case_without_a_folder_rolls_back_with_its_default_endpoint(deps: 
 
 
 @pytest.mark.parametrize(("block", "reason"), [
-    ("{target: container}", "ExperimentConfigError: math_coding: invalid deployment block: deployment: Value error, "
-                          "target container needs 'image_repository'"),
     ("{target: container, image_repository: myacr.azurecr.io/flows}",
-     "DeploymentRefused: target container is built and rolled out by the pipeline"),
+     "ExperimentConfigError: math_coding: invalid deployment block: deployment.image_repository: Extra inputs"),
+    ("{target: container}", "DeploymentRefused: Azure ML deployment needs the settings AZURE_SUBSCRIPTION_ID"),
 ])
 def test_a_deployment_block_the_app_cannot_honour_rolls_back(deps: Dependencies, block: str, reason: str) -> None:
     (deps.settings.flows_dir / "math_coding" / "experiment.local.yaml").write_text(f"deployment: {block}\n")
