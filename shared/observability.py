@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import logging
 import os
 import sys
@@ -17,6 +16,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+import pythonjsonlogger.json
 
 from shared.redaction import redact_text, register_environment
 
@@ -42,18 +43,23 @@ class CorrelationFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "correlation_id": getattr(record, "correlation_id", _correlation_id.get()),
-            "msg": redact_text(record.getMessage()),
-        }
-        if record.exc_info:
-            entry["exc"] = redact_text(self.formatException(record.exc_info))
-        return json.dumps(entry)
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per line (python-json-logger): time, level, logger, correlation id, message — masked again
+    here for records built without the masking factory (LogRecord(...) directly)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(correlation_id)s %(message)s",
+                         rename_fields={"asctime": "ts", "levelname": "level", "name": "logger", "message": "msg",
+                                        "exc_info": "exc"})
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        if log_data.get("correlation_id") is None:  # a handler without CorrelationFilter
+            log_data["correlation_id"] = _correlation_id.get()
+        return {key: redact_text(value) if key in ("msg", "exc") and isinstance(value, str) else value
+                for key, value in log_data.items()}
 
 
 def _mask_record(record: logging.LogRecord) -> logging.LogRecord:
