@@ -17,11 +17,11 @@ The statistics (statistics.py) use `math`/`statistics` only (no scipy in the Fun
 from __future__ import annotations
 
 import csv
-import html
 import io
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import NamedTuple
 
 from pydantic import BaseModel, Field
@@ -41,6 +41,9 @@ from shared.feedback.statistics import (
 )
 from shared.feedback.telemetry import ServedRequest
 from shared.ports import BlobStore, Clock
+from shared.templating import render_template
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 __all__ = [
     "ABReport", "MeanInterval", "RatedFeedback", "ServedRequest", "Significance", "build_ab_report",
@@ -220,14 +223,6 @@ def render_csv(report: ABReport) -> str:
     return out.getvalue()
 
 
-def _number(value: float | None, digits: int = 2, suffix: str = "") -> str:
-    return "–" if value is None else f"{value:.{digits}f}{suffix}"
-
-
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.1f} %"
-
-
 def _verdict(comparison: Comparison, alpha: float) -> str:
     parts = []
     if comparison.rating_p is not None:
@@ -244,72 +239,10 @@ def _verdict(comparison: Comparison, alpha: float) -> str:
     return f"{comparison.deployment} vs {comparison.baseline} at α = {alpha:g}: {what}"
 
 
-def _flag(significant: bool | None) -> str:
-    if significant is None:
-        return "–"
-    return '<span class="sig">yes</span>' if significant else '<span class="ns">no</span>'
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#1f2328;max-width:72rem}
-h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:right}th{background:#f6f8fa}
-td:first-child,th:first-child{text-align:left}.base{background:#f0f7ff}
-.sig{color:#b42318;font-weight:600}.ns{color:#57606a}.note{color:#57606a;font-size:.85rem}
-.bar{display:inline-block;height:.7rem;background:#0969da;vertical-align:middle}
-"""
-
-
 def render_html(report: ABReport) -> str:
     """Self-contained: inline CSS, no scripts, no external resources."""
-    e = html.escape
-    rows = []
-    for s in report.deployments:
-        css = ' class="base"' if s.deployment == report.baseline else ""
-        bar = f'<span class="bar" style="width:{s.share * 8:.2f}rem"></span>'
-        ci = "–" if s.rating_ci_low is None else f"{s.rating_ci_low:.2f} – {s.rating_ci_high:.2f}"
-        rows.append(
-            f"<tr{css}><td>{e(s.deployment)}</td><td>{'–' if s.configured_traffic is None else s.configured_traffic}"
-            f" %</td><td>{s.requests}</td><td>{bar} {_percent(s.share)}</td><td>{s.pinned_requests}</td>"
-            f"<td>{s.errors}</td><td>{_percent(s.error_rate)}</td><td>{_number(s.latency_p50_ms, 0)}</td>"
-            f"<td>{_number(s.latency_p95_ms, 0)}</td><td>{_number(s.latency_p99_ms, 0)}</td><td>{s.ratings}</td>"
-            f"<td>{_number(s.mean_rating)}</td><td>{ci}</td><td>{s.thumbs_up} / {s.thumbs_down}</td></tr>"
-        )
-    comparisons = []
-    for c in report.comparisons:
-        comparisons.append(
-            f"<tr><td>{e(c.deployment)} vs {e(c.baseline)}</td><td>{_number(c.rating_difference, 3)}</td>"
-            f"<td>{_number(c.rating_t, 3)}</td><td>{_number(c.rating_df, 1)}</td><td>{_number(c.rating_p, 4)}</td>"
-            f"<td>{_flag(c.rating_significant)}</td>"
-            f"<td>{_number(None if c.error_rate_difference is None else c.error_rate_difference * 100, 1)}</td>"
-            f"<td>{_number(c.error_rate_z, 3)}</td><td>{_number(c.error_rate_p, 4)}</td>"
-            f"<td>{_flag(c.error_rate_significant)}</td><td class=note>{e('; '.join(c.notes))}</td></tr>"
-        )
-    verdicts = "".join(f"<li>{e(_verdict(c, report.alpha))}</li>" for c in report.comparisons)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>A/B report: {e(report.use_case)} / {e(report.endpoint)}</title>
-<style>{_CSS}</style></head><body>
-<h1>A/B report: {e(report.use_case)} — endpoint {e(report.endpoint)}</h1>
-<p class="note">Generated {e(report.generated_at.isoformat())}. Baseline: {e(report.baseline or '–')}.
-Requests pinned to a deployment (smoke tests) are counted apart, not in the comparison.
-Unattributed feedback: {report.unattributed_feedback}.
-Requests no deployment could take: {report.unrouted_requests}.</p>
-{f'<p class="note"><strong>Telemetry may be incomplete:</strong> {e(report.telemetry_warning)}</p>'
- if report.telemetry_warning else ''}
-<h2>Verdict</h2><ul>{verdicts or '<li>Only one deployment: nothing to compare.</li>'}</ul>
-<h2>Deployments</h2>
-<table><thead><tr><th>deployment</th><th>traffic</th><th>requests</th><th>share served</th><th>pinned</th>
-<th>errors</th><th>error rate</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>ratings</th><th>mean rating</th>
-<th>95 % CI</th><th>👍 / 👎</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
-<h2>Tests against the baseline</h2>
-<p class="note">Mean rating: Welch's t-test. Error rate: two-proportion z-test (pooled). Both two-sided,
-significant when p &lt; {report.alpha:g}.</p>
-<table><thead><tr><th>comparison</th><th>Δ rating</th><th>t</th><th>df</th><th>p</th><th>significant</th>
-<th>Δ error rate (points)</th><th>z</th><th>p</th><th>significant</th><th>notes</th></tr></thead>
-<tbody>{''.join(comparisons)}</tbody></table>
-</body></html>
-"""
+    verdicts = [_verdict(comparison, report.alpha) for comparison in report.comparisons]
+    return render_template(TEMPLATES, "ab_report.html.j2", report=report, verdicts=verdicts)
 
 
 def ab_report_prefix(use_case: str, endpoint: str) -> str:

@@ -10,9 +10,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from markupsafe import Markup
 
@@ -24,9 +23,7 @@ from shared.reports.grid import Grid, Verdict, build_grid, verdicts
 from shared.reports.lines import failed_lines, line_table
 from shared.reports.prompts import node_variants, variant_anchor
 from shared.reports.tables import Redacted, dataset_table, overall_table, redacted
-
-if TYPE_CHECKING:
-    from jinja2 import Environment
+from shared.templating import render_template
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "summary.html.j2"
@@ -45,15 +42,6 @@ class Entry:
     key: str
     text: str
     block: bool
-
-
-@cache
-def _environment() -> Environment:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined  # lazy: ~85 ms, only when a report is drawn
-
-    # autoescape=True for every template, whatever its extension: nothing reaches the page unescaped
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
 def format_time(moment: datetime) -> str:
@@ -153,4 +141,4 @@ def render_summary_html(result: ExperimentResult | Redacted, extra: dict[str, An
         "extra": entries(further),
         "files": files or {},
     }
-    return _environment().get_template(TEMPLATE).render(**context)
+    return render_template(TEMPLATES, TEMPLATE, **context)
