@@ -11,7 +11,7 @@ TOOLS := .venv-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9  # the version the package build uses
 
 $(VENV)/.installed: $(PY) requirements.txt requirements-dev.txt pyproject.toml
 	$(UV) pip install --quiet -p $(PY) -r requirements.txt -r requirements-dev.txt

@@ -21,7 +21,9 @@ for dir in functions shared flows; do
   [[ -d "$dir" ]] && cp -R "$dir" "$stage/"
 done
 
-python -m pip install --disable-pip-version-check --quiet \
+# uv resolves the same exact pins as pip would, in seconds instead of a minute or more.
+python -m pip install --disable-pip-version-check --quiet "uv==0.13.9"
+python -m uv pip install --quiet --python "$(command -v python)" \
   --target "$stage/.python_packages/lib/site-packages" -r requirements.txt
 
 mkdir -p "$(dirname "$out")"
