@@ -17,6 +17,7 @@ locals {
     "feedback",    # end-user feedback
     "audit",       # outcome records the pipeline's `wait` reads
     "system",      # internal state, Event Grid dead letters
+    "production",  # requests served by local endpoints (shared/monitoring), hourly append blobs
   ]
 
   # Flex Consumption pulls the app package from this container.
@@ -139,6 +140,8 @@ locals {
   # can outlive its TTL by a day or so — the app's own expiry check is what
   # counts, the rule only keeps the prefix from growing without end.
   idempotency_ttl_days = 7
+  # Production request logs: the monitor looks back minutes, a person hours or days.
+  production_log_days = 30
 }
 
 resource "azurerm_storage_management_policy" "data" {
@@ -162,6 +165,22 @@ resource "azurerm_storage_management_policy" "data" {
       # record leaves a previous version behind.
       version {
         delete_after_days_since_creation = local.idempotency_ttl_days
+      }
+    }
+  }
+
+  rule {
+    name    = "expire-production-logs"
+    enabled = true
+
+    filters {
+      prefix_match = ["production/"]
+      blob_types   = ["appendBlob"]
+    }
+
+    actions {
+      base_blob {
+        delete_after_days_since_modification_greater_than = local.production_log_days
       }
     }
   }

@@ -28,5 +28,12 @@ def build_local_target(settings: Settings, blobs: BlobStore, clock: Clock) -> Ta
 
     deployer = LocalDeployer(blobs, clock, work_dir=settings.work_dir / "deployments",
                              connections_for=experiment_connections(settings.flows_dir, settings.environment),
-                             router_seed=settings.local_router_seed)
+                             router_seed=settings.local_router_seed,
+                             production_log_connection=_storage_connection(settings))
     return TargetAdapters(deployer=deployer, telemetry=RouterTelemetry(deployer))
+
+
+def _storage_connection(settings: Settings) -> str | None:
+    """The app's storage for the routers' production log: the local stack's Azurite connection string."""
+    secret = settings.storage_connection_string
+    return secret.get_secret_value() if secret else None

@@ -33,7 +33,7 @@ def router_url(state: LocalEndpointState) -> str:
 
 
 def router_client(state: LocalEndpointState) -> Any:
-    from localstack.serving.ab_router import RouterClient
+    from localstack.serving.router_admin import RouterClient
 
     return RouterClient(router_url(state))
 
@@ -42,8 +42,9 @@ class LocalProcesses:
     """The processes this app instance started or adopted, per (endpoint, deployment name or ROUTER)."""
 
     def __init__(self, *, work_dir: Path, connections_for: ConnectionsFor, secrets_env: Mapping[str, str] | None,
-                 start_timeout_seconds: float) -> None:
+                 start_timeout_seconds: float, production_log_connection: str | None = None) -> None:
         self.work_dir = work_dir
+        self.production_log_connection = production_log_connection
         self.connections_for = connections_for
         self.secrets_env = secrets_env
         self.start_timeout_seconds = start_timeout_seconds
@@ -56,15 +57,16 @@ class LocalProcesses:
         return old
 
     def start_router(self, state: LocalEndpointState) -> None:
-        from localstack.serving.ab_router import RouterProcess
         from localstack.serving.flow_server import port_free
+        from localstack.serving.router_admin import RouterProcess
 
         folder = endpoint_dir(self.work_dir, state.use_case, state.endpoint)
         # The same port again when it is free, so callers holding the scoring URI keep working.
         port = state.router_port if state.router_port and port_free(state.router_port) else None
         router = RouterProcess(state.endpoint, Path(state.telemetry_file), port=port,
                                seed=state.seed, log_file=folder / "router.log",
-                               upstream_timeout_seconds=state.request_timeout_ms / 1000)
+                               upstream_timeout_seconds=state.request_timeout_ms / 1000, use_case=state.use_case,
+                               production_log_connection=self.production_log_connection)
         router.start().wait_ready(30)
         self._processes[(state.endpoint, ROUTER)] = router
         state.router_port, state.router_pid = router.port, router.pid

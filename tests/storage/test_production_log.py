@@ -1,0 +1,105 @@
+"""Production logs in blob storage (Azurite): the local router's writer and reader, and the Azure ML data
+collector's layout read through azure-storage-blob — the real SDK against a real emulator."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from localstack.serving.ab_router import ABRouter
+from localstack.serving.production_writer import BlobProductionWriter
+from localstack.stack import LocalStack
+from shared.blob_layout import PRODUCTION
+from shared.monitoring.azureml_production_log import AzureMLProductionLog
+from shared.monitoring.production_log import BlobProductionLog, ProductionLine
+from shared.ports import BlobStore
+
+pytestmark = pytest.mark.azurite
+T0 = datetime(2026, 3, 4, 10, 59, 58, tzinfo=UTC)
+
+
+@pytest.fixture
+def service(storage_stack: LocalStack) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(storage_stack.storage_connection_string)
+
+
+def line(endpoint: str, seconds: float, request_id: str, **fields: object) -> ProductionLine:
+    return ProductionLine.model_validate({"time": T0 + timedelta(seconds=seconds), "use_case": "math_coding",
+                                          "endpoint": endpoint, "request_id": request_id, "deployment": "blue",
+                                          "status": 200, "latency_ms": 12.5, **fields})
+
+
+def test_lines_land_in_hourly_append_blobs_and_read_back_by_window(service: BlobServiceClient, blob_store: BlobStore,
+                                                                   unique: str) -> None:
+    endpoint = f"ep-{unique}"
+    writer = BlobProductionWriter(service, max_blocks=2)
+    for index in range(5):  # 10:59:58 .. 11:00:02: two hours
+        writer.record(line(endpoint, index, f"r{index}"))
+        writer.flush()  # one block per flush: the 10 o'clock blob rolls to a second part after two
+    names = sorted(info.name for info in blob_store.list(PRODUCTION, f"math_coding/{endpoint}/"))
+
+    assert names == [f"math_coding/{endpoint}/2026/03/04/10-{writer.writer}-0001.jsonl",
+                     f"math_coding/{endpoint}/2026/03/04/11-{writer.writer}-0001.jsonl",
+                     f"math_coding/{endpoint}/2026/03/04/11-{writer.writer}-0002.jsonl"]
+    reader = BlobProductionLog(blob_store)
+    assert [r.request_id for r in reader.lines("math_coding", endpoint, T0, T0 + timedelta(seconds=4))] == \
+        ["r0", "r1", "r2", "r3", "r4"]
+    assert [r.request_id for r in reader.lines("math_coding", endpoint, T0 + timedelta(seconds=2),
+                                               T0 + timedelta(seconds=3))] == ["r2", "r3"]
+
+
+def test_the_router_logs_inputs_and_outputs_with_secrets_masked(service: BlobServiceClient, blob_store: BlobStore,
+                                                                unique: str) -> None:
+    endpoint = f"ep-{unique}"
+    writer = BlobProductionWriter(service)
+    router = ABRouter(endpoint, None, use_case="math_coding", production=writer).start()
+    try:
+        router.table.register("blue", "http://127.0.0.1:9")  # nothing listens there: a 502 the log must show
+        router.table.set_traffic({"blue": 100})
+        status, _, headers = router.score(json.dumps({"question": "1+1", "api_key": "sk-" + "x" * 30}).encode(),
+                                          {}, "req-1")
+    finally:
+        router.stop()
+    writer.close()
+    now = datetime.now(UTC)
+    [logged] = BlobProductionLog(blob_store).lines("math_coding", endpoint, now - timedelta(minutes=1), now)
+
+    assert (status, logged.status, logged.request_id, logged.deployment) == (502, 502, "req-1", "blue")
+    assert logged.failed and logged.latency_ms is not None and "unreachable" in (logged.error or "")
+    assert logged.inputs == {"question": "1+1", "api_key": "***"}
+    assert "error" in logged.outputs
+
+
+def collector_event(kind: str, request_id: str, moment: datetime, data: object) -> bytes:
+    return json.dumps({"specversion": "1.0", "id": f"{kind}-{request_id}", "type": f"azureml.inference.{kind}",
+                       "time": moment.isoformat().replace("+00:00", "Z"), "datacontenttype": "application/json",
+                       "data": data, "correlationid": request_id}).encode() + b"\n"
+
+
+def test_the_azure_reader_joins_the_data_collectors_inputs_and_outputs(service: BlobServiceClient,
+                                                                       unique: str) -> None:
+    container = service.get_container_client(f"azureml-blobstore-{unique}")
+    container.create_container()
+    hour = "2026/03/04/11"
+    moment = datetime(2026, 3, 4, 11, 15, tzinfo=UTC)
+    for deployment, request_id in (("blue", "a"), ("green", "b")):
+        base = f"modelDataCollector/math-ep/{deployment}"
+        container.upload_blob(f"{base}/model_inputs/{hour}/x.jsonl",
+                              collector_event("model_inputs", request_id, moment, [{"question": "2*3"}]))
+        if deployment == "blue":  # green's answer was never collected
+            container.upload_blob(f"{base}/model_outputs/{hour}/y.jsonl",
+                                  collector_event("model_outputs", request_id, moment, [{"answer": "6"}]))
+    container.upload_blob("modelDataCollector/math-ep/blue/model_inputs/2026/03/04/09/old.jsonl",
+                          collector_event("model_inputs", "old", moment - timedelta(hours=2), []))
+    container.upload_blob("modelDataCollector/math-ep/blue/app_traces/2026/03/04/11/t.jsonl", b"{}\n")
+
+    lines = AzureMLProductionLog(container).lines("math_coding", "math-ep", moment - timedelta(minutes=30), moment)
+
+    assert [(r.deployment, r.request_id, r.status, r.inputs, r.outputs) for r in lines] == [
+        ("blue", "a", 200, [{"question": "2*3"}], [{"answer": "6"}]),
+        ("green", "b", None, [{"question": "2*3"}], None)]
+    assert AzureMLProductionLog(service.get_container_client("missing-container")).lines(
+        "math_coding", "math-ep", moment - timedelta(hours=1), moment) == []
