@@ -87,6 +87,7 @@ locals {
 
     "HEARTBEAT_SCHEDULE"       = "0 */5 * * * *"
     "APPROVAL_EXPIRY_SCHEDULE" = "0 */1 * * * *"
+    "MONITORING_SCHEDULE"      = "0 */1 * * * *"
     "APPROVAL_TIMEOUT_MINUTES" = "60"
 
     "APPROVERS" = join(",", var.approvers)
