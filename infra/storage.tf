@@ -18,6 +18,7 @@ locals {
     "audit",       # outcome records the pipeline's `wait` reads
     "system",      # internal state, Event Grid dead letters
     "production",  # requests served by local endpoints (shared/monitoring), hourly append blobs
+    "datasets-candidates", # production lines with bad ratings, exported for a person to label
   ]
 
   # Flex Consumption pulls the app package from this container.

@@ -17,8 +17,10 @@ FEEDBACK = "feedback"
 AUDIT = "audit"            # audit/{correlation_id}/{time}-{type}-{id}.json: every event published
 SYSTEM = "system"          # idempotency records, dead letters, heartbeats
 PRODUCTION = "production"  # production/{use_case}/{endpoint}/{yyyy}/{mm}/{dd}/{HH}-{writer}-{part}.jsonl
+CANDIDATES = "datasets-candidates"  # {use_case}/{endpoint}-{time}.jsonl: production lines for a person to label
 
-ALL_CONTAINERS = (DATASETS, RUNS, REPORTS, REGISTRY, APPROVALS, DEPLOYMENTS, FEEDBACK, AUDIT, SYSTEM, PRODUCTION)
+ALL_CONTAINERS = (DATASETS, RUNS, REPORTS, REGISTRY, APPROVALS, DEPLOYMENTS, FEEDBACK, AUDIT, SYSTEM, PRODUCTION,
+                  CANDIDATES)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
@@ -155,3 +157,7 @@ def production_log_name(use_case: str, endpoint: str, moment: datetime, writer: 
 def monitoring_state_name(use_case: str) -> str:
     """What the production monitor remembers of a use case: its last run, the windows it already reported."""
     return f"monitoring/{safe_segment(use_case)}.json"
+
+
+def candidate_dataset_name(use_case: str, endpoint: str, moment: datetime) -> str:
+    return f"{safe_segment(use_case)}/{safe_segment(endpoint)}-{moment:%Y%m%dT%H%M%SZ}.jsonl"

@@ -85,7 +85,8 @@ REQUIRED_APP_SETTINGS = frozenset(
 )
 FORBIDDEN_ROLES = frozenset({"owner", "contributor", "user access administrator"})
 DATA_CONTAINERS = frozenset(
-    {"datasets", "runs", "reports", "registry", "approvals", "deployments", "feedback", "audit", "system", "production"}
+    {"datasets", "runs", "reports", "registry", "approvals", "deployments", "feedback", "audit", "system", "production",
+     "datasets-candidates"}
 )
 
 REFERENCE = re.compile(r"(?<![\w.])(var|local|data\.\w+|azurerm_\w+)\.([A-Za-z_][\w-]*)")

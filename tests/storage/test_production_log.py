@@ -12,10 +12,14 @@ from azure.storage.blob import BlobServiceClient
 from localstack.serving.ab_router import ABRouter
 from localstack.serving.production_writer import BlobProductionWriter
 from localstack.stack import LocalStack
-from shared.blob_layout import PRODUCTION
+from shared.blob_layout import CANDIDATES, PRODUCTION
+from shared.feedback.service import FeedbackService, TokenBucket
 from shared.monitoring.azureml_production_log import AzureMLProductionLog
+from shared.monitoring.candidates import export_candidates
 from shared.monitoring.production_log import BlobProductionLog, ProductionLine
 from shared.ports import BlobStore
+from tests.conftest import ManualClock
+from tests.feedback_endpoints import Directory
 
 pytestmark = pytest.mark.azurite
 T0 = datetime(2026, 3, 4, 10, 59, 58, tzinfo=UTC)
@@ -59,7 +63,7 @@ def test_the_router_logs_inputs_and_outputs_with_secrets_masked(service: BlobSer
     try:
         router.table.register("blue", "http://127.0.0.1:9")  # nothing listens there: a 502 the log must show
         router.table.set_traffic({"blue": 100})
-        status, _, headers = router.score(json.dumps({"question": "1+1", "api_key": "sk-" + "x" * 30}).encode(),
+        status, _, _ = router.score(json.dumps({"question": "1+1", "api_key": "sk-" + "x" * 30}).encode(),
                                           {}, "req-1")
     finally:
         router.stop()
@@ -68,7 +72,9 @@ def test_the_router_logs_inputs_and_outputs_with_secrets_masked(service: BlobSer
     [logged] = BlobProductionLog(blob_store).lines("math_coding", endpoint, now - timedelta(minutes=1), now)
 
     assert (status, logged.status, logged.request_id, logged.deployment) == (502, 502, "req-1", "blue")
-    assert logged.failed and logged.latency_ms is not None and "unreachable" in (logged.error or "")
+    assert logged.failed
+    assert logged.latency_ms is not None
+    assert "unreachable" in (logged.error or "")
     assert logged.inputs == {"question": "1+1", "api_key": "***"}
     assert "error" in logged.outputs
 
@@ -103,3 +109,35 @@ def test_the_azure_reader_joins_the_data_collectors_inputs_and_outputs(service: 
         ("green", "b", None, [{"question": "2*3"}], None)]
     assert AzureMLProductionLog(service.get_container_client("missing-container")).lines(
         "math_coding", "math-ep", moment - timedelta(hours=1), moment) == []
+
+
+def test_badly_rated_lines_are_exported_as_a_candidate_dataset(service: BlobServiceClient, blob_store: BlobStore,
+                                                               unique: str) -> None:
+    endpoint = f"ep-{unique}"
+    writer = BlobProductionWriter(service)
+    for index, deployment in enumerate(("blue", "green", "green", "blue")):
+        writer.record(line(endpoint, index, f"r{index}", deployment=deployment,
+                           inputs={"question": f"What is {index} + 1?"}, outputs={"answer": str(index)}))
+    writer.flush()
+    clock = ManualClock(T0)
+    feedback = FeedbackService(blob_store, clock, TokenBucket(rate_per_minute=6_000, burst=100))
+    known = Directory.of("math_coding", endpoint, {"blue": 50, "green": 50}, live=False)
+    for body in ({"request_id": "r0", "deployment": "blue", "rating": 5},
+                 {"request_id": "r1", "deployment": "green", "rating": 1, "comment": "wrong"},
+                 {"request_id": "r2", "deployment": "green", "thumbs": "down"},
+                 {"request_id": "r3", "deployment": "blue", "rating": 2},
+                 {"request_id": "r3", "deployment": "blue", "rating": 4}):  # changed their mind: the latest counts
+        feedback.submit("math_coding", endpoint, json.dumps(body).encode(), caller="ip:203.0.113.9", endpoints=known)
+        clock.advance(seconds=1)
+
+    name, rows = export_candidates(blob_store, BlobProductionLog(blob_store), "math_coding", endpoint,
+                                   T0, T0 + timedelta(minutes=1))
+
+    assert (name, rows) == (f"math_coding/{endpoint}-20260304T110058Z.jsonl", 2)
+    exported = [json.loads(row) for row in blob_store.read(CANDIDATES, name)[0].splitlines()]
+    assert [row["question"] for row in exported] == ["What is 1 + 1?", "What is 2 + 1?"]
+    assert exported[0]["production"] | {"time": None} == {
+        "request_id": "r1", "deployment": "green", "time": None, "status": 200, "outputs": {"answer": "1"},
+        "rating": 1, "thumbs": None, "comment": "wrong"}
+    assert export_candidates(blob_store, BlobProductionLog(blob_store), "math_coding", endpoint,
+                             T0 + timedelta(hours=1), T0 + timedelta(hours=2)) == (None, 0)
