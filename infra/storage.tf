@@ -8,16 +8,16 @@
 locals {
   # Containers of the data account; the app's blob layout (see DESIGN.md).
   data_containers = [
-    "datasets",    # uploads; BlobCreated here triggers data registration
-    "runs",        # run outputs and per-variant line results
-    "reports",     # summary.html, metrics.csv, results.csv, decision.json
-    "registry",    # local registry (data + flow versions)
-    "approvals",   # approval state
-    "deployments", # deployment and traffic state
-    "feedback",    # end-user feedback
-    "audit",       # outcome records the pipeline's `wait` reads
-    "system",      # internal state, Event Grid dead letters
-    "production",  # requests served by local endpoints (shared/monitoring), hourly append blobs
+    "datasets",            # uploads; BlobCreated here triggers data registration
+    "runs",                # run outputs and per-variant line results
+    "reports",             # summary.html, metrics.csv, results.csv, decision.json
+    "registry",            # local registry (data + flow versions)
+    "approvals",           # approval state
+    "deployments",         # deployment and traffic state
+    "feedback",            # end-user feedback
+    "audit",               # outcome records the pipeline's `wait` reads
+    "system",              # internal state, Event Grid dead letters
+    "production",          # requests served by local endpoints (shared/monitoring), hourly append blobs
     "datasets-candidates", # production lines with bad ratings, exported for a person to label
   ]
 

@@ -57,7 +57,6 @@ OPTIONAL_WITH_DEFAULTS = frozenset(
         "AZUREML_PF_COMPUTE",  # unset: serverless compute
         "AZUREML_PF_RUNTIME",  # unset: serverless compute
         "APPROVAL_WEBHOOK_URL",  # unset: no approval notification webhook
-        "AZUREML_DATA_COLLECTOR_CONTAINER_URL",  # unset: the monitor reads no Azure ML endpoint's production log
     }
 )
 

@@ -381,6 +381,8 @@ def test_role_assignments_match_the_least_privilege_matrix() -> None:
         # Each new online endpoint's diagnostic setting sending its traffic log to that workspace.
         (func, "Monitoring Contributor", "${azurerm_machine_learning_workspace.this.id}"),
         (func, "Monitoring Contributor", "${azurerm_log_analytics_workspace.this.id}"),
+        # The production monitor reads online endpoints' collected inputs/outputs from the workspace storage.
+        (func, "Storage Blob Data Reader", "${azurerm_storage_account.aml.id}"),
         (pipeline, "Azure Service Bus Data Sender", "${azurerm_servicebus_queue.events.id}"),
         (pipeline, "Storage Blob Data Reader", "${azurerm_storage_account.data.id}"),
         (pipeline, "Storage Blob Data Contributor", "${local.datasets_container_scope}"),
