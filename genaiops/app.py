@@ -272,14 +272,17 @@ def candidates_export(use_case: str,
     as a dataset by itself)."""
     from datetime import UTC, datetime, timedelta
 
-    from shared.experiments.config import load_experiment
+    from shared.experiments.config import ExperimentConfigError, load_experiment
     from shared.monitoring.candidates import export_candidates
     from shared.services.deployment_settings import deployment_config
     from shared.services.monitoring import production_log_for
 
     settings = _settings_obj()
-    target = deployment_config(load_experiment(settings.flows_dir / use_case, settings.environment),
-                               settings.environment)
+    try:
+        target = deployment_config(load_experiment(settings.flows_dir / use_case, settings.environment),
+                                   settings.environment)
+    except ExperimentConfigError as unusable:
+        raise _fail(str(unusable)) from unusable
     blobs = _blobs()
     production_log = production_log_for(blobs)(target)
     if production_log is None:
