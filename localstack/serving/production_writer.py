@@ -24,15 +24,18 @@ log = logging.getLogger("localstack.production_log")
 
 MAX_BLOCKS_PER_BLOB = 10_000  # Azure's limit is 50,000 appends per blob
 MAX_BLOCK_BYTES = 4 * 1024 * 1024  # Azure's limit per append
+MAX_PENDING_LINES = 50_000  # while storage is unreachable; beyond this the oldest lines are dropped
 FLUSH_SECONDS = 0.5
 
 
 class BlobProductionWriter:
     def __init__(self, service: BlobServiceClient, *, flush_seconds: float = FLUSH_SECONDS,
-                 max_blocks: int = MAX_BLOCKS_PER_BLOB) -> None:
+                 max_blocks: int = MAX_BLOCKS_PER_BLOB, max_pending: int = MAX_PENDING_LINES) -> None:
         self._container = service.get_container_client(PRODUCTION)
         self._flush_seconds = flush_seconds
         self._max_blocks = max_blocks
+        self._max_pending = max_pending
+        self.dropped = 0  # lines lost because storage stayed unreachable
         self.writer = uuid.uuid4().hex[:12]
         self._pending: list[ProductionLine] = []
         self._lock = threading.Lock()
@@ -40,7 +43,7 @@ class BlobProductionWriter:
         self._created: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="production-log", daemon=True)
-        with contextlib.suppress(ResourceExistsError):
+        with contextlib.suppress(ResourceExistsError, AzureError):  # unreachable now: the appends will say so
             self._container.create_container()
 
     @classmethod
@@ -54,6 +57,7 @@ class BlobProductionWriter:
     def record(self, line: ProductionLine) -> None:
         with self._lock:
             self._pending.append(line)
+            self._bound()
 
     def close(self) -> None:
         self._stop.set()
@@ -62,19 +66,31 @@ class BlobProductionWriter:
         self.flush()
 
     def flush(self) -> None:
-        """Append what is queued, one block per blob; a failed append is retried at the next flush."""
+        """Append what is queued, one block per blob; what failed is queued again, in order, for the next flush."""
         with self._lock:
             lines, self._pending = self._pending, []
         batches: dict[tuple[str, str, str], list[ProductionLine]] = {}
         for line in lines:
-            batches.setdefault((line.use_case, line.endpoint, f"{line.time:%Y%m%d%H}"), []).append(line)
+            batches.setdefault(_key(line), []).append(line)
+        failed: set[tuple[str, str, str]] = set()
         for key, batch in batches.items():
             try:
                 self._append(key, batch)
             except AzureError as failure:
                 log.warning("production log: %d line(s) not written yet: %s", len(batch), type(failure).__name__)
-                with self._lock:
-                    self._pending[:0] = batch
+                failed.add(key)
+        if failed:
+            with self._lock:
+                self._pending[:0] = [line for line in lines if _key(line) in failed]
+                self._bound()
+
+    def _bound(self) -> None:
+        """Memory stays bounded while storage is down: the oldest queued lines go first (caller holds the lock)."""
+        excess = len(self._pending) - self._max_pending
+        if excess > 0:
+            del self._pending[:excess]
+            self.dropped += excess
+            log.warning("production log: storage unreachable, %d line(s) dropped so far", self.dropped)
 
     def _append(self, key: tuple[str, str, str], batch: list[ProductionLine]) -> None:
         for chunk in _chunks([line.model_dump_json().encode() + b"\n" for line in batch]):
@@ -92,6 +108,11 @@ class BlobProductionWriter:
     def _run(self) -> None:
         while not self._stop.wait(self._flush_seconds):
             self.flush()
+
+
+def _key(line: ProductionLine) -> tuple[str, str, str]:
+    """The blob family a line goes to: its use case, endpoint and hour."""
+    return line.use_case, line.endpoint, f"{line.time:%Y%m%d%H}"
 
 
 def _chunks(encoded: list[bytes]) -> list[bytes]:

@@ -83,7 +83,9 @@ class BlobProductionLog:
                 except BlobNotFound:  # expired meanwhile
                     continue
                 found += [line for line in parse_lines(data) if start <= line.time <= end]
-        return sorted(found, key=lambda line: line.time)
+        # An append retried after a lost answer may have landed twice: one line per request.
+        unique = {(line.request_id, line.time): line for line in found}
+        return sorted(unique.values(), key=lambda line: line.time)
 
 
 def parse_lines(data: bytes) -> list[ProductionLine]:

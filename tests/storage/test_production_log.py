@@ -55,6 +55,25 @@ def test_lines_land_in_hourly_append_blobs_and_read_back_by_window(service: Blob
                                                T0 + timedelta(seconds=3))] == ["r2", "r3"]
 
 
+def test_a_line_appended_twice_is_read_once_and_an_unreachable_storage_costs_bounded_memory(
+        service: BlobServiceClient, blob_store: BlobStore, unique: str) -> None:
+    endpoint = f"ep-{unique}"
+    writer = BlobProductionWriter(service)
+    for _ in range(2):  # the same append retried
+        writer.record(line(endpoint, 1, "r1"))
+        writer.flush()
+    assert [r.request_id for r in BlobProductionLog(blob_store).lines("math_coding", endpoint, T0, T0 + timedelta(
+        seconds=5))] == ["r1"]
+
+    nowhere = BlobServiceClient("http://127.0.0.1:9/devstoreaccount1", credential=None, retry_total=0)
+    stuck = BlobProductionWriter(nowhere, max_pending=3)
+    for index in range(5):
+        stuck.record(line(endpoint, index, f"lost-{index}"))
+        stuck.flush()  # fails: the lines wait for the next flush, at most three of them
+    assert stuck.dropped == 2
+    assert [queued.request_id for queued in stuck._pending] == ["lost-2", "lost-3", "lost-4"]
+
+
 def test_the_router_logs_inputs_and_outputs_with_secrets_masked(service: BlobServiceClient, blob_store: BlobStore,
                                                                 unique: str) -> None:
     endpoint = f"ep-{unique}"
