@@ -17,9 +17,10 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from shared.feedback.telemetry import TelemetryError
 from shared.monitoring.production_log import ProductionLine, days, loggable
 
 COLLECTOR_ROOT = "modelDataCollector"
@@ -43,8 +44,14 @@ class AzureMLProductionLog:
         return cls(ContainerClient.from_container_url(url, credential=azure_credential()))
 
     def lines(self, use_case: str, endpoint: str, start: datetime, end: datetime) -> list[ProductionLine]:
+        """TelemetryError when the storage cannot be read (no access, unreachable)."""
+        try:
+            events = list(self._events(endpoint, start, end))
+        except AzureError as failure:
+            raise TelemetryError(f"the data collector's output of {endpoint} cannot be read: "
+                                 f"{type(failure).__name__}") from None
         requests: dict[tuple[str, str], dict[str, Any]] = {}
-        for deployment, collection, event in self._events(endpoint, start, end):
+        for deployment, collection, event in events:
             request_id = str(event.get("correlationid") or event.get("xrequestid") or event.get("id"))
             seen = requests.setdefault((deployment, request_id), {"time": _time(event.get("time"))})
             seen[collection] = event.get("data")

@@ -76,7 +76,7 @@ def monitor_production(blobs: BlobStore, publisher: EventPublisher, clock: Clock
         try:
             published += monitor_use_case(use_case, config, config.monitoring, blobs, publisher, clock, workspace,
                                           environment, log_for)
-        except DeploymentError as failure:
+        except (DeploymentError, ExperimentConfigError) as failure:  # the log unreadable, a broken deployment block
             log.warning("monitoring of %s failed this time: %s", use_case, failure)
     return published
 

@@ -14,6 +14,7 @@ from localstack.serving.production_writer import BlobProductionWriter
 from localstack.stack import LocalStack
 from shared.blob_layout import CANDIDATES, PRODUCTION
 from shared.feedback.service import FeedbackService, TokenBucket
+from shared.feedback.telemetry import TelemetryError
 from shared.monitoring.azureml_production_log import AzureMLProductionLog
 from shared.monitoring.candidates import export_candidates
 from shared.monitoring.production_log import BlobProductionLog, ProductionLine
@@ -128,6 +129,9 @@ def test_the_azure_reader_joins_the_data_collectors_inputs_and_outputs(service: 
         ("green", "b", None, [{"question": "2*3"}], None)]
     assert AzureMLProductionLog(service.get_container_client("missing-container")).lines(
         "math_coding", "math-ep", moment - timedelta(hours=1), moment) == []
+    unreachable = BlobServiceClient("http://127.0.0.1:9/devstoreaccount1", credential=None, retry_total=0)
+    with pytest.raises(TelemetryError, match="cannot be read: ServiceRequestError"):
+        AzureMLProductionLog(unreachable.get_container_client("c")).lines("math_coding", "math-ep", moment, moment)
 
 
 def test_badly_rated_lines_are_exported_as_a_candidate_dataset(service: BlobServiceClient, blob_store: BlobStore,
