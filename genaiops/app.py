@@ -279,8 +279,8 @@ def candidates_export(use_case: str,
 
     settings = _settings_obj()
     try:
-        target = deployment_config(load_experiment(settings.flows_dir / use_case, settings.environment),
-                                   settings.environment)
+        config = load_experiment(settings.flows_dir / use_case, settings.environment)
+        target = deployment_config(config, settings.environment)
     except ExperimentConfigError as unusable:
         raise _fail(str(unusable)) from unusable
     blobs = _blobs()
@@ -289,7 +289,8 @@ def candidates_export(use_case: str,
         raise _fail(f"no production log for target {target.target}")
     end = datetime.now(UTC)
     name, rows = export_candidates(blobs, production_log, use_case, target.endpoint_name, end - timedelta(days=days),
-                                   end, max_rating=max_rating)
+                                   end, max_rating=max_rating,
+                                   mask_fields=config.monitoring.mask_fields if config.monitoring else ())
     console.print(f"{rows} line(s)" + (f" -> datasets-candidates/{name}" if name else ""), highlight=False)
 
 

@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from localstack.deployment.local_state import ConnectionsFor, LocalDeploymentState, LocalEndpointState
+from localstack.deployment.local_state import (
+    ConnectionsFor,
+    LocalDeploymentState,
+    LocalEndpointState,
+    MaskFieldsFor,
+)
 from shared.blob_layout import safe_segment
 from shared.deployment.port import DeploymentFailed, DeploymentRequest
 from shared.redaction import redact_text
@@ -42,9 +47,11 @@ class LocalProcesses:
     """The processes this app instance started or adopted, per (endpoint, deployment name or ROUTER)."""
 
     def __init__(self, *, work_dir: Path, connections_for: ConnectionsFor, secrets_env: Mapping[str, str] | None,
-                 start_timeout_seconds: float, production_log_connection: str | None = None) -> None:
+                 start_timeout_seconds: float, production_log_connection: str | None = None,
+                 mask_fields_for: MaskFieldsFor | None = None) -> None:
         self.work_dir = work_dir
         self.production_log_connection = production_log_connection
+        self.mask_fields_for = mask_fields_for
         self.connections_for = connections_for
         self.secrets_env = secrets_env
         self.start_timeout_seconds = start_timeout_seconds
@@ -66,7 +73,8 @@ class LocalProcesses:
         router = RouterProcess(state.endpoint, Path(state.telemetry_file), port=port,
                                seed=state.seed, log_file=folder / "router.log",
                                upstream_timeout_seconds=state.request_timeout_ms / 1000, use_case=state.use_case,
-                               production_log_connection=self.production_log_connection)
+                               production_log_connection=self.production_log_connection,
+                               mask_fields=self.mask_fields_for(state.use_case) if self.mask_fields_for else ())
         router.start().wait_ready(30)
         self._processes[(state.endpoint, ROUTER)] = router
         state.router_port, state.router_pid = router.port, router.pid

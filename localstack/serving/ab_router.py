@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -162,10 +162,11 @@ class ABRouter:
 
     def __init__(self, endpoint: str, telemetry: JsonlTelemetry | None, *, port: int = 0, seed: int | None = None,
                  upstream_timeout_seconds: float = UPSTREAM_TIMEOUT_SECONDS, use_case: str | None = None,
-                 production: BlobProductionWriter | None = None) -> None:
+                 production: BlobProductionWriter | None = None, mask_fields: Sequence[str] = ()) -> None:
         self.endpoint = endpoint
         self.use_case = use_case
         self.production = production
+        self.mask_fields = tuple(mask_fields)
         self.table = RouteTable(seed)
         self.telemetry = telemetry
         self.upstream_timeout_seconds = upstream_timeout_seconds
@@ -218,8 +219,8 @@ class ABRouter:
             self.telemetry.record(served)
         if self.production is not None and self.use_case:
             self.production.record(ProductionLine(**served.model_dump(), use_case=self.use_case,
-                                                  inputs=loggable(_document(body)),
-                                                  outputs=loggable(_document(payload))))
+                                                  inputs=loggable(_document(body), self.mask_fields),
+                                                  outputs=loggable(_document(payload), self.mask_fields)))
         answer_headers = {"Content-Type": content_type, REQUEST_ID_HEADER: request_id}
         if deployment is not None:
             answer_headers.update({SERVED_BY_HEADER: deployment, PIN_HEADER: deployment})
@@ -350,12 +351,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds a deployment may take to answer (the endpoint's request timeout)")
     parser.add_argument("--use-case", default=None,
                         help=f"the endpoint's use case: with storage in ${PRODUCTION_LOG_ENV}, the production log")
+    parser.add_argument("--mask-field", action="append", default=[], help="a field the production log masks")
     args = parser.parse_args(argv)
     connection = os.environ.get(PRODUCTION_LOG_ENV)
     production = (BlobProductionWriter.from_connection_string(connection).start()
                   if connection and args.use_case else None)
     router = ABRouter(args.endpoint, JsonlTelemetry(args.telemetry), port=args.port, seed=args.seed,
-                      upstream_timeout_seconds=args.upstream_timeout, use_case=args.use_case, production=production)
+                      upstream_timeout_seconds=args.upstream_timeout, use_case=args.use_case, production=production,
+                      mask_fields=args.mask_field)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"router {args.endpoint} on {router.url}", flush=True)
     try:

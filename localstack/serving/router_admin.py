@@ -7,7 +7,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,10 @@ class RouterProcess(ServerProcess):
 
     def __init__(self, endpoint: str, telemetry_file: Path, *, port: int | None = None, seed: int | None = None,
                  log_file: Path | None = None, upstream_timeout_seconds: float = UPSTREAM_TIMEOUT_SECONDS,
-                 use_case: str | None = None, production_log_connection: str | None = None) -> None:
-        """`production_log_connection`: the storage the production log goes to (with `use_case`); None: none."""
+                 use_case: str | None = None, production_log_connection: str | None = None,
+                 mask_fields: Sequence[str] = ()) -> None:
+        """`production_log_connection`: the storage the production log goes to (with `use_case`); None: none.
+        `mask_fields`: what the production log masks (the use case's `monitoring.mask_fields`)."""
         port = port or free_port()
         command = [sys.executable, "-m", "localstack.serving.ab_router", "--endpoint", endpoint, "--port", str(port),
                    "--telemetry", str(telemetry_file), "--upstream-timeout", str(upstream_timeout_seconds)]
@@ -32,7 +34,7 @@ class RouterProcess(ServerProcess):
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
                        "PYTHONUNBUFFERED": "1"}
         if use_case and production_log_connection:
-            command += ["--use-case", use_case]
+            command += ["--use-case", use_case, *(f"--mask-field={name}" for name in mask_fields)]
             environment[PRODUCTION_LOG_ENV] = production_log_connection
         super().__init__(f"router {endpoint}", command, port, env=environment, log_file=log_file)
 

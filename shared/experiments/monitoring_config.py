@@ -8,6 +8,7 @@ watches on the use case's endpoint, how often, and whether a breach moves traffi
       max_error_rate: 0.05        # share of requests answered with a non-2xx status
       latency_p95_ms: 5000        # 95th percentile of the end-to-end latency
       auto_rollback: true         # on a breach, move the deployment's traffic back to the prior one
+      mask_fields: [email, phone] # input/output fields (any depth) logged as *** — personal data
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class MonitoringConfig(StrictBlock):
     max_error_rate: float | None = Field(default=0.05, ge=0, le=1)
     latency_p95_ms: float | None = Field(default=None, gt=0)
     auto_rollback: bool = False
+    mask_fields: list[str] = Field(default_factory=list, description="fields never stored in production logs")
 
     @field_validator("schedule")
     @classmethod

@@ -9,7 +9,7 @@ to `production/{use_case}/{endpoint}/{yyyy}/{mm}/{dd}/…jsonl`; `AzureMLProduct
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shared.blob_layout import PRODUCTION, production_day_prefix
 from shared.ports import BlobNotFound, BlobStore
-from shared.redaction import redact
+from shared.redaction import REDACTED, redact
 
 MAX_FIELD_CHARS = 16_384  # inputs or outputs larger than this are logged truncated: a log line stays small
 
@@ -42,11 +42,20 @@ class ProductionLine(BaseModel):
         return self.status is not None and not 200 <= self.status < 300
 
 
-def loggable(value: Any) -> Any:
-    """A request or answer body as it may be stored: secrets masked, and cut when it is very large."""
-    masked = redact(value)
+def loggable(value: Any, mask_fields: Collection[str] = ()) -> Any:
+    """A request or answer body as it may be stored: secrets and the `mask_fields` (personal data, any depth,
+    names compared case-insensitively) masked, and cut when it is very large."""
+    masked = _mask(redact(value), {name.lower() for name in mask_fields}) if mask_fields else redact(value)
     text = json.dumps(masked, ensure_ascii=False, default=str)
     return masked if len(text) <= MAX_FIELD_CHARS else {"truncated": True, "head": text[:MAX_FIELD_CHARS]}
+
+
+def _mask(value: Any, fields: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {key: REDACTED if str(key).lower() in fields else _mask(item, fields) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask(item, fields) for item in value]
+    return value
 
 
 class ProductionLog(Protocol):

@@ -79,11 +79,12 @@ def test_the_router_logs_inputs_and_outputs_with_secrets_masked(service: BlobSer
                                                                 unique: str) -> None:
     endpoint = f"ep-{unique}"
     writer = BlobProductionWriter(service)
-    router = ABRouter(endpoint, None, use_case="math_coding", production=writer).start()
+    router = ABRouter(endpoint, None, use_case="math_coding", production=writer, mask_fields=["Email"]).start()
     try:
         router.table.register("blue", "http://127.0.0.1:9")  # nothing listens there: a 502 the log must show
         router.table.set_traffic({"blue": 100})
-        status, _, _ = router.score(json.dumps({"question": "1+1", "api_key": "sk-" + "x" * 30}).encode(),
+        status, _, _ = router.score(json.dumps({"question": "1+1", "api_key": "sk-" + "x" * 30,
+                                                                "user": {"email": "ann@example.com"}}).encode(),
                                           {}, "req-1")
     finally:
         router.stop()
@@ -95,7 +96,7 @@ def test_the_router_logs_inputs_and_outputs_with_secrets_masked(service: BlobSer
     assert logged.failed
     assert logged.latency_ms is not None
     assert "unreachable" in (logged.error or "")
-    assert logged.inputs == {"question": "1+1", "api_key": "***"}
+    assert logged.inputs == {"question": "1+1", "api_key": "***", "user": {"email": "***"}}
     assert "error" in logged.outputs
 
 
@@ -140,7 +141,8 @@ def test_badly_rated_lines_are_exported_as_a_candidate_dataset(service: BlobServ
     writer = BlobProductionWriter(service)
     for index, deployment in enumerate(("blue", "green", "green", "blue")):
         writer.record(line(endpoint, index, f"r{index}", deployment=deployment,
-                           inputs={"question": f"What is {index} + 1?"}, outputs={"answer": str(index)}))
+                           inputs={"question": f"What is {index} + 1?", "phone": "+44 20 7946 0000"},
+                           outputs={"answer": str(index)}))
     writer.flush()
     clock = ManualClock(T0)
     feedback = FeedbackService(blob_store, clock, TokenBucket(rate_per_minute=6_000, burst=100))
@@ -154,11 +156,12 @@ def test_badly_rated_lines_are_exported_as_a_candidate_dataset(service: BlobServ
         clock.advance(seconds=1)
 
     name, rows = export_candidates(blob_store, BlobProductionLog(blob_store), "math_coding", endpoint,
-                                   T0, T0 + timedelta(minutes=1))
+                                   T0, T0 + timedelta(minutes=1), mask_fields=["phone"])
 
     assert (name, rows) == (f"math_coding/{endpoint}-20260304T110058Z.jsonl", 2)
     exported = [json.loads(row) for row in blob_store.read(CANDIDATES, name)[0].splitlines()]
-    assert [row["question"] for row in exported] == ["What is 1 + 1?", "What is 2 + 1?"]
+    assert [(row["question"], row["phone"]) for row in exported] == [("What is 1 + 1?", "***"),
+                                                                     ("What is 2 + 1?", "***")]
     assert exported[0]["production"] | {"time": None} == {
         "request_id": "r1", "deployment": "green", "time": None, "status": 200, "outputs": {"answer": "1"},
         "rating": 1, "thumbs": None, "comment": "wrong"}

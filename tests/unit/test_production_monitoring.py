@@ -82,6 +82,9 @@ def test_a_wrong_monitoring_block_says_what_is_wrong(block: dict[str, object], p
 
 def test_logged_bodies_are_masked_and_bounded() -> None:
     assert loggable({"question": "2+2", "password": "hunter22"}) == {"question": "2+2", "password": "***"}
+    personal = {"Customer": {"EMAIL": "ann@example.com", "orders": [{"phone": "555-0100", "item": "tea"}]}}
+    assert loggable(personal, ["email", "Phone"]) == {
+        "Customer": {"EMAIL": "***", "orders": [{"phone": "***", "item": "tea"}]}}
     huge = loggable({"text": "x" * (MAX_FIELD_CHARS * 2)})
     assert huge["truncated"] is True
     assert len(huge["head"]) == MAX_FIELD_CHARS
