@@ -38,6 +38,8 @@ approvals_app = typer.Typer(help="Approval requests: list, show, approve, reject
 report_app = typer.Typer(help="Experiment reports.", no_args_is_help=True)
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(report_app, name="report")
+candidates_app = typer.Typer(help="Candidate datasets from production.", no_args_is_help=True)
+app.add_typer(candidates_app, name="candidates")
 console = Console(soft_wrap=True)  # ids, paths and URLs stay whole on one line, for people and scripts
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -259,6 +261,37 @@ def report_open(use_case: str, experiment_id: Annotated[str | None, typer.Argume
     console.print(str(page), highlight=False)
     if browser:
         webbrowser.open(page.resolve().as_uri())
+
+
+@candidates_app.command("export")
+def candidates_export(use_case: str,
+                      days: Annotated[float, typer.Option(help="how far back to look")] = 7,
+                      max_rating: Annotated[int, typer.Option(help="ratings up to this are bad (thumbs down is)")] = 2,
+                      ) -> None:
+    """Export production lines users rated badly to datasets-candidates/ for a person to label (never uploaded
+    as a dataset by itself)."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.experiments.config import ExperimentConfigError, load_experiment
+    from shared.monitoring.candidates import export_candidates
+    from shared.services.deployment_settings import deployment_config
+    from shared.services.monitoring import production_log_for
+
+    settings = _settings_obj()
+    try:
+        config = load_experiment(settings.flows_dir / use_case, settings.environment)
+        target = deployment_config(config, settings.environment)
+    except ExperimentConfigError as unusable:
+        raise _fail(str(unusable)) from unusable
+    blobs = _blobs()
+    production_log = production_log_for(blobs)(target)
+    if production_log is None:
+        raise _fail(f"no production log for target {target.target}")
+    end = datetime.now(UTC)
+    name, rows = export_candidates(blobs, production_log, use_case, target.endpoint_name, end - timedelta(days=days),
+                                   end, max_rating=max_rating,
+                                   mask_fields=config.monitoring.mask_fields if config.monitoring else ())
+    console.print(f"{rows} line(s)" + (f" -> datasets-candidates/{name}" if name else ""), highlight=False)
 
 
 def main() -> None:

@@ -77,6 +77,10 @@ locals {
     "AZUREML_ENDPOINT_IDENTITY_ID"        = azurerm_user_assigned_identity.endpoints.id
     "AZUREML_ENDPOINT_IDENTITY_CLIENT_ID" = azurerm_user_assigned_identity.endpoints.client_id
 
+    # Where the endpoints' data collector writes model inputs/outputs: the workspace's default blob datastore
+    # (the production monitor reads it, shared/monitoring/azureml_production_log.py).
+    "AZUREML_DATA_COLLECTOR_CONTAINER_URL" = "${azurerm_storage_account.aml.primary_blob_endpoint}azureml-blobstore-${azurerm_machine_learning_workspace.this.workspace_id}"
+
     # The flows' `aoai` connection (flows/*/experiment.yaml) reads ${api_base}
     # / ${api_key} as AOAI_API_BASE / AOAI_API_KEY (secret_variable in
     # shared/experiments/config.py).
@@ -87,6 +91,7 @@ locals {
 
     "HEARTBEAT_SCHEDULE"       = "0 */5 * * * *"
     "APPROVAL_EXPIRY_SCHEDULE" = "0 */1 * * * *"
+    "MONITORING_SCHEDULE"      = "0 */1 * * * *"
     "APPROVAL_TIMEOUT_MINUTES" = "60"
 
     "APPROVERS" = join(",", var.approvers)

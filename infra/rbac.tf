@@ -154,6 +154,15 @@ resource "azurerm_role_assignment" "aml_workspace_blob_reader" {
   description          = "Azure ML workspace: prompt flow runs read their flow snapshot and data from workspace storage."
 }
 
+# The production monitor reads what online endpoints' data collector writes to the workspace storage.
+resource "azurerm_role_assignment" "func_aml_blob_reader" {
+  scope                = azurerm_storage_account.aml.id
+  role_definition_name = "Storage Blob Data Reader"
+  principal_id         = local.function_principal_id
+  principal_type       = "ServicePrincipal"
+  description          = "GenAIOps Functions: read endpoints' collected model inputs and outputs (production monitor)."
+}
+
 # Application Insights with local auth disabled: Entra-ID telemetry ingestion.
 resource "azurerm_role_assignment" "func_appinsights_publisher" {
   scope                = azurerm_application_insights.this.id

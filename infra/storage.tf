@@ -8,15 +8,17 @@
 locals {
   # Containers of the data account; the app's blob layout (see DESIGN.md).
   data_containers = [
-    "datasets",    # uploads; BlobCreated here triggers data registration
-    "runs",        # run outputs and per-variant line results
-    "reports",     # summary.html, metrics.csv, results.csv, decision.json
-    "registry",    # local registry (data + flow versions)
-    "approvals",   # approval state
-    "deployments", # deployment and traffic state
-    "feedback",    # end-user feedback
-    "audit",       # outcome records the pipeline's `wait` reads
-    "system",      # internal state, Event Grid dead letters
+    "datasets",            # uploads; BlobCreated here triggers data registration
+    "runs",                # run outputs and per-variant line results
+    "reports",             # summary.html, metrics.csv, results.csv, decision.json
+    "registry",            # local registry (data + flow versions)
+    "approvals",           # approval state
+    "deployments",         # deployment and traffic state
+    "feedback",            # end-user feedback
+    "audit",               # outcome records the pipeline's `wait` reads
+    "system",              # internal state, Event Grid dead letters
+    "production",          # requests served by local endpoints (shared/monitoring), hourly append blobs
+    "datasets-candidates", # production lines with bad ratings, exported for a person to label
   ]
 
   # Flex Consumption pulls the app package from this container.
@@ -139,6 +141,8 @@ locals {
   # can outlive its TTL by a day or so — the app's own expiry check is what
   # counts, the rule only keeps the prefix from growing without end.
   idempotency_ttl_days = 7
+  # Production request logs: the monitor looks back minutes, a person hours or days.
+  production_log_days = 30
 }
 
 resource "azurerm_storage_management_policy" "data" {
@@ -162,6 +166,22 @@ resource "azurerm_storage_management_policy" "data" {
       # record leaves a previous version behind.
       version {
         delete_after_days_since_creation = local.idempotency_ttl_days
+      }
+    }
+  }
+
+  rule {
+    name    = "expire-production-logs"
+    enabled = true
+
+    filters {
+      prefix_match = ["production/"]
+      blob_types   = ["appendBlob"]
+    }
+
+    actions {
+      base_blob {
+        delete_after_days_since_modification_greater_than = local.production_log_days
       }
     }
   }

@@ -120,6 +120,13 @@ class Application:
         """Timer entry: proves the schedule runs (the health route reports the last tick)."""
         self.blobs.write(SYSTEM, HEARTBEAT_NAME, f'{{"last_tick": "{self.clock.now().isoformat()}"}}'.encode())
 
+    def monitor_production(self) -> int:
+        """Timer entry: the production monitor (shared/services/monitoring.py); returns the events published."""
+        from shared.services.monitoring import monitor_production, production_log_for
+
+        return len(monitor_production(self.blobs, self.publisher, self.clock, self.deps.deployments,
+                                      self.settings.environment, production_log_for(self.blobs)))
+
     def health(self) -> dict[str, Any]:
         try:
             last_tick = self.blobs.read(SYSTEM, HEARTBEAT_NAME)[0].decode()

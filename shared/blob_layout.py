@@ -16,8 +16,11 @@ DEPLOYMENTS = "deployments"
 FEEDBACK = "feedback"
 AUDIT = "audit"            # audit/{correlation_id}/{time}-{type}-{id}.json: every event published
 SYSTEM = "system"          # idempotency records, dead letters, heartbeats
+PRODUCTION = "production"  # production/{use_case}/{endpoint}/{yyyy}/{mm}/{dd}/{HH}-{writer}-{part}.jsonl
+CANDIDATES = "datasets-candidates"  # {use_case}/{endpoint}-{time}.jsonl: production lines for a person to label
 
-ALL_CONTAINERS = (DATASETS, RUNS, REPORTS, REGISTRY, APPROVALS, DEPLOYMENTS, FEEDBACK, AUDIT, SYSTEM)
+ALL_CONTAINERS = (DATASETS, RUNS, REPORTS, REGISTRY, APPROVALS, DEPLOYMENTS, FEEDBACK, AUDIT, SYSTEM, PRODUCTION,
+                  CANDIDATES)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
@@ -138,3 +141,23 @@ HEARTBEAT_NAME = "heartbeat/timer.json"
 def deployment_record_name(use_case: str, request_id: str) -> str:
     """A deployment in progress (the state machine polling its long operations), per deployment.requested id."""
     return f"{safe_segment(use_case)}/operations/{safe_segment(request_id)}.json"
+
+
+def production_day_prefix(use_case: str, endpoint: str, day: datetime) -> str:
+    """One day of an endpoint's production log in PRODUCTION (UTC dates)."""
+    return f"{safe_segment(use_case)}/{safe_segment(endpoint)}/{day:%Y/%m/%d}/"
+
+
+def production_log_name(use_case: str, endpoint: str, moment: datetime, writer: str, part: int) -> str:
+    """One writer's lines of one hour: a writer (a router process) never shares a blob with another, and rolls to
+    the next `part` before the blob gets large, so no file grows without bound."""
+    return f"{production_day_prefix(use_case, endpoint, moment)}{moment:%H}-{safe_segment(writer)}-{part:04d}.jsonl"
+
+
+def monitoring_state_name(use_case: str) -> str:
+    """What the production monitor remembers of a use case: its last run, the windows it already reported."""
+    return f"monitoring/{safe_segment(use_case)}.json"
+
+
+def candidate_dataset_name(use_case: str, endpoint: str, moment: datetime) -> str:
+    return f"{safe_segment(use_case)}/{safe_segment(endpoint)}-{moment:%Y%m%dT%H%M%SZ}.jsonl"

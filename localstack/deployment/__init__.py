@@ -23,10 +23,19 @@ __all__ = ["FACTORY", "build_local_target"]
 def build_local_target(settings: Settings, blobs: BlobStore, clock: Clock) -> TargetAdapters:
     """One local deployer per process (it holds the flow servers' handles) and its routers' telemetry."""
     from localstack.deployment.local_deployer import LocalDeployer, experiment_connections
+    from localstack.deployment.local_state import experiment_mask_fields
     from localstack.deployment.telemetry import RouterTelemetry
     from shared.deployment.targets import TargetAdapters
 
     deployer = LocalDeployer(blobs, clock, work_dir=settings.work_dir / "deployments",
                              connections_for=experiment_connections(settings.flows_dir, settings.environment),
-                             router_seed=settings.local_router_seed)
+                             router_seed=settings.local_router_seed,
+                             production_log_connection=_storage_connection(settings),
+                             mask_fields_for=experiment_mask_fields(settings.flows_dir, settings.environment))
     return TargetAdapters(deployer=deployer, telemetry=RouterTelemetry(deployer))
+
+
+def _storage_connection(settings: Settings) -> str | None:
+    """The app's storage for the routers' production log: the local stack's Azurite connection string."""
+    secret = settings.storage_connection_string
+    return secret.get_secret_value() if secret else None

@@ -27,6 +27,7 @@ from localstack.deployment.local_state import (
     ConnectionsFor,
     LocalDeploymentState,
     LocalEndpointState,
+    MaskFieldsFor,
     endpoint_state_name,
     experiment_connections,
 )
@@ -55,16 +56,20 @@ __all__ = ["LocalDeployer", "endpoint_state_name", "experiment_connections"]
 class LocalDeployer:
     def __init__(self, blobs: BlobStore, clock: Clock, *, work_dir: Path, connections_for: ConnectionsFor,
                  secrets_env: Mapping[str, str] | None = None, router_seed: int | None = None,
-                 start_timeout_seconds: float = 120.0) -> None:
+                 start_timeout_seconds: float = 120.0, production_log_connection: str | None = None,
+                 mask_fields_for: MaskFieldsFor | None = None) -> None:
         """`secrets_env`: settings layered over os.environ for the flow servers (tests; in the app, connection
         secrets are app settings, so os.environ already has them). `router_seed`: seeds every new router's
-        traffic draw (tests; None = unpredictable)."""
+        traffic draw (tests; None = unpredictable). `production_log_connection`: the storage routers write the
+        production log to (None: no production log); `mask_fields_for` what it masks per use case."""
         self.blobs = blobs
         self.clock = clock
         self.work_dir = Path(work_dir)
         self.router_seed = router_seed
         self.processes = LocalProcesses(work_dir=self.work_dir, connections_for=connections_for,
-                                        secrets_env=secrets_env, start_timeout_seconds=start_timeout_seconds)
+                                        secrets_env=secrets_env, start_timeout_seconds=start_timeout_seconds,
+                                        production_log_connection=production_log_connection,
+                                        mask_fields_for=mask_fields_for)
         self._use_cases: dict[str, str] = {}  # endpoint -> use case
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()

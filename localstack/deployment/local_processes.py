@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from localstack.deployment.local_state import ConnectionsFor, LocalDeploymentState, LocalEndpointState
+from localstack.deployment.local_state import (
+    ConnectionsFor,
+    LocalDeploymentState,
+    LocalEndpointState,
+    MaskFieldsFor,
+)
 from shared.blob_layout import safe_segment
 from shared.deployment.port import DeploymentFailed, DeploymentRequest
 from shared.redaction import redact_text
@@ -33,7 +38,7 @@ def router_url(state: LocalEndpointState) -> str:
 
 
 def router_client(state: LocalEndpointState) -> Any:
-    from localstack.serving.ab_router import RouterClient
+    from localstack.serving.router_admin import RouterClient
 
     return RouterClient(router_url(state))
 
@@ -42,8 +47,11 @@ class LocalProcesses:
     """The processes this app instance started or adopted, per (endpoint, deployment name or ROUTER)."""
 
     def __init__(self, *, work_dir: Path, connections_for: ConnectionsFor, secrets_env: Mapping[str, str] | None,
-                 start_timeout_seconds: float) -> None:
+                 start_timeout_seconds: float, production_log_connection: str | None = None,
+                 mask_fields_for: MaskFieldsFor | None = None) -> None:
         self.work_dir = work_dir
+        self.production_log_connection = production_log_connection
+        self.mask_fields_for = mask_fields_for
         self.connections_for = connections_for
         self.secrets_env = secrets_env
         self.start_timeout_seconds = start_timeout_seconds
@@ -56,15 +64,17 @@ class LocalProcesses:
         return old
 
     def start_router(self, state: LocalEndpointState) -> None:
-        from localstack.serving.ab_router import RouterProcess
         from localstack.serving.flow_server import port_free
+        from localstack.serving.router_admin import RouterProcess
 
         folder = endpoint_dir(self.work_dir, state.use_case, state.endpoint)
         # The same port again when it is free, so callers holding the scoring URI keep working.
         port = state.router_port if state.router_port and port_free(state.router_port) else None
         router = RouterProcess(state.endpoint, Path(state.telemetry_file), port=port,
                                seed=state.seed, log_file=folder / "router.log",
-                               upstream_timeout_seconds=state.request_timeout_ms / 1000)
+                               upstream_timeout_seconds=state.request_timeout_ms / 1000, use_case=state.use_case,
+                               production_log_connection=self.production_log_connection,
+                               mask_fields=self.mask_fields_for(state.use_case) if self.mask_fields_for else ())
         router.start().wait_ready(30)
         self._processes[(state.endpoint, ROUTER)] = router
         state.router_port, state.router_pid = router.port, router.pid

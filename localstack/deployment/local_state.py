@@ -44,6 +44,7 @@ def endpoint_state_name(use_case: str, endpoint: str) -> str:
 
 
 ConnectionsFor = Callable[[str], Sequence[Any]]  # use case -> its ConnectionConfigs
+MaskFieldsFor = Callable[[str], Sequence[str]]  # use case -> the fields its production log masks
 
 
 def experiment_connections(flows_root: Path, environment: str | None) -> ConnectionsFor:
@@ -55,3 +56,19 @@ def experiment_connections(flows_root: Path, environment: str | None) -> Connect
         return load_experiment(Path(flows_root) / use_case, environment).connections
 
     return connections
+
+
+def experiment_mask_fields(flows_root: Path, environment: str | None) -> MaskFieldsFor:
+    """The fields a use case's `monitoring:` block masks in production logs (none when it has no block or its
+    experiment.yaml does not load: the router still masks secrets)."""
+
+    def mask_fields(use_case: str) -> Sequence[str]:
+        from shared.experiments.config import ExperimentConfigError, load_experiment
+
+        try:
+            monitoring = load_experiment(Path(flows_root) / use_case, environment).monitoring
+        except ExperimentConfigError:
+            return ()
+        return monitoring.mask_fields if monitoring else ()
+
+    return mask_fields

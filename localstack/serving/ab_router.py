@@ -5,7 +5,8 @@ percentages (a seedable RNG, so tests measure a deterministic split), the header
 pins a deployment — also one at 0 %, which is how smoke tests reach a new version before it gets traffic — and the
 answer carries `x-served-by` / `azureml-model-deployment` (who served it) and `x-request-id` (the id feedback refers
 to; a sane id sent by the caller is kept). Every scoring request is appended to a JSONL telemetry file, one
-`ServedRequest` a line, which the A/B report reads.
+`ServedRequest` a line, which the A/B report reads; with a use case and storage, it also goes to the production log
+(inputs and outputs, secrets masked: production_writer.py), which the production monitor reads.
 
 Administration, for the local deployer: `GET|PUT /traffic` (`{"blue": 70, "green": 30}`, summing to 100, or 0 for
 none), `GET /deployments`, `PUT /deployments/{name}` (`{"url": ...}`; new deployments start at 0 %),
@@ -27,14 +28,15 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from localstack.serving.flow_server import ROOT, ServerProcess, ServingError, free_port
+from localstack.serving.production_writer import BlobProductionWriter
 from shared.feedback.telemetry import ServedRequest
+from shared.monitoring.production_log import ProductionLine, loggable
 
 PIN_HEADER = "azureml-model-deployment"
 SERVED_BY_HEADER = "x-served-by"
@@ -44,6 +46,7 @@ UPSTREAM_TIMEOUT_SECONDS = 120.0
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DEPLOYMENT_PATH = re.compile(r"^/deployments/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
 _FORWARDED = ("Content-Type", "Accept", "traceparent")
+PRODUCTION_LOG_ENV = "PRODUCTION_LOG_CONNECTION_STRING"  # storage the production log goes to (router_admin.py)
 
 
 class RoutingError(ValueError):
@@ -158,8 +161,12 @@ class ABRouter:
     """The router's HTTP server; `start()` serves on a thread (tests), `serve_forever()` in its own process."""
 
     def __init__(self, endpoint: str, telemetry: JsonlTelemetry | None, *, port: int = 0, seed: int | None = None,
-                 upstream_timeout_seconds: float = UPSTREAM_TIMEOUT_SECONDS) -> None:
+                 upstream_timeout_seconds: float = UPSTREAM_TIMEOUT_SECONDS, use_case: str | None = None,
+                 production: BlobProductionWriter | None = None, mask_fields: Sequence[str] = ()) -> None:
         self.endpoint = endpoint
+        self.use_case = use_case
+        self.production = production
+        self.mask_fields = tuple(mask_fields)
         self.table = RouteTable(seed)
         self.telemetry = telemetry
         self.upstream_timeout_seconds = upstream_timeout_seconds
@@ -205,11 +212,15 @@ class ABRouter:
         latency_ms = (time.perf_counter() - started) * 1000
         if status >= 400 and error is None:
             error = payload[:300].decode("utf-8", errors="replace")
+        served = ServedRequest(time=datetime.now(UTC), endpoint=self.endpoint, request_id=request_id,
+                               deployment=deployment, pinned=pinned is not None, status=status,
+                               latency_ms=round(latency_ms, 3), error=error)
         if self.telemetry is not None:
-            self.telemetry.record(ServedRequest(
-                time=datetime.now(UTC), endpoint=self.endpoint, request_id=request_id, deployment=deployment,
-                pinned=pinned is not None, status=status, latency_ms=round(latency_ms, 3), error=error,
-            ))
+            self.telemetry.record(served)
+        if self.production is not None and self.use_case:
+            self.production.record(ProductionLine(**served.model_dump(), use_case=self.use_case,
+                                                  inputs=loggable(_document(body), self.mask_fields),
+                                                  outputs=loggable(_document(payload), self.mask_fields)))
         answer_headers = {"Content-Type": content_type, REQUEST_ID_HEADER: request_id}
         if deployment is not None:
             answer_headers.update({SERVED_BY_HEADER: deployment, PIN_HEADER: deployment})
@@ -321,60 +332,12 @@ def _error_body(message: str) -> bytes:
     return json.dumps({"error": {"message": message}}).encode()
 
 
-# --- the router as a process, and its admin client -----------------------------------------------------------------
-
-
-class RouterProcess(ServerProcess):
-    """The router in its own process: endpoints outlive an app restart, like real endpoints outlive the app."""
-
-    def __init__(self, endpoint: str, telemetry_file: Path, *, port: int | None = None, seed: int | None = None,
-                 log_file: Path | None = None, upstream_timeout_seconds: float = UPSTREAM_TIMEOUT_SECONDS) -> None:
-        port = port or free_port()
-        command = [sys.executable, "-m", "localstack.serving.ab_router", "--endpoint", endpoint, "--port", str(port),
-                   "--telemetry", str(telemetry_file), "--upstream-timeout", str(upstream_timeout_seconds)]
-        if seed is not None:
-            command += ["--seed", str(seed)]
-        # Nothing of the app's environment: the router needs no settings and must not see the app's secrets.
-        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
-                       "PYTHONUNBUFFERED": "1"}
-        super().__init__(f"router {endpoint}", command, port, env=environment, log_file=log_file)
-
-
-class RouterClient:
-    """The admin API of a router at `url`."""
-
-    def __init__(self, url: str, timeout_seconds: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout_seconds = timeout_seconds
-
-    def register(self, deployment: str, url: str) -> None:
-        self._call("PUT", f"/deployments/{deployment}", {"url": url})
-
-    def unregister(self, deployment: str) -> None:
-        self._call("DELETE", f"/deployments/{deployment}")
-
-    def deployments(self) -> dict[str, str]:
-        return dict(self._call("GET", "/deployments"))
-
-    def traffic(self) -> dict[str, int]:
-        return {name: int(share) for name, share in self._call("GET", "/traffic").items()}
-
-    def set_traffic(self, traffic: Mapping[str, int]) -> dict[str, int]:
-        return {name: int(share) for name, share in self._call("PUT", "/traffic", dict(traffic)).items()}
-
-    def _call(self, method: str, path: str, document: Any = None) -> Any:
-        data = None if document is None else json.dumps(document).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as refusal:
-            with refusal:
-                detail = refusal.read().decode("utf-8", errors="replace")
-            raise RoutingError(refusal.code, f"router {method} {path}: {detail}") from None
-        except OSError as failure:
-            raise ServingError(f"router at {self.url} unreachable: {failure}") from None
+def _document(body: bytes) -> Any:
+    """A body as logged: its JSON, or its text when it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -386,15 +349,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the traffic draw (tests)")
     parser.add_argument("--upstream-timeout", type=float, default=UPSTREAM_TIMEOUT_SECONDS,
                         help="seconds a deployment may take to answer (the endpoint's request timeout)")
+    parser.add_argument("--use-case", default=None,
+                        help=f"the endpoint's use case: with storage in ${PRODUCTION_LOG_ENV}, the production log")
+    parser.add_argument("--mask-field", action="append", default=[], help="a field the production log masks")
     args = parser.parse_args(argv)
+    connection = os.environ.get(PRODUCTION_LOG_ENV)
+    production = (BlobProductionWriter.from_connection_string(connection).start()
+                  if connection and args.use_case else None)
     router = ABRouter(args.endpoint, JsonlTelemetry(args.telemetry), port=args.port, seed=args.seed,
-                      upstream_timeout_seconds=args.upstream_timeout)
+                      upstream_timeout_seconds=args.upstream_timeout, use_case=args.use_case, production=production,
+                      mask_fields=args.mask_field)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"router {args.endpoint} on {router.url}", flush=True)
     try:
         router.serve_forever()
     finally:
         router._server.server_close()
+        if production is not None:
+            production.close()
 
 
 if __name__ == "__main__":

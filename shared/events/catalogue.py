@@ -403,13 +403,16 @@ class PipelineTriggered(Event):
     payload: PipelineTriggeredPayload
 
 
+# Defined in their own module (it builds on the payloads above, hence the import here).
+from shared.events.monitoring import MONITORING_EVENTS  # noqa: E402
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     DatasetUploaded, DataRegistered, ExperimentRequested, ExperimentCompleted, ExperimentFailed,
     EvaluationCompleted, ExperimentItemRequested, ExperimentStageCompleted, ExperimentProgressed, GatePassed,
     GateFailed, FlowRegistered, ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalExpired,
     DeploymentRequested, DeploymentCompleted, DeploymentVerified, DeploymentUnchanged,
     SmokePassed, SmokeFailed, DeploymentRolledBack, DeploymentTrafficRequested, DeploymentTrafficChanged,
-    PipelineTriggered, DeploymentCheckRequested, DeploymentTrafficFailed,
+    PipelineTriggered, DeploymentCheckRequested, DeploymentTrafficFailed, *MONITORING_EVENTS,
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type(): cls for cls in ALL_EVENTS}
 # An experiment's own bookkeeping (a message per work item): journaled, but not what a person follows.

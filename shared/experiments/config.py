@@ -62,7 +62,7 @@ LOCAL = "local"
 APP_ENVIRONMENT_SETTING = "GENAIOPS_ENV"  # the app's own environment (shared/settings.py); `local` on the local stack
 YAML_KEYS = (
     "name", "flow", "connections", "datasets", "evaluators", "runtime", "resources",
-    "variants", "hyperparameters", "execution", "gate", "deployment",
+    "variants", "hyperparameters", "execution", "gate", "deployment", "monitoring",
 )
 
 

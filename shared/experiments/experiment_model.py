@@ -22,6 +22,7 @@ from shared.experiments.fields import (
 )
 from shared.experiments.gate import GateConfig
 from shared.experiments.mappings import ReferenceKind
+from shared.experiments.monitoring_config import MonitoringConfig
 
 # What makes a folder a flow promptflow can run (DAG, flex, or a prompty file).
 FLOW_FILES = ("flow.dag.yaml", "flow.dag.yml", "flow.flex.yaml", "flow.flex.yml")
@@ -162,6 +163,7 @@ class ExperimentConfig(StrictBlock):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     gate: GateConfig | None = None  # see shared/experiments/gate.py
     deployment: dict[str, Any] | None = None  # owned by the deployment feature; not validated here
+    monitoring: MonitoringConfig | None = None  # see shared/experiments/monitoring_config.py
 
     # Set by load_experiment, not YAML keys.
     base_dir: Path

@@ -55,8 +55,10 @@ def storage(stack: LocalStack) -> BlobServiceClient:
     return BlobServiceClient.from_connection_string(stack.storage_connection_string)
 
 
-def deploy(stack: LocalStack, storage: BlobServiceClient, flows: Path, use_case: str) -> DeploymentRequested:
-    """Register the use case's flow and post deployment.requested for it, as an approval would."""
+def deploy(stack: LocalStack, storage: BlobServiceClient, flows: Path, use_case: str,
+           run: str = "") -> DeploymentRequested:
+    """Register the use case's flow and post deployment.requested for it, as an approval would (`run` tells apart
+    the correlation ids of several deployments of one use case)."""
     blobs = AzureBlobStore(storage)
     config = load_experiment(flows / use_case, "local")
     version, _ = register_flow_if_changed(
@@ -65,7 +67,7 @@ def deploy(stack: LocalStack, storage: BlobServiceClient, flows: Path, use_case:
         properties={"variant": "{}", "hyperparameters": "{}", "metric.accuracy": "1"})
     request = DeploymentRequested.create({"use_case": use_case, "flow_name": version.name,
                                           "flow_version": version.version, "environment": "local"},
-                                         correlation_id=f"deploy-{use_case}")
+                                         correlation_id=f"deploy-{use_case}{run}")
     message = encode(request)
     with ServiceBusClient.from_connection_string(stack.servicebus_connection_string) as client, \
             client.get_queue_sender(stack.settings()[EVENTS_QUEUE_SETTING]) as sender:

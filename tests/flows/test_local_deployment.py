@@ -29,7 +29,6 @@ from localstack.serving.ab_router import (
     MAX_BODY_BYTES,
     ABRouter,
     JsonlTelemetry,
-    RouterClient,
     RoutingError,
     read_telemetry,
 )
@@ -42,6 +41,7 @@ from localstack.serving.flow_server import (
     pid_alive,
     served_connections,
 )
+from localstack.serving.router_admin import RouterClient
 from shared.adapters.clock import SystemClock
 from shared.blob_layout import DEPLOYMENTS, REPORTS
 from shared.deployment.port import (

@@ -3,7 +3,7 @@ lifecycle rule on the data account deletes the prefix's blobs and their versions
 
 from __future__ import annotations
 
-from shared.blob_layout import SYSTEM, idempotency_name
+from shared.blob_layout import PRODUCTION, SYSTEM, idempotency_name
 from shared.idempotency import IDEMPOTENCY_TTL
 from tests.infra.test_terraform import block, locals_, resource, resources
 
@@ -27,7 +27,16 @@ def test_a_lifecycle_rule_deletes_idempotency_records_after_the_apps_ttl() -> No
     assert IDEMPOTENCY_TTL.total_seconds() == IDEMPOTENCY_TTL.days * 86400  # whole days, as the rule counts
 
 
-def test_no_lifecycle_rule_reaches_beyond_the_idempotency_prefix() -> None:
+def test_production_logs_expire_as_append_blobs_where_the_router_writes_them() -> None:
+    rules = {rule["name"]: rule for rule in resource("azurerm_storage_management_policy", "data")["rule"]}
+    filters = block(rules["expire-production-logs"], "filters")
+    assert filters["prefix_match"] == [f"{PRODUCTION}/"]
+    assert filters["blob_types"] == ["appendBlob"]  # what localstack/serving/production_writer.py creates
+    assert block(block(rules["expire-production-logs"], "actions"), "base_blob")[
+        "delete_after_days_since_modification_greater_than"] == "${local.production_log_days}"
+
+
+def test_no_lifecycle_rule_reaches_beyond_the_idempotency_and_production_log_prefixes() -> None:
     """Dead letters, the journal, reports and registry entries are kept: nothing else may expire by accident."""
     policies = resources("azurerm_storage_management_policy")
     assert policies
@@ -35,4 +44,4 @@ def test_no_lifecycle_rule_reaches_beyond_the_idempotency_prefix() -> None:
         for rule in policy["rule"]:
             prefixes = block(rule, "filters")["prefix_match"]
             assert prefixes
-            assert all(prefix.startswith(f"{SYSTEM}/idempotency/") for prefix in prefixes)
+            assert all(prefix.startswith((f"{SYSTEM}/idempotency/", f"{PRODUCTION}/")) for prefix in prefixes)

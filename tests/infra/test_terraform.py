@@ -85,7 +85,8 @@ REQUIRED_APP_SETTINGS = frozenset(
 )
 FORBIDDEN_ROLES = frozenset({"owner", "contributor", "user access administrator"})
 DATA_CONTAINERS = frozenset(
-    {"datasets", "runs", "reports", "registry", "approvals", "deployments", "feedback", "audit", "system"}
+    {"datasets", "runs", "reports", "registry", "approvals", "deployments", "feedback", "audit", "system", "production",
+     "datasets-candidates"}
 )
 
 REFERENCE = re.compile(r"(?<![\w.])(var|local|data\.\w+|azurerm_\w+)\.([A-Za-z_][\w-]*)")
@@ -380,6 +381,8 @@ def test_role_assignments_match_the_least_privilege_matrix() -> None:
         # Each new online endpoint's diagnostic setting sending its traffic log to that workspace.
         (func, "Monitoring Contributor", "${azurerm_machine_learning_workspace.this.id}"),
         (func, "Monitoring Contributor", "${azurerm_log_analytics_workspace.this.id}"),
+        # The production monitor reads online endpoints' collected inputs/outputs from the workspace storage.
+        (func, "Storage Blob Data Reader", "${azurerm_storage_account.aml.id}"),
         (pipeline, "Azure Service Bus Data Sender", "${azurerm_servicebus_queue.events.id}"),
         (pipeline, "Storage Blob Data Reader", "${azurerm_storage_account.data.id}"),
         (pipeline, "Storage Blob Data Contributor", "${local.datasets_container_scope}"),

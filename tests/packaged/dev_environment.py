@@ -33,6 +33,8 @@ def terraform_outputs(telemetry_url: str) -> dict[str, str]:
         "azurerm_log_analytics_workspace.this.id": LOG_ANALYTICS,
         "local.rg_name": "rg-genaiops-dev",
         "azurerm_machine_learning_workspace.this.name": "mlw-genaiops-dev-7q2",
+        "azurerm_machine_learning_workspace.this.workspace_id": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d",
+        "azurerm_storage_account.aml.primary_blob_endpoint": "https://stgenaiopsdevaml7q2.blob.core.windows.net/",
         "azurerm_user_assigned_identity.endpoints.id": ENDPOINT_IDENTITY,
         "azurerm_user_assigned_identity.endpoints.client_id": ENDPOINT_IDENTITY_CLIENT_ID,
         "azurerm_application_insights.this.connection_string": (

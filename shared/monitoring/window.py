@@ -1,0 +1,66 @@
+"""Statistics of one sliding window of production lines, per deployment, and the thresholds they are held to.
+
+Only requests the traffic split routed count: pinned ones (smoke tests reaching a 0 % deployment) are not what
+users got. Latency percentiles use the inclusive method (interpolated between the observed values).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+
+from pydantic import BaseModel, Field
+
+from shared.experiments.monitoring_config import MonitoringConfig
+from shared.monitoring.production_log import ProductionLine
+
+
+class DeploymentWindow(BaseModel):
+    """One deployment's requests in the window."""
+
+    deployment: str
+    requests: int = Field(ge=0)
+    errors: int = Field(ge=0)
+    error_rate: float = Field(ge=0, le=1)
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+
+
+def percentile(values: list[float], percent: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+
+
+def window_statistics(lines: Iterable[ProductionLine]) -> dict[str, DeploymentWindow]:
+    """Per deployment: requests, errors (non-2xx), error rate and latency percentiles of the routed requests."""
+    by_deployment: dict[str, list[ProductionLine]] = {}
+    for line in lines:
+        if line.deployment is not None and not line.pinned:
+            by_deployment.setdefault(line.deployment, []).append(line)
+    result = {}
+    for name, served in sorted(by_deployment.items()):
+        errors = sum(line.failed for line in served)
+        latencies = sorted(line.latency_ms for line in served if line.latency_ms is not None)
+        result[name] = DeploymentWindow(deployment=name, requests=len(served), errors=errors,
+                                        error_rate=errors / len(served), latency_p50_ms=percentile(latencies, 50),
+                                        latency_p95_ms=percentile(latencies, 95),
+                                        latency_p99_ms=percentile(latencies, 99))
+    return result
+
+
+def breaches(window: DeploymentWindow, config: MonitoringConfig) -> list[str]:
+    """What the window breaks of the thresholds, one sentence each; none below `min_requests` (too few to judge)."""
+    if window.requests < config.min_requests:
+        return []
+    found = []
+    if config.max_error_rate is not None and window.error_rate > config.max_error_rate:
+        found.append(f"error rate {window.error_rate:.1%} ({window.errors}/{window.requests}) > "
+                     f"{config.max_error_rate:.1%}")
+    if (config.latency_p95_ms is not None and window.latency_p95_ms is not None
+            and window.latency_p95_ms > config.latency_p95_ms):
+        found.append(f"latency p95 {window.latency_p95_ms:.0f} ms > {config.latency_p95_ms:.0f} ms")
+    return found
