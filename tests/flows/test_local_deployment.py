@@ -71,7 +71,7 @@ from shared.smoke.service import (
     smoke_report_name,
     smoke_test_deployment,
 )
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 from tests.feedback_endpoints import Directory
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(240)]

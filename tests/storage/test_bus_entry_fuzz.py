@@ -9,7 +9,6 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,12 +20,12 @@ from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.application import Application
 from shared.blob_layout import SYSTEM, dead_letter_name, safe_segment
 from shared.bootstrap import build_deployments
-from shared.events import Event, ExperimentProgressed
+from shared.events import ExperimentProgressed
 from shared.events.codec import encode
 from shared.ports import BlobNotFound, BlobStore
 from shared.registry.blob_registry import BlobRegistry
 from shared.settings import Settings
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock, RecordingPublisher
 
 pytestmark = pytest.mark.azurite
 
@@ -36,14 +35,6 @@ BATCH = 10  # messages per example: 10,000 messages in all
 SEPARATORS = ["/", "_", "?", " ", "#", "%", "//", "é", "\ud800", "\\"]
 ID_PLACEHOLDER = "ID-PLACEHOLDER"
 SURROGATES = ["\ud800", "\udfff", "a\udc80b", "\ud83d"]
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.sent: list[Event] = []
-
-    def publish(self, events: Sequence[Event]) -> None:
-        self.sent.extend(events)
 
 
 def build_app(blob_store: BlobStore, queue: str) -> Application:

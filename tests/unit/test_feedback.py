@@ -21,7 +21,7 @@ from shared.feedback.service import (
     caller_id,
 )
 from shared.feedback.telemetry import ServedRequest, TelemetryError
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 from tests.feedback_endpoints import Directory
 
 GOOD = {"request_id": "3f2b9c1e-5d1a-4c8e-9a57-0c6a1b2d3e4f", "deployment": "blue", "rating": 4}
