@@ -19,7 +19,8 @@ def submit_feedback(req: func.HttpRequest) -> func.HttpResponse:
 
     try:
         feedback_id = get_application().submit_feedback(req.route_params["use_case"], req.route_params["endpoint"],
-                                                        req.get_body(), caller_id(dict(req.headers)))
+                                                        req.get_body(), caller_id(dict(req.headers)),
+                                                        req.headers.get("idempotency-key"))
     except FeedbackRejected as rejected:
         headers = {"Retry-After": str(rejected.retry_after)} if rejected.retry_after else {}
         return _error(str(rejected), rejected.status, headers)
@@ -29,12 +30,11 @@ def submit_feedback(req: func.HttpRequest) -> func.HttpResponse:
 @blueprint.route(route="ab-report/{use_case}/{endpoint}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def ab_report(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployment.port import DeploymentError, EndpointNotFound
-    from shared.services.ab_testing import DeployedEndpoints, write_ab_report
+    from shared.services.ab_testing import write_ab_report
 
     app = get_application()
     try:
-        known = DeployedEndpoints(app.deployments, app.settings.environment).find(
-            req.route_params["use_case"], req.route_params["endpoint"])
+        known = app.endpoints.find(req.route_params["use_case"], req.route_params["endpoint"])
         report, names = write_ab_report(known, app.blobs, app.clock)
     except EndpointNotFound as unknown:
         return _error(str(unknown), 404)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
+
+from pydantic import ValidationError
 
 from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.approvals.models import ApprovalRequest, DecisionConflict
@@ -20,7 +23,7 @@ from shared.events.commands import DecideApproval, ExpireApprovals, SubmitFeedba
 from shared.experiments.remote_runner import RemoteFlowRunner
 from shared.experiments.runner import FlowRunner
 from shared.feedback.service import FeedbackRejected, FeedbackService, TokenBucket, caller_hash
-from shared.idempotency import AlreadyInProgress, IdempotencyStore
+from shared.idempotency import AlreadyInProgress, IdempotencyStore, PayloadMismatch
 from shared.messagebus import MessageBus
 from shared.observability import correlation
 from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher
@@ -62,10 +65,12 @@ class Application:
         self.registry = registry
         self.deployments = deployments
         self.approvals = get_approval_settings()
+        self.endpoints = DeployedEndpoints(deployments, settings.environment)  # what feedback may rate
         self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
         self.bus = MessageBus(publisher=self.publisher, idempotency=self.idempotency, dependencies={
             "settings": settings, "blobs": blobs, "clock": clock, "experiments": workspace, "registry": registry,
-            "approvals": self.approvals, "notifier": notifier_for(self.approvals), "deployments": deployments})
+            "approvals": self.approvals, "notifier": notifier_for(self.approvals), "deployments": deployments,
+            "endpoints": self.endpoints})
         self.dead_letters = DeadLetterStore(blobs, clock)
         # One per instance: the rate limit lives in this object's memory.
         self.feedback = FeedbackService(TokenBucket(settings.feedback_rate_per_minute, settings.feedback_burst))
@@ -133,15 +138,21 @@ class Application:
         """Timer entry: pending approvals past their time become approval.expired."""
         self.bus.handle(ExpireApprovals(tick=self.clock.now()))
 
-    def submit_feedback(self, use_case: str, endpoint: str, body: bytes, caller: str) -> str:
-        """HTTP entry: the stored feedback's id; FeedbackRejected with the status to answer."""
-        endpoints = DeployedEndpoints(self.deployments, self.settings.environment)
-        feedback = self.feedback.admit(use_case, endpoint, body, caller, endpoints)
-        command = SubmitFeedback(use_case=use_case, endpoint=endpoint, caller=caller_hash(caller), feedback=feedback)
+    def submit_feedback(self, use_case: str, endpoint: str, body: bytes, caller: str,
+                        idempotency_key: str | None = None) -> str:
+        """HTTP entry: the stored feedback's id; FeedbackRejected with the status to answer. A retried request
+        carrying the same `idempotency_key` (the Idempotency-Key header) is answered with the first one's id."""
+        feedback = self.feedback.admit(use_case, endpoint, body, caller, self.endpoints)
         try:
+            command = SubmitFeedback(use_case=use_case, endpoint=endpoint, caller=caller_hash(caller),
+                                     submission_id=idempotency_key or uuid.uuid4().hex, feedback=feedback)
             self.bus.handle(command)
+        except ValidationError:
+            raise FeedbackRejected(400, "Idempotency-Key must be 1-128 letters, digits or ._:-") from None
         except AlreadyInProgress:
-            raise FeedbackRejected(409, "the same feedback is being stored; retry", retry_after=1) from None
+            raise FeedbackRejected(409, "the same request is being stored; retry", retry_after=1) from None
+        except PayloadMismatch:
+            raise FeedbackRejected(422, "this Idempotency-Key was used for another submission") from None
         return command.record_id()
 
     def record_heartbeat(self) -> None:

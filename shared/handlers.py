@@ -33,11 +33,12 @@ from shared.events import (
 )
 from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
 from shared.events.commands import DecideApproval, ExpireApprovals, Message, SubmitFeedback
+from shared.feedback.endpoints import EndpointDirectory
 from shared.feedback.service import FeedbackRecord, store_feedback
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services import intake
-from shared.services.ab_testing import DeployedEndpoints, change_traffic, check_traffic_change
+from shared.services.ab_testing import change_traffic, check_traffic_change
 from shared.services.deployment_settings import endpoint_for
 from shared.services.deployments import DeploymentWorkspace, check_deployment, deploy_approved_flow
 from shared.services.experiment_items import run_item
@@ -150,11 +151,11 @@ def on_expire_approvals(command: ExpireApprovals, *, blobs: BlobStore, clock: Cl
     return []
 
 
-def on_submit_feedback(command: SubmitFeedback, *, blobs: BlobStore, clock: Clock, settings: Settings,
-                       deployments: DeploymentWorkspace) -> Sequence[Event]:
+def on_submit_feedback(command: SubmitFeedback, *, blobs: BlobStore, clock: Clock,
+                       endpoints: EndpointDirectory) -> Sequence[Event]:
     record = FeedbackRecord(**command.feedback.model_dump(), id=command.record_id(), use_case=command.use_case,
                             endpoint=command.endpoint, received_at=clock.now(), caller=command.caller)
-    store_feedback(record, DeployedEndpoints(deployments, settings.environment), blobs, clock)
+    store_feedback(record, endpoints, blobs, clock)
     return []
 
 

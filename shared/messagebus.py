@@ -66,9 +66,9 @@ def inject(function: Callable[..., T], dependencies: Mapping[str, object]) -> Ca
 def payload_hash(message: Message) -> str:
     """What must not change between deliveries of one event id: its type, version and payload — not when it was
     made or is due (`occurred_at`, a re-check's `not_before`: a follow-up re-created by two racing deliveries keeps
-    its id, not its clock readings). A command's key is its content already."""
+    its id, not its clock readings). A command's is its content."""
     if isinstance(message, Command):
-        return "sha256:" + message.idempotency_key()
+        return "sha256:" + message.content_hash()
     event = message
     payload = event.payload.model_dump(mode="json", exclude={"not_before"})
     canonical = json.dumps({"type": event.type, "version": event.version, "payload": payload}, sort_keys=True,

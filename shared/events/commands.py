@@ -4,8 +4,10 @@
 Events say what happened and come from the queue; commands come straight from a trigger (HTTP, timer), are never
 put on the queue, and answer their caller: a handler's error reaches the trigger as it was raised.
 
-The idempotency key is the command's content: a resubmitted form or a retried request carries the same content,
-so it is not acted on twice; anything else (another comment, another approver, another tick) is a new command.
+An approval decision and the expiry tick are keyed by their content: a resubmitted form or a retried tick carries
+the same content, so it is not acted on twice; anything else (another comment, another approver, another minute) is
+a new command. Feedback is keyed by the client's Idempotency-Key header instead (two identical ratings are two
+opinions unless the client says they are one request retried).
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ from shared.feedback.service import Feedback
 class Command(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def content_hash(self) -> str:
+        """The sha256 of the command's type and content (64 hex characters)."""
+        return _sha256(f"{type(self).__name__}|{self.model_dump_json()}")
+
     def idempotency_key(self) -> str:
-        """The sha256 of the command's type and content (64 hex characters: a safe blob name segment)."""
-        content = f"{type(self).__name__}|{self.model_dump_json()}"
-        return hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+        """What makes two commands one (a safe blob name segment); by default, their content."""
+        return self.content_hash()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class DecideApproval(Command):
@@ -57,7 +66,13 @@ class SubmitFeedback(Command):
     use_case: str = Field(min_length=1, max_length=256)
     endpoint: str = Field(min_length=1, max_length=256)
     caller: str = Field(description="a hash of the caller id, never the id itself")
+    submission_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+                               description="the request's Idempotency-Key header, else a fresh id")
     feedback: Feedback
+
+    def idempotency_key(self) -> str:
+        """One caller's one submission: the same key with other content is refused (PayloadMismatch)."""
+        return _sha256(f"{self.caller}|{self.submission_id}")
 
     def record_id(self) -> str:
         """The stored submission's id: the same for a retried request, so it answers with the same id."""

@@ -14,10 +14,12 @@ from shared.approvals.notifiers import Notifier
 from shared.approvals.service import ApprovalSettings, get_approval_settings, notifier_for
 from shared.bootstrap import build_deployments
 from shared.events.commands import Message
+from shared.feedback.endpoints import EndpointDirectory
 from shared.idempotency import IdempotencyStore
 from shared.messagebus import HandleResult, MessageBus
 from shared.registry.blob_registry import BlobRegistry
 from shared.registry.port import Registry
+from shared.services.ab_testing import DeployedEndpoints
 from shared.services.deployments import DeploymentWorkspace
 from shared.services.experiments import ExperimentWorkspace
 from shared.settings import Settings
@@ -37,6 +39,7 @@ class Ports:
     approvals: ApprovalSettings
     notifier: Notifier
     deployments: DeploymentWorkspace
+    endpoints: EndpointDirectory
 
     def bus(self) -> MessageBus:
         """Built as the application builds it; idempotency records live in `blobs`, so a second bus replays."""
@@ -65,7 +68,8 @@ def in_memory_ports(tmp_path: Path, clock: ManualClock | None = None, **override
     workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir,
                                     runner=None,  # type: ignore[arg-type]  # the fast tier runs no flow
                                     secrets_env={}, store=BlobExperimentStore(blobs))
-    ports = Ports(settings=settings, blobs=blobs, publisher=RecordingPublisher(), clock=clock,
-                  experiments=workspace, registry=BlobRegistry(blobs, clock), approvals=approvals,
-                  notifier=notifier_for(approvals), deployments=build_deployments(settings, blobs, clock))
-    return Ports(**{**{field.name: getattr(ports, field.name) for field in fields(ports)}, **overrides})
+    deployments = build_deployments(settings, blobs, clock)
+    return Ports(**{"settings": settings, "blobs": blobs, "publisher": RecordingPublisher(), "clock": clock,
+                    "experiments": workspace, "registry": BlobRegistry(blobs, clock), "approvals": approvals,
+                    "notifier": notifier_for(approvals), "deployments": deployments,
+                    "endpoints": DeployedEndpoints(deployments, settings.environment), **overrides})

@@ -8,8 +8,7 @@ import base64
 import pytest
 
 from shared.dead_letters import DeadLetterStore
-from tests.fakes.memory import ManualClock
-from tests.fakes.memory import MemoryBlobStore
+from tests.fakes.memory import ManualClock, MemoryBlobStore
 
 SECRET = "c2VjcmV0LWtleQ=="
 
