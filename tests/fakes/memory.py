@@ -29,7 +29,7 @@ class MemoryBlobStore:
     def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024, *,
                etag: str | None = None) -> Iterator[bytes]:
         data, current = self.read(container, name)
-        if etag is not None and etag != current:
+        if etag is not None and not _same(etag, current):
             raise PreconditionFailed("etag changed")
         for start in range(0, len(data), chunk_size):
             yield data[start:start + chunk_size]
@@ -40,7 +40,7 @@ class MemoryBlobStore:
             existing = self._blobs.get((container, name))
             if if_absent and existing is not None:
                 raise PreconditionFailed("exists")
-            if if_match is not None and (existing is None or existing[1] != if_match):
+            if if_match is not None and (existing is None or not _same(existing[1], if_match)):
                 raise PreconditionFailed("etag changed")
             self._version += 1
             etag = f'"{self._version}"'
@@ -50,7 +50,7 @@ class MemoryBlobStore:
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
         with self._lock:
             existing = self._blobs.get((container, name))
-            if if_match is not None and existing is not None and existing[1] != if_match:
+            if if_match is not None and existing is not None and not _same(existing[1], if_match):
                 raise PreconditionFailed("etag changed")
             self._blobs.pop((container, name), None)
 
@@ -68,6 +68,11 @@ class MemoryBlobStore:
 
     def names(self, container: str) -> list[str]:
         return [info.name for info in self.list(container)]
+
+
+def _same(etag: str, other: str) -> bool:
+    """ETags compare without their quotes, as Azure Storage's conditions do (events carry them unquoted)."""
+    return etag.strip('"') == other.strip('"')
 
 
 class RecordingPublisher:
