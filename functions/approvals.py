@@ -1,9 +1,5 @@
-"""HTTP + timer for human approval: azure.functions in and out, everything else in shared/approvals/web.py. The
-routes need no function key (auth level anonymous, so the link in the notification opens in a browser): they need
-a person signed in through App Service authentication instead.
-
-    timer %APPROVAL_EXPIRY_SCHEDULE%            pending requests past their expiry -> approval.expired
-"""
+"""HTTP + timer for human approval: azure.functions in and out, the rest in shared/approvals/web.py. No function
+key (the notification's link opens in a browser): a person signed in through App Service authentication instead."""
 
 from __future__ import annotations
 

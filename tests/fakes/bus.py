@@ -1,11 +1,13 @@
 """The message bus over in-memory ports, for the fast handler tier: real handlers and services, storage in memory,
-a recording publisher, a clock the test moves. `Ports` holds what a test may look at or replace (dataclasses.replace)
-before building the bus from it."""
+a recording publisher, a clock the test moves, a flow runner whose model cannot be reached. `Ports` holds what a
+test may look at or replace (dataclasses.replace) before building the bus from it."""
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from shared.approvals.notifiers import Notifier
 from shared.approvals.service import ApprovalSettings, get_approval_settings, notifier_for
 from shared.bootstrap import build_deployments
 from shared.events.commands import Message
+from shared.experiments.results import RunResult
+from shared.experiments.runner import AggregateOutcome, ConnectionSpec, ExecutionLimits, RunSpec
 from shared.feedback.endpoints import EndpointDirectory
 from shared.idempotency import IdempotencyStore
 from shared.messagebus import HandleResult, MessageBus
@@ -65,11 +69,25 @@ def in_memory_ports(tmp_path: Path, clock: ManualClock | None = None, **override
                                         "GENAIOPS_WORK_DIR": str(tmp_path / "work")})
     blobs, clock = MemoryBlobStore(), clock or ManualClock()
     approvals = get_approval_settings()
+    # The model's connection resolves (to nowhere): every run fails to start, as with an unreachable endpoint.
     workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir,
-                                    runner=None,  # type: ignore[arg-type]  # the fast tier runs no flow
-                                    secrets_env={}, store=BlobExperimentStore(blobs))
+                                    runner=UnreachableModel(), store=BlobExperimentStore(blobs),
+                                    secrets_env={"AOAI_BASE_URL": "https://aoai.invalid", "AOAI_API_KEY": "not-a-key"})
     deployments = build_deployments(settings, blobs, clock)
-    return Ports(**{"settings": settings, "blobs": blobs, "publisher": RecordingPublisher(), "clock": clock,
-                    "experiments": workspace, "registry": BlobRegistry(blobs, clock), "approvals": approvals,
-                    "notifier": notifier_for(approvals), "deployments": deployments,
-                    "endpoints": DeployedEndpoints(deployments, settings.environment), **overrides})
+    ports = Ports(settings=settings, blobs=blobs, publisher=RecordingPublisher(), clock=clock, experiments=workspace,
+                  registry=BlobRegistry(blobs, clock), approvals=approvals, notifier=notifier_for(approvals),
+                  deployments=deployments, endpoints=DeployedEndpoints(deployments, settings.environment))
+    return replace(ports, **overrides)
+
+
+class UnreachableModel:
+    """A FlowRunner whose every run fails to start (an LLM nobody can reach), as the real runner reports that."""
+
+    def run_all(self, specs: Sequence[RunSpec], connections: Sequence[ConnectionSpec], limits: ExecutionLimits,
+                **_: object) -> list[RunResult]:
+        return [RunResult(run_id=spec.run_id, kind=spec.kind, flow=spec.flow, dataset=spec.dataset,
+                          variant=spec.variant, status="failed", error="the model endpoint is unreachable",
+                          started_at=datetime.now(UTC), duration_seconds=0) for spec in specs]
+
+    def aggregate(self, *_: object, **__: object) -> AggregateOutcome:
+        return {}, "the model endpoint is unreachable"

@@ -4,6 +4,7 @@ flows and e2e suites run the same handlers on the real services."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -29,13 +30,11 @@ from shared.events import (
 )
 from shared.events.catalogue import DeploymentCheckRequested
 from shared.events.commands import DecideApproval, ExpireApprovals, SubmitFeedback
-from shared.experiments.results import ExperimentResult, RunResult
-from shared.experiments.runner import ExecutionLimits, RunSpec
+from shared.experiments.results import ExperimentResult
 from shared.feedback.service import Feedback
 from shared.handlers import HANDLERS
 from shared.idempotency import PayloadMismatch
 from shared.messagebus import MessageBus, inject
-from shared.services.experiments import ExperimentWorkspace
 from shared.services.intake import dataset_uploaded_event
 from tests.fakes.bus import ROOT, Ports, in_memory_ports
 from tests.fakes.memory import ManualClock
@@ -53,27 +52,10 @@ def drives(*handlers: str) -> Callable[[T], T]:
     return mark
 
 
-class UnreachableModel:
-    """A FlowRunner whose every run fails to start (an LLM nobody can reach), as the real runner reports it."""
-
-    def run_all(self, specs: Sequence[RunSpec], connections: object, limits: ExecutionLimits,
-                **_: object) -> list[RunResult]:
-        return [RunResult(run_id=spec.run_id, kind=spec.kind, flow=spec.flow, dataset=spec.dataset,
-                          variant=spec.variant, status="failed", error="the model endpoint is unreachable",
-                          started_at=ManualClock().now(), duration_seconds=0) for spec in specs]
-
-    def aggregate(self, *_: object, **__: object) -> tuple[dict[str, float], str | None]:
-        return {}, "the model endpoint is unreachable"
-
-
 @pytest.fixture
 def ports(tmp_path: Path, clock: ManualClock) -> Ports:
-    ports = in_memory_ports(tmp_path, clock, approvals=ApprovalSettings(approvers=APPROVERS,
-                                                                        app_service_auth_enabled=True))
-    workspace = ExperimentWorkspace(flows_root=ports.settings.flows_dir, work_root=ports.settings.work_dir,
-                                    runner=UnreachableModel(), store=ports.experiments.store,
-                                    secrets_env={"AOAI_BASE_URL": "https://aoai.invalid", "AOAI_API_KEY": "not-a-key"})
-    return replace(ports, experiments=workspace)
+    return in_memory_ports(tmp_path, clock, approvals=ApprovalSettings(approvers=APPROVERS,
+                                                                       app_service_auth_enabled=True))
 
 
 def handled(ports: Ports, message: Event) -> list[Event]:
@@ -93,7 +75,8 @@ def test_a_handler_gets_exactly_the_dependencies_it_names() -> None:
         return []
 
     bound = inject(handler, {"blobs": "b", "clock": "c", "settings": "s"})
-    assert bound.keywords == {"blobs": "b", "clock": "c"}  # type: ignore[attr-defined]
+    assert isinstance(bound, functools.partial)
+    assert bound.keywords == {"blobs": "b", "clock": "c"}
     with pytest.raises(TypeError, match="handler needs clock, which the bootstrap does not provide"):
         inject(handler, {"blobs": "b"})
 
