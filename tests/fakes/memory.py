@@ -16,6 +16,7 @@ class MemoryBlobStore:
 
     def __init__(self) -> None:
         self._blobs: dict[tuple[str, str], tuple[bytes, str, datetime]] = {}
+        self._content_types: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._version = 0
 
@@ -45,6 +46,7 @@ class MemoryBlobStore:
             self._version += 1
             etag = f'"{self._version}"'
             self._blobs[(container, name)] = (data, etag, datetime.now(UTC))
+            self._content_types[(container, name)] = content_type
             return etag
 
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
@@ -68,6 +70,16 @@ class MemoryBlobStore:
 
     def names(self, container: str) -> list[str]:
         return [info.name for info in self.list(container)]
+
+    def containers(self) -> set[str]:
+        with self._lock:
+            return {container for container, _ in self._blobs}
+
+    def content_type(self, container: str, name: str) -> str:
+        return self._content_types[(container, name)]
+
+    def text(self, container: str, name: str) -> str:
+        return self.read(container, name)[0].decode("utf-8")
 
 
 def _same(etag: str, other: str) -> bool:
