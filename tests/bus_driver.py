@@ -13,6 +13,7 @@ from shared.idempotency import IdempotencyStore
 from shared.messagebus import MessageBus
 from shared.ports import BlobStore, Clock
 from shared.registry.port import Registry
+from shared.services.ab_testing import DeployedEndpoints
 from shared.services.experiments import ExperimentWorkspace
 from shared.settings import Settings
 
@@ -33,10 +34,11 @@ def dependencies(blobs: BlobStore, clock: Clock, workspace: ExperimentWorkspace,
     """The message bus as the application builds it, publishing to `bus`."""
     settings = Settings()
     approvals = get_approval_settings()
+    deployments = build_deployments(settings, blobs, clock)
     return MessageBus(publisher=bus, idempotency=IdempotencyStore(blobs, clock), dependencies={
         "settings": settings, "blobs": blobs, "clock": clock, "experiments": workspace, "registry": registry,
-        "approvals": approvals, "notifier": notifier_for(approvals),
-        "deployments": build_deployments(settings, blobs, clock)})
+        "approvals": approvals, "notifier": notifier_for(approvals), "deployments": deployments,
+        "endpoints": DeployedEndpoints(deployments, settings.environment)})
 
 
 def drive(messages: MessageBus, first: Event, handle: Collection[str] = EXPERIMENT_EVENTS,
