@@ -14,9 +14,11 @@ from typing import TypeVar
 
 import pytest
 
+from shared.application import Application
 from shared.approvals.models import NotAnApprover
 from shared.approvals.service import ApprovalSettings, get_approval
 from shared.blob_layout import DATASETS, FEEDBACK
+from shared.bootstrap import build_deployments
 from shared.events import (
     ApprovalGranted,
     DeploymentRequested,
@@ -31,13 +33,15 @@ from shared.events import (
 from shared.events.catalogue import DeploymentCheckRequested
 from shared.events.commands import DecideApproval, ExpireApprovals, SubmitFeedback
 from shared.experiments.results import ExperimentResult
-from shared.feedback.service import Feedback
+from shared.feedback.service import Feedback, FeedbackRejected
 from shared.handlers import HANDLERS
 from shared.idempotency import PayloadMismatch
 from shared.messagebus import MessageBus, inject
+from shared.registry.blob_registry import BlobRegistry
 from shared.services.intake import dataset_uploaded_event
-from tests.fakes.bus import ROOT, Ports, in_memory_ports
-from tests.fakes.memory import ManualClock
+from shared.settings import Settings
+from tests.fakes.bus import ROOT, Ports, UnreachableModel, in_memory_ports
+from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
 from tests.feedback_endpoints import Directory
 
 APPROVERS = ["alice@contoso.com", "bob@contoso.com"]
@@ -248,6 +252,27 @@ def test_feedback_is_stored_once_per_idempotency_key(ports: Ports) -> None:
         command(ports, submitted.model_copy(update={"feedback": Feedback(request_id="r-1", deployment="blue",
                                                                          thumbs="down")}))
     assert len(ports.blobs.names(FEEDBACK)) == 1
+
+
+def test_the_feedback_route_answers_a_retry_with_the_same_id(monkeypatch: pytest.MonkeyPatch,
+                                                             clock: ManualClock) -> None:
+    """Application.submit_feedback, what POST /api/feedback calls: the Idempotency-Key decides what a retry is."""
+    directory = Directory.of("math_coding", "math-dev", {"blue": 100}, live=False)
+    monkeypatch.setattr("shared.application.DeployedEndpoints", lambda *_: directory)
+    blobs = MemoryBlobStore()
+    settings = Settings()
+    app = Application(settings, blobs, RecordingPublisher(), clock, UnreachableModel(), BlobRegistry(blobs, clock),
+                      build_deployments(settings, blobs, clock))
+    body = json.dumps({"request_id": "r-1", "deployment": "blue", "thumbs": "up"}).encode()
+
+    first = app.submit_feedback("math_coding", "math-dev", body, "ip:203.0.113.7", "retry-1")
+    assert app.submit_feedback("math_coding", "math-dev", body, "ip:203.0.113.7", "retry-1") == first
+    assert app.submit_feedback("math_coding", "math-dev", body, "ip:203.0.113.7") != first  # no key: a new opinion
+    assert len(blobs.names(FEEDBACK)) == 2
+    for key, status in (("retry-1", 422), ("not a key!", 400)):
+        with pytest.raises(FeedbackRejected) as refused:
+            app.submit_feedback("math_coding", "math-dev", body.replace(b"up", b"down"), "ip:203.0.113.7", key)
+        assert refused.value.status == status
 
 
 def test_every_handler_has_a_test_through_the_bus() -> None:
