@@ -16,28 +16,25 @@ blueprint = func.Blueprint()
 @blueprint.route(route="feedback/{use_case}/{endpoint}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def submit_feedback(req: func.HttpRequest) -> func.HttpResponse:
     from shared.feedback.service import FeedbackRejected, caller_id
-    from shared.services.ab_testing import DeployedEndpoints
 
-    app = get_application()
-    endpoints = DeployedEndpoints(app.deps.deployments, app.settings.environment)
     try:
-        record = app.feedback.submit(req.route_params["use_case"], req.route_params["endpoint"], req.get_body(),
-                                     caller_id(dict(req.headers)), endpoints)
+        feedback_id = get_application().submit_feedback(req.route_params["use_case"], req.route_params["endpoint"],
+                                                        req.get_body(), caller_id(dict(req.headers)),
+                                                        req.headers.get("idempotency-key"))
     except FeedbackRejected as rejected:
         headers = {"Retry-After": str(rejected.retry_after)} if rejected.retry_after else {}
         return _error(str(rejected), rejected.status, headers)
-    return func.HttpResponse(json.dumps({"id": record.id}), status_code=201, mimetype="application/json")
+    return func.HttpResponse(json.dumps({"id": feedback_id}), status_code=201, mimetype="application/json")
 
 
 @blueprint.route(route="ab-report/{use_case}/{endpoint}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def ab_report(req: func.HttpRequest) -> func.HttpResponse:
     from shared.deployment.port import DeploymentError, EndpointNotFound
-    from shared.services.ab_testing import DeployedEndpoints, write_ab_report
+    from shared.services.ab_testing import write_ab_report
 
     app = get_application()
     try:
-        known = DeployedEndpoints(app.deps.deployments, app.settings.environment).find(
-            req.route_params["use_case"], req.route_params["endpoint"])
+        known = app.endpoints.find(req.route_params["use_case"], req.route_params["endpoint"])
         report, names = write_ab_report(known, app.blobs, app.clock)
     except EndpointNotFound as unknown:
         return _error(str(unknown), 404)

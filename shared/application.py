@@ -5,25 +5,30 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from shared import messagebus
+from pydantic import ValidationError
+
 from shared.adapters.blob_experiment_store import BlobExperimentStore
-from shared.approvals.service import get_approval_settings, notifier_for
+from shared.approvals.models import ApprovalRequest, DecisionConflict
+from shared.approvals.service import get_approval, get_approval_settings, notifier_for
 from shared.audit import EventJournal, JournalingPublisher
 from shared.blob_layout import HEARTBEAT_NAME, SYSTEM
 from shared.dead_letters import DeadLetterStore
 from shared.events.codec import MalformedEvent, decode
+from shared.events.commands import DecideApproval, ExpireApprovals, SubmitFeedback
 from shared.experiments.remote_runner import RemoteFlowRunner
 from shared.experiments.runner import FlowRunner
-from shared.feedback.service import FeedbackService, TokenBucket
-from shared.handlers import Dependencies
-from shared.idempotency import IdempotencyStore
+from shared.feedback.service import FeedbackRejected, FeedbackService, TokenBucket, caller_hash
+from shared.idempotency import AlreadyInProgress, IdempotencyStore, PayloadMismatch
+from shared.messagebus import MessageBus
 from shared.observability import correlation
 from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
+from shared.services.ab_testing import DeployedEndpoints
 from shared.services.deployments import DeploymentWorkspace
 from shared.services.experiments import ExperimentWorkspace
 from shared.services.intake import UnusableBlobName, dataset_uploaded_event, refuse_blob_name
@@ -57,22 +62,25 @@ class Application:
         workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, runner=runner,
                                         secrets_env=os.environ, store=BlobExperimentStore(blobs),
                                         remote=remote_runner)
-        approvals = get_approval_settings()
-        self.deps = Dependencies(settings=settings, blobs=blobs, publisher=self.publisher, clock=clock,
-                                 experiments=workspace, registry=registry, approvals=approvals,
-                                 notifier=notifier_for(approvals), deployments=deployments)
+        self.registry = registry
+        self.deployments = deployments
+        self.approvals = get_approval_settings()
+        self.endpoints = DeployedEndpoints(deployments, settings.environment)  # what feedback may rate
         self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
+        self.bus = MessageBus(publisher=self.publisher, idempotency=self.idempotency, dependencies={
+            "settings": settings, "blobs": blobs, "clock": clock, "experiments": workspace, "registry": registry,
+            "approvals": self.approvals, "notifier": notifier_for(self.approvals), "deployments": deployments,
+            "endpoints": self.endpoints})
         self.dead_letters = DeadLetterStore(blobs, clock)
         # One per instance: the rate limit lives in this object's memory.
-        self.feedback = FeedbackService(blobs, clock, TokenBucket(settings.feedback_rate_per_minute,
-                                                                  settings.feedback_burst))
+        self.feedback = FeedbackService(TokenBucket(settings.feedback_rate_per_minute, settings.feedback_burst))
 
     def on_blob_uploaded(self, container: str, blob_name: str, size: int, etag: str) -> str | None:
         """Blob trigger entry: publish dataset.uploaded. Returns the event id, None for non-dataset blobs."""
         try:
             event = dataset_uploaded_event(container, blob_name, size, etag)
         except UnusableBlobName as problem:  # retrying cannot fix a name: report it once, do not poison the blob
-            refuse_blob_name(container, blob_name, size, etag, str(problem), self.deps.blobs, self.deps.clock)
+            refuse_blob_name(container, blob_name, size, etag, str(problem), self.blobs, self.clock)
             log.warning("refused %s/%s: %s", container, blob_name, problem)
             return None
         if event is None:
@@ -110,11 +118,42 @@ class Application:
             return MessageOutcome("dead_lettered")
         with correlation(event.correlation_id):
             self.journal.record(event)  # events posted straight to the bus by others are journaled too
-            result = messagebus.handle(event, self.deps, self.idempotency, delivery_count=delivery_count,
-                                       dead_letter=lambda reason, text: dead_letter(reason, text, event.correlation_id))
+            result = self.bus.handle(event, delivery_count=delivery_count,
+                                     dead_letter=lambda reason, text: dead_letter(reason, text, event.correlation_id))
         if result.failure is not None and not result.published:
             return MessageOutcome("dead_lettered", event.type)
         return MessageOutcome("replayed" if result.replayed else "handled", event.type, len(result.published))
+
+    # --- commands from HTTP and timers: through the bus, keyed by their content ------------------------------
+
+    def decide_approval(self, command: DecideApproval) -> ApprovalRequest:
+        """The approval as it stands after the decision (also when this very form was already handled)."""
+        try:
+            self.bus.handle(command)
+        except AlreadyInProgress:  # the same form, submitted twice at once: the other submission is deciding
+            raise DecisionConflict("this decision is being recorded; reload the page") from None
+        return get_approval(command.approval_id, self.blobs)
+
+    def expire_approvals(self) -> None:
+        """Timer entry: pending approvals past their time become approval.expired."""
+        self.bus.handle(ExpireApprovals(tick=self.clock.now()))
+
+    def submit_feedback(self, use_case: str, endpoint: str, body: bytes, caller: str,
+                        idempotency_key: str | None = None) -> str:
+        """HTTP entry: the stored feedback's id; FeedbackRejected with the status to answer. A retried request
+        carrying the same `idempotency_key` (the Idempotency-Key header) is answered with the first one's id."""
+        feedback = self.feedback.admit(use_case, endpoint, body, caller, self.endpoints)
+        try:
+            command = SubmitFeedback(use_case=use_case, endpoint=endpoint, caller=caller_hash(caller),
+                                     submission_id=idempotency_key or uuid.uuid4().hex, feedback=feedback)
+            self.bus.handle(command)
+        except ValidationError:
+            raise FeedbackRejected(400, "Idempotency-Key must be 1-128 letters, digits or ._:-") from None
+        except AlreadyInProgress:
+            raise FeedbackRejected(409, "the same request is being stored; retry", retry_after=1) from None
+        except PayloadMismatch:
+            raise FeedbackRejected(422, "this Idempotency-Key was used for another submission") from None
+        return command.record_id()
 
     def record_heartbeat(self) -> None:
         """Timer entry: proves the schedule runs (the health route reports the last tick)."""

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Sequence
 
-from shared import messagebus
 from shared.approvals.service import get_approval_settings, notifier_for
 from shared.bootstrap import build_deployments
 from shared.events import EXPERIMENT_WORK_EVENTS, Event
-from shared.handlers import Dependencies
 from shared.idempotency import IdempotencyStore
+from shared.messagebus import MessageBus
 from shared.ports import BlobStore, Clock
 from shared.registry.port import Registry
+from shared.services.ab_testing import DeployedEndpoints
 from shared.services.experiments import ExperimentWorkspace
 from shared.settings import Settings
 
@@ -30,21 +30,23 @@ class QueueBus:
 
 
 def dependencies(blobs: BlobStore, clock: Clock, workspace: ExperimentWorkspace, registry: Registry,
-                 bus: QueueBus) -> Dependencies:
+                 bus: QueueBus) -> MessageBus:
+    """The message bus as the application builds it, publishing to `bus`."""
     settings = Settings()
     approvals = get_approval_settings()
-    return Dependencies(settings=settings, blobs=blobs, publisher=bus, clock=clock, experiments=workspace,
-                        registry=registry, approvals=approvals, notifier=notifier_for(approvals),
-                        deployments=build_deployments(settings, blobs, clock))
+    deployments = build_deployments(settings, blobs, clock)
+    return MessageBus(publisher=bus, idempotency=IdempotencyStore(blobs, clock), dependencies={
+        "settings": settings, "blobs": blobs, "clock": clock, "experiments": workspace, "registry": registry,
+        "approvals": approvals, "notifier": notifier_for(approvals), "deployments": deployments,
+        "endpoints": DeployedEndpoints(deployments, settings.environment)})
 
 
-def drive(deps: Dependencies, first: Event, handle: Collection[str] = EXPERIMENT_EVENTS,
+def drive(messages: MessageBus, first: Event, handle: Collection[str] = EXPERIMENT_EVENTS,
           limit: int = 10_000) -> list[Event]:
     """Handle `first` and every follow-up whose type is in `handle`, first in first out; return every event
     published, in order."""
-    bus = deps.publisher
+    bus = messages.publisher
     assert isinstance(bus, QueueBus)
-    idempotency = IdempotencyStore(deps.blobs, deps.clock)
     bus.queue.append(first)
     published: list[Event] = []
     for _ in range(limit):
@@ -54,7 +56,7 @@ def drive(deps: Dependencies, first: Event, handle: Collection[str] = EXPERIMENT
         if event is not first:
             published.append(event)
         if event.type in handle:
-            messagebus.handle(event, deps, idempotency, delivery_count=1, dead_letter=_unexpected_dead_letter)
+            messages.handle(event, delivery_count=1, dead_letter=_unexpected_dead_letter)
     raise AssertionError(f"still busy after {limit} events")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,7 @@ import pytest
 from localstack.stack import LocalStack, Ports
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.ports import BlobStore
-
-
-class ManualClock:
-    """A Clock port whose time the test moves (lease expiry, approval expiry)."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
+from tests.fakes.memory import ManualClock
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,16 @@ tests/unit/test_known_endpoints.py; the real local deployer and router log in te
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from shared.deployment.port import EndpointNotFound
-from shared.feedback.endpoints import KnownEndpoint
+from shared.events.commands import SubmitFeedback
+from shared.feedback.endpoints import EndpointDirectory, KnownEndpoint
+from shared.feedback.service import FeedbackService, caller_hash
 from shared.feedback.telemetry import ServedRequest, ServedRequests, in_window
+from shared.handlers import on_submit_feedback
+from shared.ports import BlobStore, Clock
 
 
 class InMemoryEndpoint:
@@ -46,3 +51,14 @@ class Directory:
         """One endpoint; `live=False` gives it no telemetry to check request ids against."""
         target = InMemoryEndpoint(traffic, served)
         return cls(KnownEndpoint(use_case, endpoint, target, target if live else None))  # type: ignore[arg-type]
+
+
+def submit(limits: FeedbackService, use_case: str, endpoint: str, body: bytes, *, caller: str,
+           endpoints: EndpointDirectory, blobs: BlobStore, clock: Clock, submission_id: str | None = None) -> str:
+    """What the application does with one POST: admission (limits, lookup, parsing), then the feedback command's
+    handler (checks against the endpoint, storage). Returns the stored id."""
+    feedback = limits.admit(use_case, endpoint, body, caller, endpoints)
+    command = SubmitFeedback(use_case=use_case, endpoint=endpoint, caller=caller_hash(caller),
+                             submission_id=submission_id or uuid.uuid4().hex, feedback=feedback)
+    on_submit_feedback(command, blobs=blobs, clock=clock, endpoints=endpoints)
+    return command.record_id()

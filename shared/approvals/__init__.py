@@ -6,6 +6,7 @@
     identity.py   the approver, from App Service authentication headers
     notifiers.py  telling approvers: a log line or a webhook
     page.py       the HTML page approvers open (templates/approval.html.j2)
+    web.py        the approval routes' HTTP, framework-free; decisions go to the bus as DecideApproval commands
 """
 
 from shared.approvals.identity import Principal, principal_from_headers

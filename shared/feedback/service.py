@@ -2,7 +2,8 @@
 
 A submission names the request it rates (the `x-request-id` the endpoint answered with), the deployment that
 served it, and either a rating 1-5 or a thumbs up/down, with an optional comment (at most 2000 characters).
-It is stored at `feedback/{use_case}/{endpoint}/{date}/{uuid}.json`; the A/B report reads them back.
+It is stored at `feedback/{use_case}/{endpoint}/{date}/{id}.json` (the id derived from the submission's content and
+caller, so a retried request is stored once); the A/B report reads them back.
 
 Only what exists is rated: the use case and endpoint must be known (EndpointDirectory: 404 otherwise), the
 endpoint deployed (404), the deployment one of its deployments (422), and — where the telemetry is live, as the
@@ -28,10 +29,9 @@ import json
 import re
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Literal
 
@@ -41,7 +41,7 @@ from shared.blob_layout import FEEDBACK, safe_segment
 from shared.deployment.port import DeploymentError, EndpointNotFound
 from shared.feedback.endpoints import EndpointDirectory, KnownEndpoint
 from shared.feedback.telemetry import REPORT_WINDOW
-from shared.ports import BlobStore, Clock
+from shared.ports import BlobStore, Clock, PreconditionFailed
 from shared.redaction import redact_text
 
 MAX_COMMENT_CHARS = 2000
@@ -52,8 +52,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class FeedbackRejected(ValueError):
-    """A submission refused; `status` is the HTTP answer (400, 404, 413, 422, 429, 503), `retry_after` seconds
-    for 429 and 503."""
+    """A submission refused; `status` is the HTTP answer (400, 404, 409, 413, 422, 429, 503), `retry_after` seconds
+    for 409, 429 and 503."""
 
     def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
@@ -149,54 +149,59 @@ def feedback_name(use_case: str, endpoint: str, received_at: datetime, feedback_
 
 
 class FeedbackService:
-    def __init__(self, blobs: BlobStore, clock: Clock, limiter: TokenBucket | None = None, *,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-        self.blobs = blobs
-        self.clock = clock
+    """Admission: the abuse limits (in this instance's memory) and the checks that need nothing stored. What passes
+    becomes a SubmitFeedback command, which the message bus stores once (`store_feedback`)."""
+
+    def __init__(self, limiter: TokenBucket | None = None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.limiter = limiter or TokenBucket()
         self.max_body_bytes = max_body_bytes
 
-    def submit(self, use_case: str, endpoint: str, body: bytes, caller: str,
-               endpoints: EndpointDirectory) -> FeedbackRecord:
-        """Validate and store one submission; raises FeedbackRejected with the HTTP status to answer."""
+    def admit(self, use_case: str, endpoint: str, body: bytes, caller: str, endpoints: EndpointDirectory) -> Feedback:
+        """The submission, parsed; raises FeedbackRejected with the HTTP status to answer."""
         if len(body) > self.max_body_bytes:
             raise FeedbackRejected(413, f"feedback body is {len(body)} bytes; the limit is {self.max_body_bytes}")
         wait = self.limiter.take(caller)
         if wait > 0:
             raise FeedbackRejected(429, "too many feedback submissions; slow down", retry_after=max(1, round(wait)))
         with _answering_for_deployments():
-            known = endpoints.find(use_case, endpoint)
-        feedback = _parse(body)
-        with _answering_for_deployments():
-            self._check_served(known, feedback)
-        received_at = self.clock.now()
-        record = FeedbackRecord(
-            **feedback.model_dump(), id=str(uuid.uuid4()), use_case=use_case, endpoint=endpoint,
-            received_at=received_at, caller=hashlib.sha256(caller.encode()).hexdigest()[:16],
-        )
-        self.blobs.write(FEEDBACK, feedback_name(use_case, endpoint, received_at, record.id),
-                         record.model_dump_json().encode(), if_absent=True)
-        return record
+            endpoints.find(use_case, endpoint)
+        return _parse(body)
 
-    def _check_served(self, known: KnownEndpoint, feedback: Feedback) -> None:
-        """The deployment is one of the endpoint's; with live telemetry, it served the rated request."""
-        deployments = known.deployer.get_traffic(known.endpoint)
-        if not deployments:
-            raise EndpointNotFound(f"endpoint {known.endpoint} has no deployment yet")
-        if feedback.deployment not in deployments:
-            raise FeedbackRejected(422, f"endpoint {known.endpoint} has no deployment {feedback.deployment!r} "
-                                        f"(it has {', '.join(sorted(deployments))})")
-        if known.telemetry is None or not known.telemetry.live:
-            return
-        now = self.clock.now()
-        served = known.telemetry.served_requests(known.endpoint, now - REPORT_WINDOW, now)
-        found = next((r for r in served.requests if r.request_id == feedback.request_id), None)
-        if found is None:
-            raise FeedbackRejected(422, f"endpoint {known.endpoint} served no request {feedback.request_id!r} in "
-                                        f"the last {REPORT_WINDOW.days} days")
-        if found.deployment != feedback.deployment:
-            raise FeedbackRejected(422, f"request {feedback.request_id!r} was served by "
-                                        f"{found.deployment or 'no deployment'}, not {feedback.deployment}")
+
+def caller_hash(caller: str) -> str:
+    return hashlib.sha256(caller.encode()).hexdigest()[:16]
+
+
+def store_feedback(record: FeedbackRecord, endpoints: EndpointDirectory, blobs: BlobStore, clock: Clock) -> None:
+    """Check the rated answer against the endpoint, then store the record (its id is derived from the submission:
+    a retried request that gets this far writes nothing new)."""
+    with _answering_for_deployments():
+        known = endpoints.find(record.use_case, record.endpoint)
+        _check_served(known, record, clock)
+    with suppress(PreconditionFailed):  # stored by an earlier attempt of the same request
+        blobs.write(FEEDBACK, feedback_name(record.use_case, record.endpoint, record.received_at, record.id),
+                    record.model_dump_json().encode(), if_absent=True)
+
+
+def _check_served(known: KnownEndpoint, feedback: Feedback, clock: Clock) -> None:
+    """The deployment is one of the endpoint's; with live telemetry, it served the rated request."""
+    deployments = known.deployer.get_traffic(known.endpoint)
+    if not deployments:
+        raise EndpointNotFound(f"endpoint {known.endpoint} has no deployment yet")
+    if feedback.deployment not in deployments:
+        raise FeedbackRejected(422, f"endpoint {known.endpoint} has no deployment {feedback.deployment!r} "
+                                    f"(it has {', '.join(sorted(deployments))})")
+    if known.telemetry is None or not known.telemetry.live:
+        return
+    now = clock.now()
+    served = known.telemetry.served_requests(known.endpoint, now - REPORT_WINDOW, now)
+    found = next((r for r in served.requests if r.request_id == feedback.request_id), None)
+    if found is None:
+        raise FeedbackRejected(422, f"endpoint {known.endpoint} served no request {feedback.request_id!r} in "
+                                    f"the last {REPORT_WINDOW.days} days")
+    if found.deployment != feedback.deployment:
+        raise FeedbackRejected(422, f"request {feedback.request_id!r} was served by "
+                                    f"{found.deployment or 'no deployment'}, not {feedback.deployment}")
 
 
 @contextmanager

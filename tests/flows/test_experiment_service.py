@@ -39,7 +39,7 @@ from shared.services.experiments import ExperimentWorkspace
 from shared.services.gate import judge_experiment
 from shared.services.registration import register_chosen_flow
 from tests.bus_driver import QueueBus, dependencies, drive, outcomes
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]

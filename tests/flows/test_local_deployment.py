@@ -71,8 +71,8 @@ from shared.smoke.service import (
     smoke_report_name,
     smoke_test_deployment,
 )
-from tests.conftest import ManualClock
-from tests.feedback_endpoints import Directory
+from tests.fakes.memory import ManualClock
+from tests.feedback_endpoints import Directory, submit
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,20 +183,21 @@ def test_ab_report_from_router_telemetry_and_feedback(endpoint: Endpoint, blob_s
     """Users rate what they got: blue's answers well, green's poorly; the report tells them apart."""
     requests = read_telemetry(endpoint.deployer.telemetry_file(endpoint.name))
     routed = [r for r in requests if not r.pinned and r.status == 200]
-    service = FeedbackService(blob_store, SystemClock(), TokenBucket(rate_per_minute=60_000, burst=1_000))
+    service, clock = FeedbackService(TokenBucket(rate_per_minute=60_000, burst=1_000)), SystemClock()
     # The router's own log is the live telemetry feedback is checked against.
     known = Directory(KnownEndpoint(USE_CASE, endpoint.name, endpoint.deployer, RouterTelemetry(endpoint.deployer)))
     picked = {name: [r for r in routed if r.deployment == name][:20] for name in ("blue", "green")}
     for name, scores in (("blue", [4, 5, 5, 4]), ("green", [2, 3, 3, 2])):
         for i, record in enumerate(picked[name]):
             body = {"request_id": record.request_id, "deployment": name, "rating": scores[i % 4]}
-            service.submit(USE_CASE, endpoint.name, json.dumps(body).encode(), caller="test-user", endpoints=known)
+            submit(service, USE_CASE, endpoint.name, json.dumps(body).encode(), caller="test-user", endpoints=known,
+                   blobs=blob_store, clock=clock)
     for wrong, problem in (({"request_id": picked["blue"][0].request_id, "deployment": "green"}, "served by blue"),
                            ({"request_id": "never-sent", "deployment": "blue"}, "served no request 'never-sent'"),
                            ({"request_id": picked["blue"][0].request_id, "deployment": "red"}, "no deployment 'red'")):
         with pytest.raises(FeedbackRejected, match=problem) as refused:
-            service.submit(USE_CASE, endpoint.name, json.dumps({**wrong, "rating": 1}).encode(), caller="test-user",
-                           endpoints=known)
+            submit(service, USE_CASE, endpoint.name, json.dumps({**wrong, "rating": 1}).encode(), caller="test-user",
+                   endpoints=known, blobs=blob_store, clock=clock)
         assert refused.value.status == 422
 
     report, written = report_endpoint(blob_store, ManualClock(), USE_CASE, endpoint.name, requests,

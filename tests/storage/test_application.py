@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +21,9 @@ from shared.registry.blob_registry import BlobRegistry
 from shared.registry.hashing import MAX_LINE_BYTES
 from shared.services.intake import dataset_uploaded_event
 from shared.settings import Settings
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock, RecordingPublisher
 
 pytestmark = pytest.mark.azurite
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.sent: list[Event] = []
-
-    def publish(self, events: Sequence[Event]) -> None:
-        self.sent.extend(events)
 
 
 @pytest.fixture
@@ -56,8 +48,8 @@ def test_blob_upload_publishes_one_dataset_event_per_version(app, blob_store: Bl
     first = application.on_blob_uploaded("datasets", f"math_coding/train{unique}.jsonl", 9, etag)
     again = application.on_blob_uploaded("datasets", f"math_coding/train{unique}.jsonl", 9, etag)
     assert first == again  # the same blob version always yields the same event id
-    assert [e.type for e in bus.sent] == ["dataset.uploaded", "dataset.uploaded"]
-    assert bus.sent[0].payload.use_case == "math_coding"
+    assert [e.type for e in bus.events] == ["dataset.uploaded", "dataset.uploaded"]
+    assert bus.events[0].payload.use_case == "math_coding"
     assert application.on_blob_uploaded("datasets", "math_coding/README.md", 3, etag) is None
 
 
@@ -128,7 +120,7 @@ def test_event_identity_ignores_etag_quoting(app, unique: str) -> None:
 
 def registered(application: Application, bus: RecordingPublisher, event: Event) -> dict:
     application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
-    return next(e for e in reversed(bus.sent) if e.type == "data.registered").payload.model_dump()
+    return next(e for e in reversed(bus.events) if e.type == "data.registered").payload.model_dump()
 
 
 def test_data_is_registered_only_when_its_content_changes(app, blob_store: BlobStore, unique: str) -> None:
@@ -147,10 +139,10 @@ def test_a_duplicate_upload_event_registers_nothing_twice(app, blob_store: BlobS
     event = upload(blob_store, f"math_coding/dup{unique}.jsonl", b'{"a": 1}\n')
     for delivery in (1, 2, 3):
         application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=delivery, properties={})
-    versions = application.deps.registry.latest_data(f"math_coding-dup{unique}")
+    versions = application.registry.latest_data(f"math_coding-dup{unique}")
     assert versions is not None
     assert versions.version == "1"
-    sent = [e for e in bus.sent if e.type == "data.registered"]
+    sent = [e for e in bus.events if e.type == "data.registered"]
     assert [e.payload.created for e in sent] == [True, True, True]  # the stored follow-up is re-sent as it was
     assert len({e.id for e in sent}) == 1  # with the same id, so downstream drops the copies
 
@@ -168,7 +160,7 @@ def test_a_shared_blob_named_as_a_source_is_registered_and_feeds_every_use_case_
     application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
     report = json.loads(blob_store.read(REPORTS, intake_report_name("shared/qa.jsonl"))[0])
     assert (report["status"], report["use_case"], report["data_name"]) == ("valid", "shared", "shared-qa")
-    requested = sorted(e.payload.use_case for e in bus.sent if e.type == "experiment.requested")
+    requested = sorted(e.payload.use_case for e in bus.events if e.type == "experiment.requested")
     assert requested == ["math_coding", "qa_bot"]
 
 
@@ -179,7 +171,7 @@ def test_a_line_longer_than_the_limit_is_reported_not_held(app, blob_store: Blob
     application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
     report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
     assert (report["status"], report["rows"], report["errors"]) == ("invalid", 2, ["line 2: longer than 1 MiB"])
-    assert not [e for e in bus.sent if e.correlation_id == event.correlation_id]  # nothing registered or requested
+    assert not [e for e in bus.events if e.correlation_id == event.correlation_id]  # nothing registered or requested
 
 
 @pytest.mark.parametrize("name", ["toplevel{u}.jsonl", "no_such_use_case{u}/x.jsonl", "nested{u}/dir/deep.jsonl"])
@@ -193,7 +185,7 @@ def test_an_upload_outside_a_use_case_is_refused_and_registers_nothing(app, blob
     report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
     assert (report["status"], report["use_case"], report["rows"]) == ("refused", None, 1)
     assert "math_coding, named_entity_recognition" in report["refusal"]
-    assert not [e for e in bus.sent if e.correlation_id == event.correlation_id]
+    assert not [e for e in bus.events if e.correlation_id == event.correlation_id]
 
 
 def test_a_name_no_dataset_can_come_from_is_refused_at_the_trigger(app, blob_store: BlobStore, unique: str) -> None:
@@ -204,7 +196,7 @@ def test_a_name_no_dataset_can_come_from_is_refused_at_the_trigger(app, blob_sto
     report = json.loads(blob_store.read(REPORTS, intake_report_name(name))[0])
     assert report["status"] == "refused"
     assert "no file name before .jsonl" in report["refusal"]
-    assert bus.sent == []
+    assert bus.events == []
 
 
 def test_a_version_replaced_before_it_is_read_is_not_reported_or_registered(app, blob_store: BlobStore,
@@ -214,7 +206,7 @@ def test_a_version_replaced_before_it_is_read_is_not_reported_or_registered(app,
     old = upload(blob_store, name, b'{"v": 1}\n')
     new = upload(blob_store, name, b'{"v": 2}\n{"v": 3}\n')  # overwritten before the first event is handled
     application.on_bus_message(encode(old).body, message_id=old.id, delivery_count=1, properties={})
-    assert not [e for e in bus.sent if e.correlation_id == old.correlation_id]
+    assert not [e for e in bus.events if e.correlation_id == old.correlation_id]
     with pytest.raises(BlobNotFound):
         blob_store.read(REPORTS, intake_report_name(name))
     application.on_bus_message(encode(new).body, message_id=new.id, delivery_count=1, properties={})
@@ -248,5 +240,5 @@ def test_a_version_replaced_while_it_is_read_is_never_hashed_as_a_mix(blob_store
     name = f"math_coding/midread{unique}.jsonl"
     event = upload(blob_store, name, b'{"n": 1}\n' * 600_000)  # 5.4 MB: three ranges
     application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=1, properties={})
-    assert not [e for e in bus.sent if e.correlation_id == event.correlation_id]  # nothing registered
-    assert application.deps.registry.latest_data(f"math_coding-midread{unique}") is None
+    assert not [e for e in bus.events if e.correlation_id == event.correlation_id]  # nothing registered
+    assert application.registry.latest_data(f"math_coding-midread{unique}") is None

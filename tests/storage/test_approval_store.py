@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -25,10 +24,10 @@ from shared.approvals import (
 from shared.approvals.models import ApprovalRequest
 from shared.approvals.store import ApprovalStore, open_marker_name, request_name
 from shared.blob_layout import APPROVALS
-from shared.events import Event, FlowRegistered
+from shared.events import FlowRegistered
 from shared.ports import BlobStore, PreconditionFailed
 from shared.settings import Settings
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock, RecordingPublisher
 
 pytestmark = pytest.mark.azurite
 
@@ -36,16 +35,6 @@ APPROVERS = ["alice@contoso.com", "bob@contoso.com"]
 SUBJECT = ApprovalSubject(use_case="named_entity_recognition", flow_name="ner", flow_version="3",
                           metrics={"match_rate": 0.91}, gate_summary=["match_rate >= 0.8 passed"],
                           report_uri="reports/named_entity_recognition/exp/summary.html")
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._lock = threading.Lock()
-
-    def publish(self, events: Sequence[Event]) -> None:
-        with self._lock:
-            self.events.extend(events)
 
 
 def ask(blob_store: BlobStore, clock: ManualClock, unique: str) -> str:

@@ -16,7 +16,7 @@ from shared.blob_layout import REGISTRY
 from shared.ports import BlobStore
 from shared.registry import BlobRegistry, register_dataset_if_changed, register_flow_if_changed
 from shared.registry.hashing import directory_hash
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 
 pytestmark = pytest.mark.azurite
 

@@ -10,7 +10,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,12 +21,12 @@ from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.application import Application
 from shared.blob_layout import SYSTEM, dead_letter_name, safe_segment
 from shared.bootstrap import build_deployments
-from shared.events import Event, ExperimentProgressed
+from shared.events import ExperimentProgressed
 from shared.events.codec import encode
 from shared.ports import BlobNotFound, BlobStore
 from shared.registry.blob_registry import BlobRegistry
 from shared.settings import Settings
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock, RecordingPublisher
 
 pytestmark = pytest.mark.azurite
 
@@ -38,14 +37,6 @@ EXAMPLES = max(1, int(os.environ.get("FUZZ_MESSAGES", "2000")) // BATCH)
 SEPARATORS = ["/", "_", "?", " ", "#", "%", "//", "é", "\ud800", "\\"]
 ID_PLACEHOLDER = "ID-PLACEHOLDER"
 SURROGATES = ["\ud800", "\udfff", "a\udc80b", "\ud83d"]
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.sent: list[Event] = []
-
-    def publish(self, events: Sequence[Event]) -> None:
-        self.sent.extend(events)
 
 
 def build_app(blob_store: BlobStore, queue: str) -> Application:

@@ -18,7 +18,7 @@ from shared.events import (
     PipelineTriggered,
 )
 from shared.ports import BlobStore
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 from tests.following import waited
 
 pytestmark = pytest.mark.azurite

@@ -37,7 +37,7 @@ from shared.services.ab_testing import change_traffic, check_traffic_change
 from shared.services.deployments import DeploymentWorkspace, check_deployment
 from shared.settings import Settings
 from shared.smoke.service import SmokeTester
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 from tests.unit.test_azureml_deployer import Azure, autospec_client
 
 pytestmark = pytest.mark.azurite

@@ -16,7 +16,7 @@ from shared.experiments.store import ItemOutcome, LineCheckpoint, RunMetrics
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
 from shared.services.experiments import ExperimentWorkspace, experiment_id_for, plan_experiment
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 
 pytestmark = pytest.mark.azurite
 FLOWS = Path(__file__).resolve().parents[2] / "flows"

@@ -13,26 +13,27 @@ from shared.blob_layout import FEEDBACK, REPORTS
 from shared.feedback.ab_report import ServedRequest, report_endpoint
 from shared.feedback.service import FeedbackRejected, FeedbackService, TokenBucket, load_feedback
 from shared.ports import BlobStore
-from tests.conftest import ManualClock
-from tests.feedback_endpoints import Directory
+from tests.fakes.memory import ManualClock
+from tests.feedback_endpoints import Directory, submit
 
 pytestmark = pytest.mark.azurite
 
 
-def submit(service: FeedbackService, endpoint: str, **body: object) -> str:
+def store(service: FeedbackService, blobs: BlobStore, clock: ManualClock, endpoint: str, **body: object) -> str:
     """Against an endpoint with deployments blue and green and no live telemetry (request ids are not checked)."""
     known = Directory.of("math_coding", endpoint, {"blue": 50, "green": 50}, live=False)
-    return service.submit("math_coding", endpoint, json.dumps(body).encode(), caller="ip:203.0.113.7",
-                          endpoints=known).id
+    return submit(service, "math_coding", endpoint, json.dumps(body).encode(), caller="ip:203.0.113.7",
+                  endpoints=known, blobs=blobs, clock=clock)
 
 
 def test_feedback_is_stored_per_endpoint_and_day(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
     endpoint = f"ep-{unique}"
-    service = FeedbackService(blob_store, clock, TokenBucket(rate_per_minute=600, burst=50))
-    first = submit(service, endpoint, request_id="r-1", deployment="blue", rating=5, comment="spot on")
+    service = FeedbackService(TokenBucket(rate_per_minute=600, burst=50))
+    first = store(service, blob_store, clock, endpoint, request_id="r-1", deployment="blue", rating=5,
+                  comment="spot on")
     clock.advance(days=1)
-    second = submit(service, endpoint, request_id="r-2", deployment="green", thumbs="down")
-    submit(service, f"other-{unique}", request_id="r-3", deployment="blue", rating=1)
+    second = store(service, blob_store, clock, endpoint, request_id="r-2", deployment="green", thumbs="down")
+    store(service, blob_store, clock, f"other-{unique}", request_id="r-3", deployment="blue", rating=1)
 
     names = sorted(info.name for info in blob_store.list(FEEDBACK, f"math_coding/{endpoint}/"))
     assert names == [f"math_coding/{endpoint}/2026-01-01/{first}.json",
@@ -51,15 +52,16 @@ def test_feedback_is_stored_per_endpoint_and_day(blob_store: BlobStore, clock: M
 def test_only_feedback_on_a_served_request_is_stored(blob_store: BlobStore, clock: ManualClock,
                                                      unique: str) -> None:
     endpoint = f"live-{unique}"
-    service = FeedbackService(blob_store, clock, TokenBucket(rate_per_minute=600, burst=50))
+    service = FeedbackService(TokenBucket(rate_per_minute=600, burst=50))
     router_log = [ServedRequest(time=clock.now(), endpoint=endpoint, request_id="r-1", deployment="blue", status=200,
                                 latency_ms=20)]
     known = Directory.of("math_coding", endpoint, {"blue": 100}, router_log)
     statuses = []
     for request_id in ("r-1", "r-2", "r-1"):  # r-2 was never served
         try:
-            service.submit("math_coding", endpoint, json.dumps({"request_id": request_id, "deployment": "blue",
-                                                                "thumbs": "up"}).encode(), "ip:203.0.113.7", known)
+            submit(service, "math_coding", endpoint, json.dumps({"request_id": request_id, "deployment": "blue",
+                                                                 "thumbs": "up"}).encode(), caller="ip:203.0.113.7",
+                   endpoints=known, blobs=blob_store, clock=clock)
             statuses.append(201)
         except FeedbackRejected as refused:
             statuses.append(refused.status)
@@ -69,14 +71,14 @@ def test_only_feedback_on_a_served_request_is_stored(blob_store: BlobStore, cloc
 
 def test_ab_report_blobs(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
     endpoint = f"ab-{unique}"
-    service = FeedbackService(blob_store, clock, TokenBucket(rate_per_minute=6000, burst=500))
+    service = FeedbackService(TokenBucket(rate_per_minute=6000, burst=500))
     at = datetime(2026, 1, 1, tzinfo=UTC)
     requests = [ServedRequest(time=at, endpoint=endpoint, request_id=f"{name}-{i}", deployment=name, status=200,
                               latency_ms=50 + i)
                 for name, count in (("blue", 70), ("green", 30)) for i in range(count)]
     for i in range(12):
-        submit(service, endpoint, request_id=f"blue-{i}", deployment="blue", rating=3 + i % 3)
-        submit(service, endpoint, request_id=f"green-{i}", deployment="green", rating=3 + i % 3)
+        store(service, blob_store, clock, endpoint, request_id=f"blue-{i}", deployment="blue", rating=3 + i % 3)
+        store(service, blob_store, clock, endpoint, request_id=f"green-{i}", deployment="green", rating=3 + i % 3)
 
     report, written = report_endpoint(blob_store, clock, "math_coding", endpoint, requests,
                                       traffic={"blue": 70, "green": 30})

@@ -8,7 +8,7 @@ import pytest
 from shared.blob_layout import idempotency_name
 from shared.idempotency import AlreadyInProgress, IdempotencyStore, PayloadMismatch
 from shared.ports import BlobStore
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 
 pytestmark = pytest.mark.azurite
 

@@ -20,7 +20,7 @@ from shared.registry.blob_registry import BlobRegistry
 from shared.registry.service import register_flow_if_changed
 from shared.services.deployments import deploy_approved_flow
 from shared.settings import Settings
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.azurite

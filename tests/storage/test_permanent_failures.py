@@ -21,7 +21,7 @@ from shared.events.codec import encode
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
 from shared.settings import Settings
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 from tests.following import waited
 
 pytestmark = pytest.mark.azurite

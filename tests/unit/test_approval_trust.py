@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-from types import SimpleNamespace
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,23 +17,22 @@ import pytest
 
 import functions.approvals as routes
 from localstack.host.app_service_auth import LocalAppServiceAuth, principal_headers
-from shared import messagebus
+from shared.application import Application
 from shared.approvals import ApprovalSettings, NotAuthenticated, request_approval
 from shared.approvals.identity import IdentitySource
 from shared.approvals.models import IdentitySourceMissing
 from shared.blob_layout import APPROVALS
+from shared.bootstrap import build_deployments
 from shared.events import ApprovalRejected, ApprovalRequested
-from shared.handlers import Dependencies
-from shared.idempotency import IdempotencyStore
-from tests.conftest import ManualClock
+from shared.registry.blob_registry import BlobRegistry
+from tests.fakes.bus import in_memory_ports
+from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
 from tests.unit.test_approvals import (
     APPROVERS,
     ENTRA,
     SETTINGS,
     SUBJECT,
-    MemoryBlobStore,
     RecordingNotifier,
-    RecordingPublisher,
     encode_principal,
     registered,
 )
@@ -102,34 +102,38 @@ def test_without_a_trusted_source_no_approval_is_created_and_the_run_ends(clock:
     assert again.id == event.id  # a redelivery says the same, once
 
 
-def test_the_flow_registered_handler_reports_the_refusal_instead_of_retrying(clock: ManualClock) -> None:
-    blobs, publisher = MemoryBlobStore(), RecordingPublisher()
-    deps = Dependencies(settings=SETTINGS, blobs=blobs, publisher=publisher, clock=clock,
-                        experiments=SimpleNamespace(store=SimpleNamespace(verdict=lambda *_: None)),  # type: ignore[arg-type]
-                        registry=None, approvals=settings(False), notifier=RecordingNotifier(),  # type: ignore[arg-type]
-                        deployments=None)  # type: ignore[arg-type]
-    result = messagebus.handle(registered(), deps, IdempotencyStore(blobs, clock), delivery_count=1,
-                               dead_letter=lambda *why: pytest.fail(f"dead-lettered: {why}"))
-    assert [event.type for event in publisher.events] == ["approval.rejected"]  # handled: no exception, no retry
+def test_the_flow_registered_handler_reports_the_refusal_instead_of_retrying(tmp_path: Path,
+                                                                            clock: ManualClock) -> None:
+    ports = in_memory_ports(tmp_path, clock, settings=SETTINGS, approvals=settings(False),
+                            notifier=RecordingNotifier())
+    result = ports.handle(registered())
+    assert [event.type for event in ports.publisher.events] == ["approval.rejected"]  # handled: no exception, no retry
     assert result.handler == "on_flow_registered"
 
-    deps_on = Dependencies(**{**deps.__dict__, "approvals": settings(True), "publisher": RecordingPublisher()})
-    messagebus.handle(registered("run-2"), deps_on, IdempotencyStore(blobs, clock), delivery_count=1,
-                      dead_letter=lambda *why: pytest.fail(f"dead-lettered: {why}"))
-    assert [event.type for event in deps_on.publisher.events] == ["approval.requested"]  # type: ignore[attr-defined]
+    trusted = replace(ports, approvals=settings(True), publisher=RecordingPublisher())
+    trusted.handle(registered("run-2"))
+    assert [event.type for event in trusted.publisher.events] == ["approval.requested"]
 
 
 # --- the HTTP routes -------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> SimpleNamespace:
-    state = SimpleNamespace(blobs=MemoryBlobStore(), clock=clock, publisher=RecordingPublisher(),
-                            settings=SETTINGS, deps=SimpleNamespace(approvals=settings(True)))
-    monkeypatch.setattr(routes, "get_application", lambda: state)
-    return state
+def app(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> Application:
+    """The application over in-memory ports: decisions go through its message bus."""
+    blobs = MemoryBlobStore()
+    application = Application(SETTINGS, blobs, RecordingPublisher(), clock, None,  # type: ignore[arg-type]
+                              BlobRegistry(blobs, clock), build_deployments(SETTINGS, blobs, clock))
+    application.approvals = settings(True)
+    monkeypatch.setattr(routes, "get_application", lambda: application)
+    return application
 
 
-def ask(app: SimpleNamespace) -> str:
+def published(app: Application) -> list[str]:
+    """The types of the events the run published (the journal sees every publish)."""
+    return [event.type for event in app.journal.events_for(registered().correlation_id)]
+
+
+def ask(app: Application) -> str:
     event = request_approval(registered(), SUBJECT, blobs=app.blobs, clock=app.clock, settings=SETTINGS,
                              config=settings(True), notifier=RecordingNotifier())
     assert isinstance(event, ApprovalRequested)
@@ -152,7 +156,7 @@ def test_routes_need_no_function_key_but_a_signed_in_person() -> None:
         assert str(getattr(trigger.auth_level, "value", trigger.auth_level)).lower() == "anonymous"
 
 
-def test_a_key_holder_without_identity_gets_401_and_a_browser_is_sent_to_sign_in(app: SimpleNamespace) -> None:
+def test_a_key_holder_without_identity_gets_401_and_a_browser_is_sent_to_sign_in(app: Application) -> None:
     approval_id = ask(app)
     key = {"x-functions-key": "a-valid-key"}
     as_json = call(routes.approval, approval_id, headers=key)
@@ -170,10 +174,10 @@ def test_a_key_holder_without_identity_gets_401_and_a_browser_is_sent_to_sign_in
 
     posted = call(routes.approve, approval_id, method="POST", headers=key, body=b"{}")
     assert posted.status_code == 401  # (made-up principal headers never get here: the platform strips them)
-    assert app.publisher.events == []
+    assert published(app) == []
 
 
-def test_a_signed_in_person_opens_the_page_and_an_approver_decides(app: SimpleNamespace) -> None:
+def test_a_signed_in_person_opens_the_page_and_an_approver_decides(app: Application) -> None:
     approval_id = ask(app)
     page = call(routes.approval, approval_id, headers={"accept": "text/html", **ALICE_HEADERS})
     assert page.status_code == 200
@@ -181,13 +185,13 @@ def test_a_signed_in_person_opens_the_page_and_an_approver_decides(app: SimpleNa
     assert call(routes.approval, "0" * 32, headers=ALICE_HEADERS).status_code == 404
     decided = call(routes.approve, approval_id, method="POST", headers=ALICE_HEADERS, body=b'{"comment": "ok"}')
     assert decided.status_code == 200
-    assert [event.type for event in app.publisher.events] == ["approval.granted"]
+    assert published(app) == ["approval.granted"]
 
 
-def test_without_a_trusted_source_every_route_refuses_with_how_to_enable_it(app: SimpleNamespace,
+def test_without_a_trusted_source_every_route_refuses_with_how_to_enable_it(app: Application,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     approval_id = ask(app)
-    app.deps.approvals = settings(False)
+    app.approvals = settings(False)
     with caplog.at_level(logging.ERROR, logger="genaiops.approvals"):
         for route, method, action in ((routes.approval, "GET", ""), (routes.approve, "POST", "approve"),
                                       (routes.reject, "POST", "reject")):
@@ -198,7 +202,7 @@ def test_without_a_trusted_source_every_route_refuses_with_how_to_enable_it(app:
                 assert body["error"] == "identity_source_missing"
                 assert "App Service authentication" in body["message"]
                 assert "WEBSITE_AUTH_ENABLED" in body["message"]
-    assert app.publisher.events == []
+    assert published(app) == []
     assert json.loads(app.blobs.read(APPROVALS, f"{approval_id}.json")[0])["status"] == "pending"
     assert any("approval route refused" in record.getMessage() for record in caplog.records)
 

@@ -10,7 +10,6 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -50,68 +49,14 @@ from shared.approvals.service import decision_event
 from shared.approvals.store import ApprovalStore
 from shared.blob_layout import APPROVALS
 from shared.events import ApprovalExpired, ApprovalGranted, ApprovalRequested, Event, FlowRegistered
-from shared.ports import BlobInfo, BlobNotFound, PreconditionFailed
 from shared.settings import Settings
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
 
 APPROVERS = ["alice@contoso.com", "Bob@Contoso.com"]
 ALICE = Principal("alice@contoso.com", "aad")
 
 
 # --- fakes: only what the ports promise -----------------------------------------------------------------------
-
-class MemoryBlobStore:
-    """BlobStore with the conditional-write semantics of Azure Storage (if_absent / if_match on ETags)."""
-
-    def __init__(self) -> None:
-        self._blobs: dict[tuple[str, str], tuple[bytes, str, datetime]] = {}
-        self._lock = threading.Lock()
-        self._version = 0
-
-    def read(self, container: str, name: str) -> tuple[bytes, str]:
-        with self._lock:
-            if (container, name) not in self._blobs:
-                raise BlobNotFound(f"{container}/{name}")
-            data, etag, _ = self._blobs[(container, name)]
-            return data, etag
-
-    def write(self, container: str, name: str, data: bytes, *, content_type: str = "application/json",
-              if_match: str | None = None, if_absent: bool = False) -> str:
-        with self._lock:
-            existing = self._blobs.get((container, name))
-            if if_absent and existing is not None:
-                raise PreconditionFailed("exists")
-            if if_match is not None and (existing is None or existing[1] != if_match):
-                raise PreconditionFailed("etag changed")
-            self._version += 1
-            etag = f'"{self._version}"'
-            self._blobs[(container, name)] = (data, etag, datetime.now(UTC))
-            return etag
-
-    def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
-        with self._lock:
-            self._blobs.pop((container, name), None)
-
-    def list(self, container: str, prefix: str = "") -> list[BlobInfo]:
-        with self._lock:
-            return [BlobInfo(c, n, len(d), e, t) for (c, n), (d, e, t) in sorted(self._blobs.items())
-                    if c == container and n.startswith(prefix)]
-
-    def names(self, container: str) -> list[str]:
-        return [info.name for info in self.list(container)]
-
-
-class RecordingPublisher:
-    def __init__(self, fail_times: int = 0) -> None:
-        self.events: list[Event] = []
-        self._fail_times = fail_times
-
-    def publish(self, events: Sequence[Event]) -> None:
-        if self._fail_times:
-            self._fail_times -= 1
-            raise ConnectionError("bus unreachable")
-        self.events.extend(events)
-
 
 class RecordingNotifier:
     def __init__(self) -> None:

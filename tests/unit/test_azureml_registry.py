@@ -34,8 +34,8 @@ from shared.registry.azureml_registry import (
 )
 from shared.registry.hashing import directory_hash
 from shared.registry.port import InvalidName, RegistryError
-from tests.conftest import ManualClock
 from tests.fakes.azure_sdk import FakeCredential
+from tests.fakes.memory import ManualClock
 
 ROOT = Path(__file__).resolve().parents[2]
 HASH_A = "sha256:" + "a" * 64

@@ -8,8 +8,7 @@ import base64
 import pytest
 
 from shared.dead_letters import DeadLetterStore
-from tests.conftest import ManualClock
-from tests.unit.test_approvals import MemoryBlobStore
+from tests.fakes.memory import ManualClock, MemoryBlobStore
 
 SECRET = "c2VjcmV0LWtleQ=="
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from shared.feedback.endpoints import EndpointDirectory
 from shared.feedback.service import (
     DEFAULT_MAX_BODY_BYTES,
     MAX_COMMENT_CHARS,
@@ -21,8 +22,8 @@ from shared.feedback.service import (
     caller_id,
 )
 from shared.feedback.telemetry import ServedRequest, TelemetryError
-from tests.conftest import ManualClock
-from tests.feedback_endpoints import Directory
+from tests.fakes.memory import ManualClock
+from tests.feedback_endpoints import Directory, submit
 
 GOOD = {"request_id": "3f2b9c1e-5d1a-4c8e-9a57-0c6a1b2d3e4f", "deployment": "blue", "rating": 4}
 KNOWN = Directory.of("math_coding", "math-dev", {"blue": 70, "green": 30})
@@ -44,8 +45,14 @@ class FakeMonotonic:
 
 
 def service(limiter: TokenBucket | None = None, max_body_bytes: int = 8192) -> FeedbackService:
-    return FeedbackService(UntouchableStore(), ManualClock(),  # type: ignore[arg-type]
-                           limiter or TokenBucket(rate_per_minute=600, burst=100), max_body_bytes=max_body_bytes)
+    return FeedbackService(limiter or TokenBucket(rate_per_minute=600, burst=100), max_body_bytes=max_body_bytes)
+
+
+def try_submit(limits: FeedbackService, use_case: str, endpoint: str, body: bytes,
+               endpoints: EndpointDirectory = KNOWN) -> None:
+    """A submission that must be refused before anything is stored."""
+    submit(limits, use_case, endpoint, body, caller="ip:203.0.113.7", endpoints=endpoints,
+           blobs=UntouchableStore(), clock=ManualClock())  # type: ignore[arg-type]
 
 
 # --- validation ------------------------------------------------------------------------------------------------
@@ -80,7 +87,7 @@ def test_invalid_feedback_names_the_field(body: dict[str, Any], problem: str) ->
     with pytest.raises(ValidationError, match=problem):
         Feedback.model_validate(body)
     with pytest.raises(FeedbackRejected, match=problem) as refused:
-        service().submit("math_coding", "math-dev", json.dumps(body).encode(), caller="ip:203.0.113.7", endpoints=KNOWN)
+        try_submit(service(), "math_coding", "math-dev", json.dumps(body).encode())
     assert refused.value.status == 400
 
 
@@ -93,7 +100,7 @@ def test_comment_is_cleaned_of_control_characters_and_secrets() -> None:
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"\xff\xfe", b'"text"'])
 def test_a_body_that_is_not_a_json_object_is_refused(body: bytes) -> None:
     with pytest.raises(FeedbackRejected, match="JSON object") as refused:
-        service().submit("math_coding", "math-dev", body, caller="ip:203.0.113.7", endpoints=KNOWN)
+        try_submit(service(), "math_coding", "math-dev", body)
     assert refused.value.status == 400
 
 
@@ -102,14 +109,14 @@ def test_a_body_that_is_not_a_json_object_is_refused(body: bytes) -> None:
 ])
 def test_an_unknown_use_case_or_endpoint_is_404(use_case: str, endpoint: str) -> None:
     with pytest.raises(FeedbackRejected, match="no endpoint") as refused:
-        service().submit(use_case, endpoint, json.dumps(GOOD).encode(), caller="ip:203.0.113.7", endpoints=KNOWN)
+        try_submit(service(), use_case, endpoint, json.dumps(GOOD).encode())
     assert refused.value.status == 404
 
 
 def test_an_endpoint_without_deployments_is_404() -> None:
     with pytest.raises(FeedbackRejected, match="no deployment yet") as refused:
-        service().submit("math_coding", "math-dev", json.dumps(GOOD).encode(), caller="ip:203.0.113.7",
-                         endpoints=Directory.of("math_coding", "math-dev", {}))
+        try_submit(service(), "math_coding", "math-dev", json.dumps(GOOD).encode(),
+                   Directory.of("math_coding", "math-dev", {}))
     assert refused.value.status == 404
 
 
@@ -130,8 +137,7 @@ def test_feedback_must_name_a_deployment_and_request_the_endpoint_served(body: d
                          [served("r-green", "green"), served("r-unrouted", None),
                           served("r-old", "blue", minutes_ago=31 * 24 * 60)])
     with pytest.raises(FeedbackRejected, match=problem) as refused:
-        service().submit("math_coding", "math-dev", json.dumps(body).encode(), caller="ip:203.0.113.7",
-                         endpoints=known)
+        try_submit(service(), "math_coding", "math-dev", json.dumps(body).encode(), known)
     assert refused.value.status == 422
 
 
@@ -146,23 +152,21 @@ def test_an_unreadable_request_log_is_503_with_retry_after() -> None:
     known = KNOWN.find("math_coding", "math-dev")
     broken = Directory(replace(known, telemetry=BrokenLog()))  # type: ignore[arg-type]
     with pytest.raises(FeedbackRejected, match="cannot be checked now: the router log is unreadable") as refused:
-        service().submit("math_coding", "math-dev", json.dumps(GOOD).encode(), caller="ip:203.0.113.7",
-                         endpoints=broken)
+        try_submit(service(), "math_coding", "math-dev", json.dumps(GOOD).encode(), broken)
     assert (refused.value.status, refused.value.retry_after) == (503, 30)
 
 
 @pytest.mark.parametrize("body", [b"[" * 20_000, b'{"rating": ' + b"9" * 5000 + b"}", b'{"a": NaN', b"\x00"])
 def test_hostile_json_is_400_not_an_exception(body: bytes) -> None:
     with pytest.raises(FeedbackRejected) as refused:
-        service(max_body_bytes=64 * 1024).submit("math_coding", "math-dev", body, caller="ip:203.0.113.7",
-                                                 endpoints=KNOWN)
+        try_submit(service(max_body_bytes=64 * 1024), "math_coding", "math-dev", body)
     assert refused.value.status == 400
 
 
 def test_a_lone_surrogate_in_the_comment_is_400() -> None:
     body = b'{"request_id": "r", "deployment": "blue", "thumbs": "up", "comment": "ok \\ud800"}'
     with pytest.raises(FeedbackRejected, match="comment") as refused:
-        service().submit("math_coding", "math-dev", body, caller="ip:203.0.113.7", endpoints=KNOWN)
+        try_submit(service(), "math_coding", "math-dev", body)
     assert refused.value.status == 400
 
 
@@ -173,7 +177,7 @@ def test_an_oversized_body_is_refused_before_it_is_parsed() -> None:
     limiter = TokenBucket(rate_per_minute=60, burst=1)
     small = service(limiter, max_body_bytes=256)
     with pytest.raises(FeedbackRejected, match="257 bytes; the limit is 256") as refused:
-        small.submit("math_coding", "math-dev", b"{" + b" " * 255 + b"}", caller="ip:203.0.113.7", endpoints=KNOWN)
+        try_submit(small, "math_coding", "math-dev", b"{" + b" " * 255 + b"}")
     assert refused.value.status == 413
     assert limiter.take("ip:203.0.113.7") == 0.0  # the refused body did not even spend a token
 
@@ -222,10 +226,10 @@ def test_the_service_answers_429_with_retry_after() -> None:
     bad = json.dumps({**GOOD, "rating": 9}).encode()  # invalid bodies spend tokens too: probing is not free
     for _ in range(2):
         with pytest.raises(FeedbackRejected) as refused:
-            limited.submit("math_coding", "math-dev", bad, caller="ip:203.0.113.7", endpoints=KNOWN)
+            try_submit(limited, "math_coding", "math-dev", bad)
         assert refused.value.status == 400
     with pytest.raises(FeedbackRejected, match="too many") as refused:
-        limited.submit("math_coding", "math-dev", bad, caller="ip:203.0.113.7", endpoints=KNOWN)
+        try_submit(limited, "math_coding", "math-dev", bad)
     assert (refused.value.status, refused.value.retry_after) == (429, 10)
 
 

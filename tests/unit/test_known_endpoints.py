@@ -15,7 +15,7 @@ from shared.feedback.telemetry import ServedRequests
 from shared.services.ab_testing import DeployedEndpoints, write_ab_report
 from shared.services.deployments import DeploymentWorkspace
 from shared.smoke.service import SmokeTester
-from tests.conftest import ManualClock
+from tests.fakes.memory import ManualClock
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 NOTHING_DEPLOYED = UnavailableTarget("nothing is deployed in this test")

@@ -4,7 +4,6 @@ services over an in-memory BlobStore (the storage suite runs the same paths on A
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -13,9 +12,6 @@ import pytest
 from azure.ai.ml.entities import KubernetesOnlineEndpoint
 
 from shared import messagebus
-from shared.adapters.blob_experiment_store import BlobExperimentStore
-from shared.approvals.service import get_approval_settings, notifier_for
-from shared.bootstrap import build_deployments
 from shared.deployment.azureml_deployer import ManagedOnlineDeployer
 from shared.deployment.port import DeploymentError
 from shared.events import (
@@ -31,18 +27,14 @@ from shared.experiments.config import ExperimentConfigError, load_experiment
 from shared.experiments.results import ExperimentResult
 from shared.experiments.variants import Combination, materialize
 from shared.failures import PermanentFailure, permanent_reason
-from shared.handlers import FAILURE_EVENTS, HANDLERS, Dependencies
-from shared.idempotency import IdempotencyStore
+from shared.handlers import FAILURE_EVENTS, HANDLERS
 from shared.ports import PreconditionFailed
-from shared.registry.blob_registry import BlobRegistry
 from shared.registry.port import InvalidName
 from shared.registry.service import register_flow_if_changed
 from shared.services.deployment_settings import endpoint_for
 from shared.services.deployments import DeploymentRefused, DeploymentWorkspace
-from shared.services.experiments import ExperimentWorkspace
-from shared.settings import Settings
-from tests.conftest import ManualClock
-from tests.unit.test_approvals import MemoryBlobStore, RecordingPublisher
+from tests.fakes.bus import Ports, in_memory_ports
+from tests.fakes.memory import ManualClock
 from tests.unit.test_azureml_deployer import Azure, autospec_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,22 +63,12 @@ def test_every_failure_event_belongs_to_a_handled_stage() -> None:
 
 
 @pytest.fixture
-def deps(tmp_path: Path, clock: ManualClock) -> Dependencies:
-    shutil.copytree(ROOT / "flows" / "math_coding", tmp_path / "flows" / "math_coding")
-    settings = Settings.model_validate({"GENAIOPS_ENV": "local", "GENAIOPS_FLOWS_DIR": str(tmp_path / "flows"),
-                                        "GENAIOPS_WORK_DIR": str(tmp_path / "work")})
-    blobs = MemoryBlobStore()
-    approvals = get_approval_settings()
-    workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, runner=None,  # type: ignore[arg-type]
-                                    secrets_env={}, store=BlobExperimentStore(blobs))
-    return Dependencies(settings=settings, blobs=blobs, publisher=RecordingPublisher(), clock=clock,
-                        experiments=workspace, registry=BlobRegistry(blobs, clock), approvals=approvals,
-                        notifier=notifier_for(approvals), deployments=build_deployments(settings, blobs, clock))
+def deps(tmp_path: Path, clock: ManualClock) -> Ports:
+    return in_memory_ports(tmp_path, clock)
 
 
-def handle(event: Event, deps: Dependencies, letters: list[tuple[str, str]]) -> messagebus.HandleResult:
-    return messagebus.handle(event, deps, IdempotencyStore(deps.blobs, deps.clock), delivery_count=1,
-                             dead_letter=lambda reason, text: letters.append((reason, text)))
+def handle(event: Event, deps: Ports, letters: list[tuple[str, str]]) -> messagebus.HandleResult:
+    return deps.handle(event, letters)
 
 
 def deployment_of(use_case: str, version: str = "7") -> DeploymentRequested:
@@ -94,7 +76,7 @@ def deployment_of(use_case: str, version: str = "7") -> DeploymentRequested:
                                        "environment": "local"}, correlation_id="run-1")
 
 
-def test_a_flow_version_that_was_never_registered_rolls_back_at_once(deps: Dependencies) -> None:
+def test_a_flow_version_that_was_never_registered_rolls_back_at_once(deps: Ports) -> None:
     letters: list[tuple[str, str]] = []
     request = deployment_of("math_coding")
 
@@ -108,13 +90,13 @@ def test_a_flow_version_that_was_never_registered_rolls_back_at_once(deps: Depen
     assert (rolled_back.payload.endpoint, rolled_back.payload.deployment) == ("math-coding-local", "v-7")
     assert (rolled_back.causation_id, result.failure) == (request.id, rolled_back.payload.reason.split(": ", 1)[1])
     assert letters == []
-    assert deps.publisher.events == result.published  # type: ignore[attr-defined]
+    assert deps.publisher.events == result.published
     # A redelivery replays the stored outcome: the same event, not a second attempt.
     again = handle(request, deps, letters)
     assert (again.replayed, again.published) == (True, result.published)
 
 
-def test_a_use_case_without_a_folder_rolls_back_with_its_default_endpoint(deps: Dependencies) -> None:
+def test_a_use_case_without_a_folder_rolls_back_with_its_default_endpoint(deps: Ports) -> None:
     result = handle(deployment_of("no_such_use_case"), deps, [])
     payload = result.published[0].payload
     assert payload.endpoint == "no-such-use-case-local"
@@ -127,13 +109,13 @@ def test_a_use_case_without_a_folder_rolls_back_with_its_default_endpoint(deps: 
      "ExperimentConfigError: math_coding: invalid deployment block: deployment.image_repository: Extra inputs"),
     ("{target: container}", "DeploymentRefused: Azure ML deployment needs the settings AZURE_SUBSCRIPTION_ID"),
 ])
-def test_a_deployment_block_the_app_cannot_honour_rolls_back(deps: Dependencies, block: str, reason: str) -> None:
+def test_a_deployment_block_the_app_cannot_honour_rolls_back(deps: Ports, block: str, reason: str) -> None:
     (deps.settings.flows_dir / "math_coding" / "experiment.local.yaml").write_text(f"deployment: {block}\n")
     payload = handle(deployment_of("math_coding"), deps, []).published[0].payload
     assert payload.reason.startswith(f"deployment failed: {reason}")
 
 
-def test_a_traffic_request_for_a_missing_use_case_fails_with_its_reason(deps: Dependencies) -> None:
+def test_a_traffic_request_for_a_missing_use_case_fails_with_its_reason(deps: Ports) -> None:
     request = DeploymentTrafficRequested.create({"use_case": "gone", "endpoint": "gone-local", "deployment": "v1",
                                                  "action": "promote"}, correlation_id="run-2")
     [failed] = handle(request, deps, []).published
@@ -142,7 +124,7 @@ def test_a_traffic_request_for_a_missing_use_case_fails_with_its_reason(deps: De
     assert failed.payload.reason.startswith("ExperimentConfigError: ")
 
 
-def test_registering_the_chosen_flow_of_a_missing_use_case_fails_the_experiment(deps: Dependencies) -> None:
+def test_registering_the_chosen_flow_of_a_missing_use_case_fails_the_experiment(deps: Ports) -> None:
     verdict = GatePassed.create({
         "use_case": "gone", "experiment_id": "e1", "environment": "dev", "primary_metric": "accuracy",
         "best_variant": {}, "best_value": 1.0, "checks": [], "report_uri": "reports/gone/e1/summary.html"},
@@ -158,7 +140,7 @@ def test_registering_the_chosen_flow_of_a_missing_use_case_fails_the_experiment(
     assert failed.payload.reasons[0].startswith("ExperimentConfigError: ")
 
 
-def test_a_transient_fault_still_propagates_and_releases_the_claim(deps: Dependencies,
+def test_a_transient_fault_still_propagates_and_releases_the_claim(deps: Ports,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
@@ -176,7 +158,7 @@ def test_a_transient_fault_still_propagates_and_releases_the_claim(deps: Depende
     assert calls == [1, 1]
 
 
-def test_an_endpoint_azure_ml_refuses_to_reuse_rolls_back_without_a_retry(deps: Dependencies, tmp_path: Path) -> None:
+def test_an_endpoint_azure_ml_refuses_to_reuse_rolls_back_without_a_retry(deps: Ports, tmp_path: Path) -> None:
     """The endpoint exists as a Kubernetes one and the target is managed: begin_endpoint refuses, which no retry
     changes. The SDK boundary is autospecced (tests/unit/test_azureml_deployer.py)."""
     use_case_dir = deps.settings.flows_dir / "math_coding"

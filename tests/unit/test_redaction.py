@@ -145,8 +145,10 @@ def test_event_payloads_are_masked_on_the_bus_and_in_the_journal() -> None:
 
 
 def test_a_known_secret_anywhere_in_a_result_is_masked_in_all_four_reports() -> None:
+    from shared.blob_layout import REPORTS
     from shared.reports import write_experiment_reports
-    from tests.unit.test_reports import MemoryBlobs, build_result
+    from tests.fakes.memory import MemoryBlobStore
+    from tests.unit.test_reports import build_result
 
     secret = canary()
     register_secret(secret)
@@ -156,8 +158,8 @@ def test_a_known_secret_anywhere_in_a_result_is_masked_in_all_four_reports() -> 
     run = first.model_copy(update={"variant": {"summarize": secret}, "lines": [line, *first.lines[1:]],
                                    "error": f"Incorrect API key provided: {secret}"})
     result = result.model_copy(update={"standard_runs": [run, *result.standard_runs[1:]]})
-    blobs = MemoryBlobs()
+    blobs = MemoryBlobStore()
     where = write_experiment_reports(result, blobs, {"note": secret})
     for name in (where.experiment_json, where.results_csv, where.metrics_csv, where.summary_html):
-        assert secret not in blobs.text(name), name
-    assert f"Incorrect API key provided: {REDACTED}" in blobs.text(where.experiment_json)
+        assert secret not in blobs.text(REPORTS, name), name
+    assert f"Incorrect API key provided: {REDACTED}" in blobs.text(REPORTS, where.experiment_json)

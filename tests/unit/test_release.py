@@ -7,13 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared import messagebus
 from shared.approvals.service import get_approval_settings
 from shared.blob_layout import DEPLOYMENTS, deployed_state_name
 from shared.events import Event, FlowRegistered
 from shared.experiments.gate import Baseline
-from shared.handlers import Dependencies
-from shared.idempotency import IdempotencyStore
+from tests.fakes.bus import Ports
 from tests.unit.test_permanent_failures import deps  # noqa: F401 - the fixture: real handlers on in-memory storage
 
 HASH = "sha256:" + "a" * 64
@@ -35,22 +33,18 @@ def registered(version: str, *, created: bool) -> FlowRegistered:
                                   "metrics": {"accuracy": 0.9}, "created": created}, correlation_id="run-1")
 
 
-def handle(event: Event, deps: Dependencies) -> list[Event]:  # noqa: F811 - the fixture's value
-    letters: list[tuple[str, str]] = []
-    result = messagebus.handle(event, deps, IdempotencyStore(deps.blobs, deps.clock), delivery_count=1,
-                               dead_letter=lambda reason, text: letters.append((reason, text)))
-    assert letters == []
-    return list(result.published)
+def handle(event: Event, deps: Ports) -> list[Event]:  # noqa: F811 - the fixture's value
+    return list(deps.handle(event).published)
 
 
-def serving(deps: Dependencies, version: str) -> None:  # noqa: F811
+def serving(deps: Ports, version: str) -> None:  # noqa: F811
     deps.blobs.write(DEPLOYMENTS, deployed_state_name("math_coding"),
                      Baseline(flow_version=version, metrics={"accuracy": 0.9}).model_dump_json().encode())
 
 
 @pytest.mark.parametrize(("serves", "version", "created"), [(None, "1", True), ("1", "2", True), ("2", "2", True),
                                                              ("1", "2", False)])
-def test_a_version_that_does_not_serve_yet_asks_the_approvers(deps: Dependencies, serves: str | None,  # noqa: F811
+def test_a_version_that_does_not_serve_yet_asks_the_approvers(deps: Ports, serves: str | None,  # noqa: F811
                                                               version: str, created: bool) -> None:
     if serves:
         serving(deps, serves)
@@ -59,7 +53,7 @@ def test_a_version_that_does_not_serve_yet_asks_the_approvers(deps: Dependencies
 
 
 def test_the_version_that_serves_already_asks_nobody_and_the_journal_says_why(
-        deps: Dependencies) -> None:  # noqa: F811
+        deps: Ports) -> None:  # noqa: F811
     serving(deps, "2")
     [unchanged] = handle(registered("2", created=False), deps)
     assert unchanged.type == "deployment.unchanged"

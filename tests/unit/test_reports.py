@@ -8,7 +8,6 @@ import io
 import json
 import random
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from statistics import mean
 
@@ -22,7 +21,6 @@ from shared.experiments.results import (
     RunResult,
     VariantDefinition,
 )
-from shared.ports import BlobInfo, BlobNotFound
 from shared.redaction import REDACTED
 from shared.reports import (
     ReportLocations,
@@ -32,6 +30,7 @@ from shared.reports import (
 )
 from shared.reports.charts import nice_ticks, wrap_label
 from shared.reports.html_report import render_summary_html
+from tests.fakes.memory import MemoryBlobStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,39 +49,6 @@ QUALITY = (0.55, 0.7, 0.92, 0.8)          # the third combination is best, but i
 FAILED_RUN = (2, "adversarial")
 FAILED_LINES = {(0, "golden"): (3, 17), (3, "adversarial"): (0,)}
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-class MemoryBlobs:
-    """A BlobStore for these pure report tests: the report code only writes."""
-
-    def __init__(self) -> None:
-        self.blobs: dict[tuple[str, str], tuple[bytes, str]] = {}
-
-    def write(self, container: str, name: str, data: bytes, *, content_type: str = "application/json",
-              if_match: str | None = None, if_absent: bool = False) -> str:
-        self.blobs[(container, name)] = (data, content_type)
-        return f'"{len(self.blobs)}"'
-
-    def read(self, container: str, name: str) -> tuple[bytes, str]:
-        if (container, name) not in self.blobs:
-            raise BlobNotFound(name)
-        return self.blobs[(container, name)][0], '"1"'
-
-    def stream(self, container: str, name: str, chunk_size: int = 4 * 1024 * 1024, *,
-               etag: str | None = None) -> Iterator[bytes]:
-        yield self.read(container, name)[0]
-
-    def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
-        self.blobs.pop((container, name), None)
-
-    def info(self, container: str, name: str) -> BlobInfo:
-        return BlobInfo(container, name, len(self.read(container, name)[0]), '"1"', START)
-
-    def list(self, container: str, prefix: str = "") -> list[BlobInfo]:
-        return [self.info(c, n) for c, n in self.blobs if c == container and n.startswith(prefix)]
-
-    def text(self, name: str) -> str:
-        return self.blobs[(REPORTS, name)][0].decode("utf-8")
 
 
 def _line(rng: random.Random, number: int, quality: float, failed: bool, dataset: str) -> LineResult:
@@ -179,13 +145,13 @@ def _rows(data: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data)))
 
 
-Written = tuple[ExperimentResult, MemoryBlobs, ReportLocations]
+Written = tuple[ExperimentResult, MemoryBlobStore, ReportLocations]
 
 
 @pytest.fixture(scope="module")
 def written() -> Written:
     result = build_result()
-    blobs = MemoryBlobs()
+    blobs = MemoryBlobStore()
     where = write_experiment_reports(result, blobs, extra={"gate": {"passed": False, "reason": MALICIOUS}})
     return result, blobs, where
 
@@ -194,18 +160,18 @@ def test_locations_and_content_types(written: Written) -> None:
     _, blobs, where = written
     prefix = "web_classification/exp-20260302-0930/"
     assert where.summary_html == prefix + "summary.html"
-    assert {name for _, name in blobs.blobs} == {
+    assert set(blobs.names(REPORTS)) == {
         where.summary_html, where.results_csv, where.metrics_csv, where.experiment_json}
-    assert all(container == REPORTS for container, _ in blobs.blobs)
-    assert blobs.blobs[(REPORTS, where.summary_html)][1].startswith("text/html")
-    assert blobs.blobs[(REPORTS, where.results_csv)][1].startswith("text/csv")
+    assert blobs.containers() == {REPORTS}
+    assert blobs.content_type(REPORTS, where.summary_html).startswith("text/html")
+    assert blobs.content_type(REPORTS, where.results_csv).startswith("text/csv")
     assert where.summary_url("http://127.0.0.1:10000/devstoreaccount1/") == (
         f"http://127.0.0.1:10000/devstoreaccount1/reports/{prefix}summary.html")
 
 
 def test_results_csv_has_every_line_of_every_run(written: Written) -> None:
     result, blobs, where = written
-    rows = _rows(blobs.text(where.results_csv))
+    rows = _rows(blobs.text(REPORTS, where.results_csv))
     assert len(rows) == len(result.standard_runs) * LINES == 200  # well past any 100-row page
     assert {(row["run_id"], int(row["line_number"])) for row in rows} == {
         (run.run_id, n) for run in result.standard_runs for n in range(LINES)}
@@ -230,7 +196,7 @@ def test_results_csv_joins_scores_to_the_right_lines(written: Written) -> None:
         for evaluation in result.evaluation_runs for line in evaluation.lines
     }
     checked = 0
-    for row in _rows(blobs.text(where.results_csv)):
+    for row in _rows(blobs.text(REPORTS, where.results_csv)):
         outputs = expected.get((row["run_id"], int(row["line_number"])))
         if outputs is None:  # a failed line or a run nobody scored
             assert row["score.eval_quality.score"] == ""
@@ -244,16 +210,16 @@ def test_results_csv_joins_scores_to_the_right_lines(written: Written) -> None:
 
 def test_results_csv_redacts_secrets(written: Written) -> None:
     _, blobs, where = written
-    text = blobs.text(where.results_csv)
+    text = blobs.text(REPORTS, where.results_csv)
     assert SECRET not in text
     assert {row["input.api_key"] for row in _rows(text)} == {REDACTED}
     for name in (where.metrics_csv, where.summary_html, where.experiment_json):
-        assert SECRET not in blobs.text(name)
+        assert SECRET not in blobs.text(REPORTS, name)
 
 
 def test_metrics_csv_has_one_row_per_run_and_evaluator(written: Written) -> None:
     result, blobs, where = written
-    rows = _rows(blobs.text(where.metrics_csv))
+    rows = _rows(blobs.text(REPORTS, where.metrics_csv))
     assert len(rows) == 8  # 7 scored runs × 1 evaluator + the failed run, which nobody scored
     by_run = {row["run_id"]: row for row in rows}
     for evaluation in result.evaluation_runs:
@@ -280,7 +246,7 @@ def test_better_direction() -> None:
 
 def test_summary_names_the_best_combination_per_metric(written: Written) -> None:
     result, blobs, where = written
-    page = blobs.text(where.summary_html)
+    page = blobs.text(REPORTS, where.summary_html)
     for metric, direction in (("accuracy", "higher"), ("mean_score", "higher"), ("mean_error", "lower")):
         best = expected_best(result, metric, direction)
         match = re.search(rf'data-metric="{metric}" data-best="([^"]*)"', page)
@@ -292,7 +258,7 @@ def test_summary_names_the_best_combination_per_metric(written: Written) -> None
 
 def test_summary_is_self_contained(written: Written) -> None:
     _, blobs, where = written
-    page = blobs.text(where.summary_html).lower()
+    page = blobs.text(REPORTS, where.summary_html).lower()
     for forbidden in ("<script src", "<link", "url(http", "@import", "src=\"http", "<img", "<iframe"):
         assert forbidden not in page
     assert page.count("<svg") == 5  # three metrics, durations, tokens
@@ -300,7 +266,7 @@ def test_summary_is_self_contained(written: Written) -> None:
 
 def test_summary_escapes_untrusted_text(written: Written) -> None:
     _, blobs, where = written
-    page = blobs.text(where.summary_html)
+    page = blobs.text(REPORTS, where.summary_html)
     assert MALICIOUS not in page
     escaped = html.escape(MALICIOUS, quote=False)
     assert page.count(escaped) >= 4  # failure banner, failed lines, the example output, decisions
@@ -310,7 +276,7 @@ def test_summary_escapes_untrusted_text(written: Written) -> None:
 
 def test_summary_lists_failures_and_every_failed_line(written: Written) -> None:
     result, blobs, where = written
-    page = blobs.text(where.summary_html)
+    page = blobs.text(REPORTS, where.summary_html)
     assert 'id="failures"' in page
     assert page.index('id="failures"') < page.index('id="verdict"')
     failed_total = sum(run.failed_lines for run in result.standard_runs)
@@ -342,7 +308,7 @@ def test_summary_without_evaluations_still_renders() -> None:
 
 def test_experiment_json_round_trips_with_extra(written: Written) -> None:
     result, blobs, where = written
-    again, extra = read_experiment_json(blobs.blobs[(REPORTS, where.experiment_json)][0])
+    again, extra = read_experiment_json(blobs.read(REPORTS, where.experiment_json)[0])
     assert extra == {"gate": {"passed": False, "reason": MALICIOUS}}
     assert again.experiment_id == result.experiment_id
     assert len(again.standard_runs) == 8
@@ -362,9 +328,9 @@ def test_chart_helpers() -> None:
 def test_an_experiment_that_ran_nothing_still_gets_reports() -> None:
     empty = ExperimentResult(experiment_id="exp/../x", use_case="uc", environment="dev", status="failed",
                              failures=["no datasets found"], standard_runs=[], started_at=START, finished_at=START)
-    blobs = MemoryBlobs()
+    blobs = MemoryBlobStore()
     where = write_experiment_reports(empty, blobs)
     assert where.prefix == "uc/exp_.._x/"  # ids become safe path segments
-    assert _rows(blobs.text(where.results_csv)) == []
-    assert "no datasets found" in blobs.text(where.summary_html)
+    assert _rows(blobs.text(REPORTS, where.results_csv)) == []
+    assert "no datasets found" in blobs.text(REPORTS, where.summary_html)
 

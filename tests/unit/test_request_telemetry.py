@@ -22,6 +22,7 @@ from shared.feedback.endpoints import KnownEndpoint
 from shared.feedback.telemetry import ServedRequest, TelemetryError
 from shared.services.ab_testing import write_ab_report
 from shared.settings import Settings
+from tests.fakes.memory import ManualClock
 
 WORKSPACE = "00000000-1111-2222-3333-444444444444"
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -117,11 +118,6 @@ def test_an_answer_without_the_traffic_columns_is_refused() -> None:
         LogAnalyticsTelemetry(client, WORKSPACE).served_requests("math-coding-dev", START, END)
 
 
-class _Clock:
-    def now(self) -> datetime:
-        return END
-
-
 class _Deployer:
     def get_traffic(self, endpoint: str) -> dict[str, int]:
         return {"v1": 70, "v2": 30}
@@ -138,7 +134,7 @@ def test_the_ab_report_reads_the_window_before_now_and_carries_the_warning(monke
 
     known = KnownEndpoint("math_coding", "math-coding-dev", _Deployer(),  # type: ignore[arg-type]
                           LogAnalyticsTelemetry(client, WORKSPACE))
-    report, _ = write_ab_report(known, None, _Clock(), window=timedelta(days=7))  # type: ignore[arg-type]
+    report, _ = write_ab_report(known, None, ManualClock(END), window=timedelta(days=7))  # type: ignore[arg-type]
 
     assert client.query_workspace.call_args.kwargs["timespan"] == (END - timedelta(days=7), END)
     assert {s.deployment: (s.requests, s.errors) for s in report.deployments} == {"v1": (2, 0), "v2": (1, 1)}
@@ -154,7 +150,7 @@ def _settings(tmp_path: Path, **values: str) -> Settings:
 
 
 def test_without_the_factory_setting_the_local_target_is_unavailable(tmp_path: Path) -> None:
-    adapters = local_target(None, _settings(tmp_path), object(), _Clock())
+    adapters = local_target(None, _settings(tmp_path), object(), ManualClock(END))
 
     assert isinstance(adapters.deployer, UnavailableTarget)
     state = adapters.deployer.begin_endpoint(DeploymentConfig(target=DeploymentTarget.LOCAL,
@@ -171,7 +167,7 @@ def test_a_package_without_localstack_gets_the_unavailable_target(tmp_path: Path
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "localstack", None)  # what the shipped package looks like: no such package
 
-    adapters = local_target("localstack.deployment:build_local_target", _settings(tmp_path), object(), _Clock())
+    adapters = local_target("localstack.deployment:build_local_target", _settings(tmp_path), object(), ManualClock(END))
 
     assert isinstance(adapters.deployer, UnavailableTarget)
     assert adapters.deployer.reason.startswith(f"{LOCAL_ONLY} (localstack")
@@ -183,7 +179,7 @@ def test_the_local_stack_factory_builds_its_deployer_and_router_telemetry(tmp_pa
     from localstack.deployment.local_deployer import LocalDeployer
     from localstack.deployment.telemetry import RouterTelemetry
 
-    adapters = local_target(FACTORY, _settings(tmp_path, LOCAL_ROUTER_SEED="7"), object(), _Clock())
+    adapters = local_target(FACTORY, _settings(tmp_path, LOCAL_ROUTER_SEED="7"), object(), ManualClock(END))
 
     assert isinstance(adapters, TargetAdapters)
     assert isinstance(adapters.deployer, LocalDeployer)
@@ -218,14 +214,14 @@ def test_the_composition_root_picks_telemetry_by_target(tmp_path: Path, monkeypa
     monkeypatch.setattr("shared.adapters.credentials.azure_credential", object)
     managed = DeploymentConfig(target=DeploymentTarget.AML_MANAGED, endpoint_name="math-coding-dev")
 
-    without = bootstrap.build_deployments(_settings(tmp_path), object(), _Clock())  # type: ignore[arg-type]
+    without = bootstrap.build_deployments(_settings(tmp_path), object(), ManualClock(END))  # type: ignore[arg-type]
     assert isinstance(without.telemetry_for(managed), UnavailableTarget)  # type: ignore[misc]
 
     bootstrap._log_analytics.cache_clear()
     monkeypatch.setattr(LogAnalyticsTelemetry, "from_credential",
                         classmethod(lambda cls, credential, workspace_id: cls(client_answering(None), workspace_id)))
     workspace = bootstrap.build_deployments(_settings(tmp_path, LOG_ANALYTICS_WORKSPACE_ID=WORKSPACE), object(),
-                                            _Clock())  # type: ignore[arg-type]
+                                            ManualClock(END))  # type: ignore[arg-type]
     telemetry = workspace.telemetry_for(managed)  # type: ignore[misc]
     assert isinstance(telemetry, LogAnalyticsTelemetry)
     assert telemetry.workspace_id == WORKSPACE
