@@ -42,6 +42,7 @@ MIN_NAME_LENGTH, MAX_NAME_LENGTH = 3, 32
 MAX_REQUEST_TIMEOUT_MS = 300_000
 DEPLOYMENT_HEADER = "azureml-model-deployment"  # pins a request to one deployment of an endpoint
 # An App Service Key Vault reference: the platform resolves it, the value never sits in config.
+_CREDENTIAL_HEADER = re.compile(r"authorization|key|token|secret|signature", re.IGNORECASE)
 KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(.+\)$")
 _SECRET_SETTING = re.compile(r"(^|_)(API_?KEY|KEY|SECRET|PASSWORD|PASSWD|TOKEN|CONNECTION_?STRING|CREDENTIALS?)$",
                              re.IGNORECASE)
@@ -238,7 +239,8 @@ class ScoringTarget(_Block):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
 
     def http_headers(self) -> dict[str, str]:
-        register_secrets(self.headers.values())  # an endpoint key must not come back in a logged answer
+        # An endpoint key must not come back in a logged answer; Content-Type's value is no secret to mask everywhere.
+        register_secrets(value for name, value in self.headers.items() if _CREDENTIAL_HEADER.search(name))
         return {name: value.get_secret_value() for name, value in self.headers.items()}
 
 

@@ -3,6 +3,7 @@ config that feeds them."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,16 @@ def test_a_request_refuses_a_deployment_name_azure_ml_would_refuse(tmp_path: Pat
 def test_shares_are_percentages_between_0_and_100(new: int, current: int) -> None:
     with pytest.raises(ValidationError):
         TrafficSplit(new=new, current=current)
+
+
+def test_a_scoring_target_masks_its_key_but_not_its_other_headers() -> None:
+    from shared.deployment.port import DEPLOYMENT_HEADER, ScoringTarget
+    from shared.redaction import redact_text
+
+    key = f"endpoint-key-{uuid.uuid4().hex}"
+    target = ScoringTarget(url="https://ep.example/score", headers={
+        "Authorization": f"Bearer {key}", "Content-Type": "application/json", DEPLOYMENT_HEADER: "blue"})
+    assert target.http_headers()["Authorization"] == f"Bearer {key}"
+    assert key not in redact_text(f"answer echoed {key}")
+    assert redact_text("Content-Type: application/json, deployment blue") == \
+        "Content-Type: application/json, deployment blue"
