@@ -11,16 +11,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from shared.approvals.identity import Principal
 from shared.approvals.models import MAX_COMMENT, ApprovalError, ApprovalRequest
-
-if TYPE_CHECKING:
-    from jinja2 import Environment
+from shared.templating import render_template
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "approval.html.j2"
@@ -39,14 +35,6 @@ class Page:
 class GateLine:
     text: str
     kind: str  # pass | fail | info
-
-
-@cache
-def _environment() -> Environment:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined  # lazy: only when a page is drawn
-
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True)
 
 
 def wants_html(accept: str | None, format_param: str | None) -> bool:
@@ -103,7 +91,7 @@ def render_approval_page(request: ApprovalRequest, *, now: datetime, page_path: 
     base = page_path.rstrip("/")
     is_open = request.is_open(now)
     status = request.status if request.status != "pending" or is_open else "expired"
-    body = _environment().get_template(TEMPLATE).render(
+    body = render_template(TEMPLATES, TEMPLATE,
         r=request, status=status, status_label=STATUS_LABELS[status], is_open=is_open, now=now,
         remaining=remaining(request.expires_at, now), fmt=format_time,
         metrics=sorted(request.metrics.items()), gate=gate_lines(request.gate_summary),
