@@ -13,7 +13,7 @@ from localstack.serving.ab_router import ABRouter
 from localstack.serving.production_writer import BlobProductionWriter
 from localstack.stack import LocalStack
 from shared.blob_layout import CANDIDATES, PRODUCTION
-from shared.feedback.service import FeedbackService, TokenBucket
+from shared.feedback.service import Feedback, FeedbackRecord, store_feedback
 from shared.feedback.telemetry import TelemetryError
 from shared.monitoring.azureml_production_log import AzureMLProductionLog
 from shared.monitoring.candidates import export_candidates
@@ -145,14 +145,16 @@ def test_badly_rated_lines_are_exported_as_a_candidate_dataset(service: BlobServ
                            outputs={"answer": str(index)}))
     writer.flush()
     clock = ManualClock(T0)
-    feedback = FeedbackService(blob_store, clock, TokenBucket(rate_per_minute=6_000, burst=100))
     known = Directory.of("math_coding", endpoint, {"blue": 50, "green": 50}, live=False)
-    for body in ({"request_id": "r0", "deployment": "blue", "rating": 5},
-                 {"request_id": "r1", "deployment": "green", "rating": 1, "comment": "wrong"},
-                 {"request_id": "r2", "deployment": "green", "thumbs": "down"},
-                 {"request_id": "r3", "deployment": "blue", "rating": 2},
-                 {"request_id": "r3", "deployment": "blue", "rating": 4}):  # changed their mind: the latest counts
-        feedback.submit("math_coding", endpoint, json.dumps(body).encode(), caller="ip:203.0.113.9", endpoints=known)
+    for number, body in enumerate(({"request_id": "r0", "deployment": "blue", "rating": 5},
+                                   {"request_id": "r1", "deployment": "green", "rating": 1, "comment": "wrong"},
+                                   {"request_id": "r2", "deployment": "green", "thumbs": "down"},
+                                   {"request_id": "r3", "deployment": "blue", "rating": 2},
+                                   # changed their mind: the latest counts
+                                   {"request_id": "r3", "deployment": "blue", "rating": 4})):
+        record = FeedbackRecord(**Feedback.model_validate(body).model_dump(), id=f"fb-{number}",
+                                use_case="math_coding", endpoint=endpoint, received_at=clock.now(), caller="c")
+        store_feedback(record, known, blob_store, clock)
         clock.advance(seconds=1)
 
     name, rows = export_candidates(blob_store, BlobProductionLog(blob_store), "math_coding", endpoint,
