@@ -21,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.blob_layout import DEPLOYMENTS, deployment_record_name
 from shared.deployment.port import OperationState
 from shared.events import Event
-from shared.events.catalogue import DeploymentCheckRequested, DeploymentRequestedPayload, TrafficRequestPayload
+from shared.events.catalogue import DeploymentCheckRequested
 from shared.events.codec import decode
+from shared.events.payloads import DeploymentRequestedPayload, TrafficRequestPayload
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 
 

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ValidationError
 
 from shared.blob_layout import DATASET_SUFFIX, REPORTS, data_asset_name, intake_report_name, upload_location
 from shared.events import DatasetUploaded
-from shared.events.catalogue import DatasetUploadedPayload
 from shared.events.envelope import derived_event_id
+from shared.events.payloads import DatasetUploadedPayload
 from shared.experiments.catalog import find_use_cases, use_cases_for_blob
 from shared.ports import BlobStore, Clock, PreconditionFailed
 from shared.registry.hashing import MAX_LINE_BYTES, hashed_lines
