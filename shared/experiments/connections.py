@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from shared.experiments.fields import ExperimentConfigError, MissingSecretError, check_name, type_name
 from shared.experiments.runner import ConnectionSpec
@@ -159,7 +159,7 @@ def connection_specs(config: ExperimentConfig, env: Mapping[str, str] | None = N
                 "(connections stored in a promptflow connection store are not used inside the Function)"
             )
         fields = resolve_connection(connection, env)
-        secrets = {k: v for k, v in fields.items() if is_secret_field(k)}
+        secrets = {k: SecretStr(v) for k, v in fields.items() if is_secret_field(k)}
         register_secrets(secrets.values())  # masked in logs, events and reports from here on, wherever they echo
         specs.append(ConnectionSpec(
             name=connection.name, type=connection.connection_type,

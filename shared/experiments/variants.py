@@ -76,7 +76,7 @@ class Combination(BaseModel):
     variant: dict[str, str] = {}  # node -> variant id
     hyperparameters: dict[str, Any] = {}  # "input" or "node.input" -> value
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def id(self) -> str:
         """Readable, filesystem-safe and stable: a slug of the content plus a hash, so equal content = equal id."""
@@ -287,7 +287,8 @@ def _apply_hyperparameters(nodes: list[dict[str, Any]], hyperparameters: Mapping
         if dot:
             node = by_name.get(node_name)
             if node is None:
-                raise FlowVariantsError(f"hyperparameter {name}: no node {node_name!r}; nodes: {', '.join(by_name)}")
+                known = ", ".join(map(str, by_name))
+                raise FlowVariantsError(f"hyperparameter {name}: no node {node_name!r}; nodes: {known}")
             # Explicitly qualified: set it even if the node does not list it yet (e.g. top_p on an llm node).
             node.setdefault("inputs", {})[input_name] = value
             continue

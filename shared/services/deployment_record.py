@@ -9,6 +9,8 @@ before the bus recorded it), re-sends the very same follow-ups. Writes carry the
 handled at the same moment cannot both advance it.
 """
 
+# Each record kind narrows `kind` to its own literal (a discriminated union of frozen models; see events/catalogue.py).
+# pyright: reportIncompatibleVariableOverride=false
 from __future__ import annotations
 
 from collections.abc import Callable

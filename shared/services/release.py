@@ -7,7 +7,14 @@ from shared.approvals import ApprovalSubject
 from shared.approvals.notifiers import Notifier
 from shared.approvals.service import ApprovalSettings, request_approval
 from shared.blob_layout import REPORTS
-from shared.events import ApprovalGranted, ApprovalRequested, DeploymentRequested, DeploymentUnchanged, FlowRegistered
+from shared.events import (
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
+    DeploymentRequested,
+    DeploymentUnchanged,
+    FlowRegistered,
+)
 from shared.experiments.store import ExperimentStore
 from shared.ports import BlobStore, Clock
 from shared.services.gate import deployed_baseline
@@ -26,7 +33,7 @@ def _gate_summary(store: ExperimentStore, use_case: str, experiment_id: str) -> 
 
 def ask_for_approval(event: FlowRegistered, *, blobs: BlobStore, store: ExperimentStore, clock: Clock,
                      settings: Settings, config: ApprovalSettings,
-                     notifier: Notifier) -> ApprovalRequested | DeploymentUnchanged:
+                     notifier: Notifier) -> ApprovalRequested | ApprovalRejected | DeploymentUnchanged:
     flow = event.payload
     deployed = deployed_baseline(blobs, flow.use_case)
     if not flow.created and deployed is not None and deployed.flow_version == flow.version:
