@@ -108,10 +108,11 @@ def _text(value: Any) -> str:
 
 def flow_file(flow_dir: Path) -> tuple[FlowKind, Path]:
     """The flow's kind and definition file (DAG first, then flex, then prompty)."""
-    for kind, names in (("dag", DAG_FILES), ("flex", FLEX_FILES)):
+    candidates: tuple[tuple[FlowKind, tuple[str, ...]], ...] = (("dag", DAG_FILES), ("flex", FLEX_FILES))
+    for kind, names in candidates:
         for name in names:
             if (flow_dir / name).is_file():
-                return kind, flow_dir / name  # type: ignore[return-value]  # the loop's literals
+                return kind, flow_dir / name
     prompty = sorted(flow_dir.glob("*.prompty"))
     if prompty:
         return "prompty", prompty[0]
