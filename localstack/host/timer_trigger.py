@@ -65,7 +65,8 @@ class TimerTriggerListener:
         while not stop.wait(max(0.0, (due - datetime.now(UTC)).total_seconds())):
             now = datetime.now(UTC)
             self._fire(due, last, past_due=(now - due) > timedelta(seconds=5))
-            last, due = due, self._schedule.next_after(now)
+            # From the later of the two: a wait that ends a hair early must not fire the same slot again.
+            last, due = due, self._schedule.next_after(max(now, due))
 
     def _fire(self, scheduled: datetime, last: datetime | None, past_due: bool) -> None:
         status = {"Last": last.isoformat() if last else None, "Next": self._schedule.next_after(scheduled).isoformat(),
