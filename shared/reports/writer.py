@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from shared.blob_layout import REPORTS, safe_segment
+from shared.blob_layout import REPORTS, experiment_prefix
 from shared.experiments.results import ExperimentResult
 from shared.ports import BlobStore
 from shared.redaction import redact
@@ -40,7 +40,7 @@ class ReportLocations(BaseModel):
 
 
 def report_locations(use_case: str, experiment_id: str) -> ReportLocations:
-    prefix = f"{safe_segment(use_case)}/{safe_segment(experiment_id)}/"
+    prefix = experiment_prefix(use_case, experiment_id)
     return ReportLocations(
         container=REPORTS,
         prefix=prefix,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from shared.blob_layout import DEPLOYMENTS, REPORTS, deployed_state_name, safe_segment
+from shared.blob_layout import DEPLOYMENTS, REPORTS, deployed_state_name, safe_segment, smoke_report_name
 from shared.deployment.port import (
     Deployer,
     DeploymentConfig,
@@ -63,7 +63,6 @@ from shared.smoke.service import (
     SmokeReport,
     SmokeTester,
     expected_outputs,
-    smoke_report_name,
     smoke_requests,
     smoke_test_deployment,
 )

@@ -17,6 +17,7 @@ from shared.events import (
 )
 from shared.experiments.store import ExperimentStore
 from shared.ports import BlobStore, Clock
+from shared.reports.writer import report_locations
 from shared.services.gate import deployed_baseline
 from shared.settings import Settings
 
@@ -46,7 +47,7 @@ def ask_for_approval(event: FlowRegistered, *, blobs: BlobStore, store: Experime
     subject = ApprovalSubject(
         use_case=flow.use_case, flow_name=flow.name, flow_version=flow.version, metrics=flow.metrics,
         gate_summary=_gate_summary(store, flow.use_case, flow.experiment_id),
-        report_uri=f"{REPORTS}/{flow.use_case}/{flow.experiment_id}/summary.html",
+        report_uri=f"{REPORTS}/{report_locations(flow.use_case, flow.experiment_id).summary_html}",
     )
     return request_approval(event, subject, blobs=blobs, clock=clock, settings=settings, config=config,
                             notifier=notifier)
