@@ -49,12 +49,6 @@ def parse_reference(value: Any) -> Reference | None:
     return Reference(kind=_KINDS[kind], name=name.strip())
 
 
-def required_columns(mapping: Mapping[str, Any]) -> list[str]:
-    """The dataset columns a mapping reads, sorted (what an uploaded dataset must provide)."""
-    columns = {ref.name for value in mapping.values() if (ref := parse_reference(value)) and ref.kind == "data"}
-    return sorted(columns)
-
-
 def resolve_inputs(
     mapping: Mapping[str, Any],
     data: Mapping[str, Any],

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import BaseModel
 
@@ -32,11 +31,6 @@ class ReportLocations(BaseModel):
     results_csv: str
     metrics_csv: str
     experiment_json: str
-
-    def summary_url(self, base_url: str) -> str:
-        """The page's URL under a blob endpoint, e.g. https://acct.blob.core.windows.net or Azurite's
-        http://127.0.0.1:10000/devstoreaccount1."""
-        return f"{base_url.rstrip('/')}/{quote(self.container)}/{quote(self.summary_html)}"
 
 
 def report_locations(use_case: str, experiment_id: str) -> ReportLocations:
