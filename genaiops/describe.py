@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.events import Event
-from shared.reports.grid import better_direction
+from shared.experiments.scoring import better_direction
 
 
 def _best_run(payload: dict[str, Any]) -> str:

@@ -43,7 +43,7 @@ class _Display:
     """Progress bars on a terminal; elsewhere every line is printed, so a pipeline log shows how far it got."""
 
     def __init__(self, console: Console, describe: Callable[[Event], str]) -> None:
-        self._console, self._describe = console, describe
+        self._describe = describe
         self._live = console.is_terminal
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("lines"), TimeElapsedColumn(), console=console, disable=not self._live)

@@ -48,7 +48,13 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(6)))
+        # Six probes held open together: one closed before the next is bound may be handed out again (seen: Azurite's
+        # blob and queue services given the same port).
+        with contextlib.ExitStack() as held:
+            probes = [held.enter_context(socket.socket()) for _ in range(6)]
+            for probe in probes:
+                probe.bind(("127.0.0.1", 0))
+            return cls(*(int(probe.getsockname()[1]) for probe in probes))
 
 
 def free_port() -> int:

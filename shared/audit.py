@@ -13,15 +13,11 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from shared.blob_layout import AUDIT, audit_name, safe_segment
+from shared.blob_layout import AUDIT, AUDIT_DEAD_LETTER, audit_dead_letter_name, audit_name, audit_prefix
 from shared.dead_letters import DeadLetter
 from shared.events import Event
 from shared.events.codec import decode
 from shared.ports import BlobStore, EventPublisher
-
-_STAMP = "%Y%m%dT%H%M%S%fZ"  # as audit_name writes it: sorts by time, no '-' inside
-_DEAD_LETTER = "deadletter"  # never an event type (those are `stage.outcome`)
-
 
 
 class DeadLetterNote(BaseModel):
@@ -50,21 +46,20 @@ class EventJournal:
         self._blobs.write(AUDIT, name, event.model_dump_json(indent=2).encode())
 
     def record_dead_letter(self, correlation_id: str, letter: DeadLetter) -> None:
-        sequence = "unsequenced" if letter.sequence_number is None else str(letter.sequence_number)
-        name = (f"{safe_segment(correlation_id)}/{letter.dead_lettered_at.strftime(_STAMP)}-{_DEAD_LETTER}-"
-                f"{letter.message_key}-{sequence}.json")
+        name = audit_dead_letter_name(correlation_id, letter.dead_lettered_at, letter.message_key,
+                                      letter.sequence_number)
         note = DeadLetterNote.model_validate(letter.model_dump(include=set(DeadLetterNote.model_fields)))
         self._blobs.write(AUDIT, name, note.model_dump_json(indent=2).encode())
 
     def entries_for(self, correlation_id: str) -> list[JournalEntry]:
         """The run's events and dead letters in the order they happened (names sort by time). Ids that make the
         same folder name ("a/b", "a_b") share a folder, so events of another id found there are left out."""
-        infos = sorted(self._blobs.list(AUDIT, prefix=f"{safe_segment(correlation_id)}/"), key=lambda i: i.name)
+        infos = sorted(self._blobs.list(AUDIT, prefix=audit_prefix(correlation_id)), key=lambda i: i.name)
         entries: list[JournalEntry] = []
         for info in infos:
             data = self._blobs.read(AUDIT, info.name)[0]
             kind = info.name.rsplit("/", 1)[-1].split("-", 2)[1]
-            if kind == _DEAD_LETTER:
+            if kind == AUDIT_DEAD_LETTER:
                 entries.append(DeadLetterNote.model_validate_json(data))
             elif (event := decode(data)).correlation_id == correlation_id:
                 entries.append(event)

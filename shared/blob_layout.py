@@ -31,9 +31,25 @@ def safe_segment(value: str) -> str:
     return cleaned[:200]
 
 
+AUDIT_STAMP = "%Y%m%dT%H%M%S%fZ"  # sorts by time, no '-' inside
+AUDIT_DEAD_LETTER = "deadletter"  # the kind of a dead-letter note in the journal; never an event type (`stage.outcome`)
+
+
+def audit_prefix(correlation_id: str) -> str:
+    """One run's journal in AUDIT: its events and dead-letter notes, named so that they sort by time."""
+    return f"{safe_segment(correlation_id)}/"
+
+
 def audit_name(correlation_id: str, occurred_at: datetime, event_type: str, event_id: str) -> str:
-    stamp = occurred_at.strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{safe_segment(correlation_id)}/{stamp}-{event_type}-{safe_segment(event_id)}.json"
+    stamp = occurred_at.strftime(AUDIT_STAMP)
+    return f"{audit_prefix(correlation_id)}{stamp}-{event_type}-{safe_segment(event_id)}.json"
+
+
+def audit_dead_letter_name(correlation_id: str, dead_lettered_at: datetime, message_key: str,
+                           sequence_number: int | None) -> str:
+    sequence = "unsequenced" if sequence_number is None else str(sequence_number)
+    stamp = dead_lettered_at.strftime(AUDIT_STAMP)
+    return f"{audit_prefix(correlation_id)}{stamp}-{AUDIT_DEAD_LETTER}-{message_key}-{sequence}.json"
 
 
 def idempotency_name(scope: str, key: str) -> str:
@@ -122,7 +138,7 @@ def intake_report_name(blob_name: str) -> str:
 
 
 def decision_name(use_case: str, experiment_id: str) -> str:
-    return f"{safe_segment(use_case)}/{safe_segment(experiment_id)}/decision.json"
+    return f"{experiment_prefix(use_case, experiment_id)}decision.json"
 
 
 def deployed_state_name(use_case: str) -> str:
@@ -131,8 +147,41 @@ def deployed_state_name(use_case: str) -> str:
 
 
 def experiment_prefix(use_case: str, experiment_id: str) -> str:
-    """The experiment store's folder in RUNS: plan.json, data/, lines/, items/, progress.json, result.json."""
+    """An experiment's folder: in RUNS the store (plan.json, data/, lines/, items/, progress.json, result.json), in
+    REPORTS its reports (summary.html, results.csv, metrics.csv, experiment.json) and the gate's decision.json."""
     return f"{safe_segment(use_case)}/{safe_segment(experiment_id)}/"
+
+
+def deployment_reports_prefix(use_case: str, endpoint: str) -> str:
+    """An endpoint's reports in REPORTS: the A/B report, and a folder per deployment with its smoke report."""
+    return f"{safe_segment(use_case)}/deployments/{safe_segment(endpoint)}/"
+
+
+def smoke_report_name(use_case: str, endpoint: str, deployment: str) -> str:
+    return f"{deployment_reports_prefix(use_case, endpoint)}{safe_segment(deployment)}/smoke.json"
+
+
+def feedback_prefix(use_case: str, endpoint: str) -> str:
+    """An endpoint's feedback in FEEDBACK, a folder per day."""
+    return f"{safe_segment(use_case)}/{safe_segment(endpoint)}/"
+
+
+def feedback_name(use_case: str, endpoint: str, received_at: datetime, feedback_id: str) -> str:
+    return f"{feedback_prefix(use_case, endpoint)}{received_at.strftime('%Y-%m-%d')}/{safe_segment(feedback_id)}.json"
+
+
+def registry_pointer_name(kind: str, name: str) -> str:
+    """The local registry's latest-version pointer of a data or flow name (names are registry-checked)."""
+    return f"{kind}/{name}/latest.json"
+
+
+def registry_version_name(kind: str, name: str, version: str) -> str:
+    return f"{kind}/{name}/versions/{version}.json"
+
+
+def registry_flow_files_prefix(name: str, version: str) -> str:
+    """A registered flow version's files, stored as they were hashed."""
+    return f"flows/{name}/{version}/files/"
 
 
 HEARTBEAT_NAME = "heartbeat/timer.json"

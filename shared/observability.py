@@ -104,12 +104,16 @@ class MaskingStream:
         return getattr(self._inner, name)
 
 
-def _masking_factory(previous: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
-    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
-        return _mask_record(previous(*args, **kwargs))
+class _MaskingFactory:
+    """A log record factory that masks what the previous one built; `masks_secrets` keeps it from stacking."""
 
-    factory.masks_secrets = True  # type: ignore[attr-defined]
-    return factory
+    masks_secrets = True
+
+    def __init__(self, previous: Callable[..., logging.LogRecord]) -> None:
+        self._previous = previous
+
+    def __call__(self, *args: object, **kwargs: object) -> logging.LogRecord:
+        return _mask_record(self._previous(*args, **kwargs))
 
 
 def install_masking() -> None:
@@ -125,7 +129,7 @@ def install_masking() -> None:
     with _masking_lock:
         previous = logging.getLogRecordFactory()
         if not getattr(previous, "masks_secrets", False):
-            logging.setLogRecordFactory(_masking_factory(previous))
+            logging.setLogRecordFactory(_MaskingFactory(previous))
         # Replaced before promptflow keeps a reference to them (its node log writers wrap what they find here).
         for name in ("stdout", "stderr"):
             stream = getattr(sys, name)

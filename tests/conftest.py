@@ -13,6 +13,22 @@ from shared.adapters.azure_blob import AzureBlobStore
 from shared.ports import BlobStore
 from tests.fakes.memory import ManualClock
 
+# Every test carries its folder's marker (its tier), and the marker of each service its fixtures start, so
+# `-m "not azurite and not broker"` selects what runs without them, in whatever folder it lives.
+FOLDER_MARKERS = {"unit": "unit", "infra": "infra", "storage": "azurite", "flows": "flows", "localstack": "localstack",
+                  "e2e": "e2e", "browser": "browser", "model": "model", "packaged": "packaged"}
+SERVICE_FIXTURES = {"storage_stack": "azurite", "broker": "broker"}
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
+        for fixture in SERVICE_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(SERVICE_FIXTURES[fixture])
+
 
 @pytest.fixture(scope="session")
 def storage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:

@@ -11,47 +11,19 @@ from datetime import UTC, datetime, timedelta
 
 from azure.functions.meta import Datum
 from azure.functions.timer import TimerRequestConverter
+from croniter import CroniterBadDateError, croniter
 
 from localstack.host.invoke import invoke
 from localstack.host.loader import FunctionSpec, HostConfigError
 
 log = logging.getLogger("localhost.timer")
 
-_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-
-
-def _parse_field(text: str, low: int, high: int, names: list[str] | None = None) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.lower().split(","):
-        base, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if base == "*":
-            start, end = low, high
-        else:
-            first, _, last = base.partition("-")
-            start = _value(first, names, low)
-            end = _value(last, names, low) if last else (high if step_text else start)
-        if not (low <= start <= high and low <= end <= high) or step < 1:
-            raise HostConfigError(f"NCRONTAB field {text!r} is out of range {low}-{high}")
-        values.update(range(start, end + 1, step))
-    return frozenset(values)
-
-
-def _value(token: str, names: list[str] | None, low: int) -> int:
-    if names and token[:3] in names:
-        return names.index(token[:3]) + low
-    return int(token)
-
 
 @dataclass(frozen=True)
 class Schedule:
-    seconds: frozenset[int]
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
+    """An NCRONTAB expression (croniter reads it, seconds first, day and weekday both required) or a fixed span."""
+
+    expression: str
     interval: timedelta | None = None
 
     @classmethod
@@ -62,37 +34,20 @@ class Schedule:
             span = timedelta(hours=hours, minutes=minutes, seconds=seconds)
             if span <= timedelta(0):
                 raise HostConfigError(f"timer interval {expression!r} must be positive")
-            return cls(*(frozenset(),) * 6, interval=span)
-        if len(fields) != 6:
-            raise HostConfigError(f"NCRONTAB {expression!r} needs 6 fields: second minute hour day month weekday")
-        weekdays = _parse_field(fields[5].replace("7", "0"), 0, 6, _DAYS)
-        return cls(_parse_field(fields[0], 0, 59), _parse_field(fields[1], 0, 59), _parse_field(fields[2], 0, 23),
-                   _parse_field(fields[3], 1, 31), _parse_field(fields[4], 1, 12, _MONTHS), weekdays)
+            return cls(expression, interval=span)
+        # croniter also takes five (no seconds) or seven (a year) fields; Azure Functions takes exactly six.
+        if len(fields) != 6 or not croniter.is_valid(expression, second_at_beginning=True):
+            raise HostConfigError(f"NCRONTAB {expression!r} needs 6 valid fields: second minute hour day month weekday")
+        return cls(expression)
 
     def next_after(self, moment: datetime) -> datetime:
         if self.interval is not None:
             return moment + self.interval
-        candidate = moment.replace(microsecond=0) + timedelta(seconds=1)
-        # Jump field by field (month, day, hour, minute, second): a few hundred steps at most.
-        for _ in range(100_000):
-            if candidate.month not in self.months:
-                candidate = _first_of_next_month(candidate)
-            elif candidate.day not in self.days or (candidate.isoweekday() % 7) not in self.weekdays:
-                candidate = (candidate + timedelta(days=1)).replace(hour=0, minute=0, second=0)
-            elif candidate.hour not in self.hours:
-                candidate = (candidate + timedelta(hours=1)).replace(minute=0, second=0)
-            elif candidate.minute not in self.minutes:
-                candidate = (candidate + timedelta(minutes=1)).replace(second=0)
-            elif candidate.second not in self.seconds:
-                candidate += timedelta(seconds=1)
-            else:
-                return candidate
-        raise HostConfigError("schedule never fires")
-
-
-def _first_of_next_month(moment: datetime) -> datetime:
-    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
-    return moment.replace(year=year, month=month, day=1, hour=0, minute=0, second=0)
+        # day_or=False: NCRONTAB fires only when both the day of month and the weekday match (Vixie cron ORs them).
+        try:
+            return croniter(self.expression, moment, day_or=False, second_at_beginning=True).get_next(datetime)
+        except CroniterBadDateError as error:
+            raise HostConfigError(f"schedule {self.expression!r} never fires") from error
 
 
 class TimerTriggerListener:
@@ -110,7 +65,8 @@ class TimerTriggerListener:
         while not stop.wait(max(0.0, (due - datetime.now(UTC)).total_seconds())):
             now = datetime.now(UTC)
             self._fire(due, last, past_due=(now - due) > timedelta(seconds=5))
-            last, due = due, self._schedule.next_after(now)
+            # From the later of the two: a wait that ends a hair early must not fire the same slot again.
+            last, due = due, self._schedule.next_after(max(now, due))
 
     def _fire(self, scheduled: datetime, last: datetime | None, past_due: bool) -> None:
         status = {"Last": last.isoformat() if last else None, "Next": self._schedule.next_after(scheduled).isoformat(),

@@ -17,11 +17,9 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from proton import (
-    Condition,
     Connection,
     DataException,
     Delivery,
@@ -33,19 +31,26 @@ from proton import (
     MessageException,
     Receiver,
     Sender,
-    symbol,
 )
 
 from . import codec
-from .entities import DEAD_LETTER_SUFFIX, Namespace, Outcome, Queue, entity_path
-from .management import LOCK_LOST, NOT_ALLOWED, NOT_IMPLEMENTED, RequestNodes, is_request_node
+from .amqp_links import (
+    DECODE_ERROR,
+    INCOMING_CREDIT,
+    MESSAGE_SIZE_EXCEEDED,
+    Consumer,
+    LinkRefused,
+    apply_outcome,
+    error,
+    has_filter,
+    mirror_terminus,
+    queue_path,
+    settle,
+)
+from .entities import DEAD_LETTER_SUFFIX, Namespace, Queue, entity_path
+from .management import NOT_ALLOWED, NOT_IMPLEMENTED, RequestNodes, is_request_node
 
 _LOG = logging.getLogger(__name__)
-
-INCOMING_CREDIT = 200
-DECODE_ERROR = "amqp:decode-error"
-MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
-INVALID_FIELD = "amqp:invalid-field"
 
 _F = TypeVar("_F", bound=Callable[..., None])
 
@@ -61,42 +66,6 @@ def _guarded(method: _F) -> _F:
             _LOG.exception("error handling %s", event.type)
 
     return wrapper  # type: ignore[return-value]
-
-
-@dataclass
-class Consumer:
-    """A client receiver on a queue, and the peek-locked deliveries it has not settled yet."""
-
-    link: Sender
-    queue: Queue
-    receive_and_delete: bool
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
-    _deliveries: dict[uuid.UUID, Delivery] = field(default_factory=dict)
-    _tokens: dict[Delivery, uuid.UUID] = field(default_factory=dict)  # proton cannot read binary tags back
-
-    def track(self, token: uuid.UUID, delivery: Delivery) -> None:
-        self._deliveries[token] = delivery
-        self._tokens[delivery] = token
-
-    def untrack_delivery(self, delivery: Delivery) -> uuid.UUID | None:
-        token = self._tokens.pop(delivery, None)
-        if token is not None:
-            self._deliveries.pop(token, None)
-        return token
-
-    def untrack_token(self, token: uuid.UUID) -> Delivery | None:
-        delivery = self._deliveries.pop(token, None)
-        if delivery is not None:
-            self._tokens.pop(delivery, None)
-        return delivery
-
-
-class LinkRefused(Exception):
-    """An attach the broker will not serve; carries the AMQP error condition to detach with."""
-
-    def __init__(self, condition: str, description: str) -> None:
-        super().__init__(description)
-        self.condition = condition
 
 
 class BrokerHandler(Handler):
@@ -180,7 +149,7 @@ class BrokerHandler(Handler):
         link = event.link
         if not link.state & Endpoint.LOCAL_UNINIT:
             return
-        _mirror_terminus(link)
+        mirror_terminus(link)
         try:
             if link.is_sender:
                 self._attach_outgoing(link)
@@ -189,7 +158,7 @@ class BrokerHandler(Handler):
         except LinkRefused as refused:
             _LOG.info("refused link %s: %s", link.name, refused)
             link.open()
-            link.condition = _error(refused.condition, str(refused))
+            link.condition = error(refused.condition, str(refused))
             link.close()
 
     def _attach_outgoing(self, link: Sender) -> None:
@@ -199,9 +168,9 @@ class BrokerHandler(Handler):
             self._reply_backlog[link] = deque()
             link.open()
             return
-        if _has_filter(link):
+        if has_filter(link):
             raise LinkRefused(NOT_IMPLEMENTED, "Sessions and filters are not supported by the local broker")
-        queue = self.namespace.queue(_queue_path(address))
+        queue = self.namespace.queue(queue_path(address))
         consumer = Consumer(link, queue, receive_and_delete=link.remote_snd_settle_mode == Link.SND_SETTLED)
         self._consumers[link] = consumer
         self._queue_consumers.setdefault(queue.name, []).append(consumer)
@@ -215,7 +184,7 @@ class BrokerHandler(Handler):
         elif entity_path(address).endswith(DEAD_LETTER_SUFFIX):
             raise LinkRefused(NOT_ALLOWED, "Messages cannot be sent to a dead-letter queue")
         else:
-            self._producers[link] = self.namespace.queue(_queue_path(address))
+            self._producers[link] = self.namespace.queue(queue_path(address))
             link.max_message_size = self._max_message_size
         link.open()
         link.flow(INCOMING_CREDIT)
@@ -283,23 +252,23 @@ class BrokerHandler(Handler):
         elif link in self._request_links:
             self._answer(delivery, payload)
         else:
-            _settle(delivery, Delivery.REJECTED, _error(NOT_ALLOWED, "Link is not attached to an entity"))
+            settle(delivery, Delivery.REJECTED, error(NOT_ALLOWED, "Link is not attached to an entity"))
         if link.credit < INCOMING_CREDIT // 2:
             link.flow(INCOMING_CREDIT - link.credit)
 
     def _enqueue(self, delivery: Delivery, queue: Queue, payload: bytes) -> None:
         if len(payload) > self._max_message_size:
-            condition = _error(MESSAGE_SIZE_EXCEEDED, f"Message of {len(payload)} bytes exceeds the limit")
-            _settle(delivery, Delivery.REJECTED, condition)
+            condition = error(MESSAGE_SIZE_EXCEEDED, f"Message of {len(payload)} bytes exceeds the limit")
+            settle(delivery, Delivery.REJECTED, condition)
             return
         try:
             messages = codec.split_batch(payload)
         except codec.MessageDecodeError as exc:
-            _settle(delivery, Delivery.REJECTED, _error(DECODE_ERROR, str(exc)))
+            settle(delivery, Delivery.REJECTED, error(DECODE_ERROR, str(exc)))
             return
         for message in messages:
             queue.enqueue(message)
-        _settle(delivery, Delivery.ACCEPTED)
+        settle(delivery, Delivery.ACCEPTED)
         _LOG.debug("enqueued %d message(s) on %s", len(messages), queue.name)
         self.dispatch(queue)
 
@@ -309,7 +278,7 @@ class BrokerHandler(Handler):
         try:
             request.decode(payload)
         except (MessageException, DataException, ValueError) as exc:
-            _settle(delivery, Delivery.REJECTED, _error(DECODE_ERROR, f"Undecodable request: {exc}"))
+            settle(delivery, Delivery.REJECTED, error(DECODE_ERROR, f"Undecodable request: {exc}"))
             return
         node = link.remote_target.address
         result = self._nodes.handle(node, request)
@@ -318,7 +287,7 @@ class BrokerHandler(Handler):
             properties=result.reply.application_properties(),
             body=result.reply.body,
         )
-        _settle(delivery, Delivery.ACCEPTED)
+        settle(delivery, Delivery.ACCEPTED)
         self._send_reply(link, entity_path(request.reply_to or node), bytes(response.encode()))
         for token in result.resolved_tokens:
             self._settle_resolved_delivery(token)
@@ -366,37 +335,12 @@ class BrokerHandler(Handler):
         if token is None:  # already resolved over $management
             delivery.settle()
             return
-        echo, condition = self._apply_outcome(consumer.queue, token, delivery, state)
+        echo, condition = apply_outcome(consumer.queue, token, delivery, state)
         if delivery.settled:
             delivery.settle()  # the client settled first (e.g. released): nothing to confirm
         else:
-            _settle(delivery, echo, condition, mirror=delivery.remote)
+            settle(delivery, echo, condition, mirror=delivery.remote)
         self.dispatch_related(consumer.queue)
-
-    def _apply_outcome(
-        self, queue: Queue, token: uuid.UUID, delivery: Delivery, state: int
-    ) -> tuple[int, Condition | None]:
-        """Apply the client's outcome; return the outcome to echo and the error, if any."""
-        remote = delivery.remote
-        if state == Delivery.ACCEPTED:
-            outcome = queue.complete(token)
-        elif state == Delivery.RELEASED:
-            outcome = queue.release(token)
-        elif state == Delivery.MODIFIED and remote.undeliverable:
-            # Defer (modified + undeliverable-here) is not supported. The lock is kept; the SDK raises
-            # and closes its link, which hands the message back like any other detach.
-            return Delivery.REJECTED, _error(NOT_IMPLEMENTED, "Defer is not supported by the local broker")
-        elif state == Delivery.MODIFIED:
-            outcome = queue.abandon(token) if remote.failed else queue.release(token)
-        else:
-            reason, description = _dead_letter_details(remote.condition)
-            outcome = queue.dead_letter(token, reason, description)
-        if outcome is Outcome.LOCK_LOST:
-            description = "The lock supplied is invalid. Either the lock expired, or the message was removed."
-            return Delivery.REJECTED, _error(LOCK_LOST, description)
-        if outcome is Outcome.NOT_ALLOWED:
-            return Delivery.REJECTED, _error(NOT_ALLOWED, "Cannot dead-letter from a dead-letter queue")
-        return state, None
 
     # -- dispatch -----------------------------------------------------------------------
     def dispatch_related(self, queue: Queue) -> None:
@@ -446,56 +390,3 @@ class BrokerHandler(Handler):
         for queue in self.namespace.queues():
             if queue.expire_locks():
                 self.dispatch_related(queue)
-
-
-def _settle(delivery: Delivery, state: int, condition: Condition | None = None, mirror: Any = None) -> None:
-    """Set the local outcome (optionally copying modified flags from the peer) and settle."""
-    if condition is not None:
-        delivery.local.condition = condition
-    if mirror is not None and state == Delivery.MODIFIED:
-        delivery.local.failed = mirror.failed
-        delivery.local.undeliverable = mirror.undeliverable
-    delivery.update(state)
-    delivery.settle()
-
-
-def _error(condition: str, description: str) -> Condition:
-    """An AMQP error with an info map: the SDK's send path indexes error[2], so info must be present."""
-    return Condition(condition, description, {symbol("com.microsoft:tracking-id"): uuid.uuid4().hex})
-
-
-def _dead_letter_details(condition: Condition | None) -> tuple[str | None, str | None]:
-    """DeadLetterReason / DeadLetterErrorDescription from a rejected outcome's error info."""
-    if condition is None:
-        return None, None
-    info = condition.info if isinstance(condition.info, dict) else {}
-    reason = info.get("DeadLetterReason")
-    description = info.get("DeadLetterErrorDescription", condition.description)
-    return (
-        str(reason) if reason is not None else None,
-        str(description) if description is not None else None,
-    )
-
-
-def _mirror_terminus(link: Link) -> None:
-    """Echo the client's addresses and settle modes: the SDK treats a missing source/target as refusal."""
-    link.source.address = link.remote_source.address
-    link.target.address = link.remote_target.address
-    link.snd_settle_mode = link.remote_snd_settle_mode
-    link.rcv_settle_mode = link.remote_rcv_settle_mode
-
-
-def _queue_path(address: str | None) -> str:
-    """The queue an address names; refuses what this broker cannot serve rather than misrouting it."""
-    path = entity_path(address)
-    if not path:
-        raise LinkRefused(INVALID_FIELD, "A queue address is required")
-    if "/subscriptions/" in path:
-        raise LinkRefused(NOT_IMPLEMENTED, "Topics and subscriptions are not supported by the local broker")
-    return path
-
-
-def _has_filter(link: Link) -> bool:
-    filters = link.remote_source.filter
-    filters.rewind()
-    return filters.next() is not None

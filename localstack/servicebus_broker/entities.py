@@ -197,10 +197,6 @@ class Queue:
             self.journal.removed(self.name, message.sequence_number)
 
     # -- settling ------------------------------------------------------------------------
-    def holds_lock(self, token: uuid.UUID) -> bool:
-        """Whether this queue issued the token and has not resolved it yet (expired or not)."""
-        return token in self._locks
-
     def is_locked(self, token: uuid.UUID) -> bool:
         lock = self._locks.get(token)
         return lock is not None and lock.locked_until > self.clock()
@@ -360,10 +356,3 @@ class Namespace:
             if queue.dead_letter_queue is not None:
                 result.append(queue.dead_letter_queue)
         return result
-
-    def find_lock(self, token: uuid.UUID) -> Queue | None:
-        """The queue holding a lock token (tokens are unique across the namespace)."""
-        for queue in self.queues():
-            if queue.holds_lock(token):
-                return queue
-        return None

@@ -57,7 +57,7 @@ class AzureBlobStore:
     def write(self, container: str, name: str, data: bytes, *, content_type: str = "application/json",
               if_match: str | None = None, if_absent: bool = False) -> str:
         self._ensure_container(container)
-        conditions: dict[str, object] = {}
+        conditions: dict[str, Any] = {}
         if if_absent:
             conditions = {"match_condition": MatchConditions.IfMissing}
         elif if_match:
@@ -72,7 +72,7 @@ class AzureBlobStore:
         return str(result["etag"])
 
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
-        conditions: dict[str, object] = (
+        conditions: dict[str, Any] = (
             {"etag": if_match, "match_condition": MatchConditions.IfNotModified} if if_match else {}
         )
         try:

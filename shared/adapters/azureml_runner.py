@@ -90,7 +90,7 @@ def promptflow_azure() -> types.ModuleType:
     azure-ai-ml 1.33 removed (microsoft/promptflow#4176); when it is missing, that one name is aliased to the same
     enum of the current client, so the pinned azure-ai-ml stays. Once either side is fixed this does nothing."""
     try:
-        import azure.ai.ml._restclient.v2022_10_01.models  # noqa: F401
+        import azure.ai.ml._restclient.v2022_10_01.models  # noqa: F401  # pyright: ignore[reportMissingImports]
     except ModuleNotFoundError:
         from azure.ai.ml._restclient.arm_ml_service import models as current
 
@@ -138,7 +138,7 @@ class AzureMLFlowRunner:
                 flow=spec.flow_dir.resolve(), data=str(data), name=name, display_name=spec.run_id,
                 column_mapping={column: f"${{data.{column}}}" for column in columns},
                 description=f"GenAIOps {spec.kind} run of {spec.flow} on {spec.dataset}",
-                tags=_tags(spec),
+                tags=_tags(spec),  # type: ignore[arg-type]  # promptflow annotates a list of dicts; it sends a dict
                 environment_variables={"PF_LINE_TIMEOUT_SEC": str(limits.line_timeout_seconds),
                                        "PF_WORKER_COUNT": str(limits.concurrency)},
                 resources=self._compute.resources(),
@@ -207,8 +207,8 @@ def lines_from_details(details: DataFrame, spec: RunSpec, *, failed_line: str) -
                  if LINE_NUMBER_INDEX in details.columns else range(len(details)))
     # The SDK pads failed lines with None, so pandas turns an int output column into floats (4 -> 4.0); an
     # evaluator comparing "4.0" with "4" would score it wrong. Such a column's whole numbers go back to ints.
-    padded = {column for column in outputs if details[column].dtype.kind == "f" and details[column].isna().any()
-              and bool((details[column].dropna() % 1 == 0).all())}
+    padded = {column for column in outputs if details[column].dtype.kind == "f" and bool(details[column].isna().any())
+              and bool((details[column].dropna() % 1).eq(0).all())}
     found: dict[int, LineResult] = {}
     for index, (_, row) in zip(positions, details.iterrows(), strict=True):
         position = int(index)
@@ -266,7 +266,8 @@ def _run_error(run: Any) -> str:
     state = str(run.status)
     error = getattr(run, "_error", None)  # run history's error: {"error": {"code", "message"}} or flat
     if isinstance(error, dict):
-        inner = error.get("error") if isinstance(error.get("error"), dict) else error
+        nested = error.get("error")
+        inner = nested if isinstance(nested, dict) else error
         text = inner.get("message") or inner.get("code") or json.dumps(inner, default=str)
         message = f"Azure ML run {run.name} {ENDED_WITHOUT_RESULTS.get(state, state)}: {text}"
     elif error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.events import Event
 from shared.events.codec import BusMessage, encode
@@ -28,13 +28,15 @@ def servicebus_client(settings: Settings) -> ServiceBusClient:
 def to_servicebus_message(message: BusMessage) -> ServiceBusMessage:
     from azure.servicebus import ServiceBusMessage
 
+    # The SDK types the keys as str | bytes; a dict of str keys is not one of those to a type checker (invariance).
+    properties: dict[str | bytes, Any] = dict(message.application_properties.items())
     return ServiceBusMessage(
         message.body,
         message_id=message.message_id,
         correlation_id=message.correlation_id,
         subject=message.subject,
         content_type=message.content_type,
-        application_properties=dict(message.application_properties),
+        application_properties=properties,
         scheduled_enqueue_time_utc=message.scheduled_enqueue_time_utc,  # Service Bus holds it back until then
     )
 

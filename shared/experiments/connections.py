@@ -3,12 +3,11 @@ executor's connection specs built from them."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from shared.experiments.fields import ExperimentConfigError, MissingSecretError, check_name, type_name
 from shared.experiments.runner import ConnectionSpec
@@ -101,8 +100,10 @@ class SecretSource(Protocol):
 
 
 class EnvSecretSource:
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._env = os.environ if env is None else env
+    """App settings as the composition root hands them (shared/application.py: the process environment)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
 
     def get(self, name: str) -> str | None:
         return self._env.get(name)
@@ -119,10 +120,10 @@ def resolve_connection(
     A setting named after the field (`api_base` in connection `aoai` -> AOAI_API_BASE) wins over what the file
     says, a literal or a placeholder, so one experiment.yaml runs against any endpoint in every environment.
     Otherwise `${api_key}` in `aoai` reads AOAI_API_KEY (the template's case-preserved `aoai_api_key` is tried
-    next, so migrated pipelines keep working) and a literal stays as written. Lookup order: `env` (os.environ
-    when neither env nor sources is given), then `sources`. The result holds secrets: hand it to the executor,
-    never log or store it."""
-    chain: list[SecretSource] = [EnvSecretSource(env)] if env is not None or not sources else []
+    next, so migrated pipelines keep working) and a literal stays as written. Lookup order: `env` (the app
+    settings the caller was given; nothing is read from the process environment here), then `sources`. The
+    result holds secrets: hand it to the executor, never log or store it."""
+    chain: list[SecretSource] = [EnvSecretSource(env)] if env is not None else []
     chain.extend(sources)
 
     def lookup(names: Sequence[str]) -> str | None:
@@ -150,7 +151,7 @@ def resolve_connection(
     return resolved
 
 
-def connection_specs(config: ExperimentConfig, env: Mapping[str, str] | None = None) -> list[ConnectionSpec]:
+def connection_specs(config: ExperimentConfig, env: Mapping[str, str]) -> list[ConnectionSpec]:
     specs = []
     for connection in config.connections:
         if connection.connection_type is None:
@@ -159,7 +160,7 @@ def connection_specs(config: ExperimentConfig, env: Mapping[str, str] | None = N
                 "(connections stored in a promptflow connection store are not used inside the Function)"
             )
         fields = resolve_connection(connection, env)
-        secrets = {k: v for k, v in fields.items() if is_secret_field(k)}
+        secrets = {k: SecretStr(v) for k, v in fields.items() if is_secret_field(k)}
         register_secrets(secrets.values())  # masked in logs, events and reports from here on, wherever they echo
         specs.append(ConnectionSpec(
             name=connection.name, type=connection.connection_type,

@@ -23,19 +23,28 @@ def parse_jsonl(content: bytes, origin: str) -> list[dict[str, Any]]:
     return _rows(enumerate(content.splitlines(), start=1), origin)
 
 
+def parse_line(line: bytes | None) -> tuple[dict[str, Any] | None, str]:
+    """One JSONL line (None: longer than MAX_LINE_BYTES, see hashed_lines): (the row, "") or (None, what is wrong).
+    The intake check and the experiments both read lines with it, so a file intake calls valid always loads."""
+    if line is None:
+        return None, f"longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB"
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, integers past 4,300 digits, deep nesting
+        return None, f"not valid JSON ({exc})"
+    if not isinstance(row, dict):
+        return None, "each line must be a JSON object"
+    return row, ""
+
+
 def _rows(lines: Iterable[tuple[int, bytes | None]], origin: str) -> list[dict[str, Any]]:
     rows = []
     for number, line in lines:
-        if line is None:
-            raise DatasetError(f"{origin} line {number}: longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
-        if not line.strip():
+        if line is not None and not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            raise DatasetError(f"{origin} line {number}: not valid JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise DatasetError(f"{origin} line {number}: each line must be a JSON object")
+        row, problem = parse_line(line)
+        if row is None:
+            raise DatasetError(f"{origin} line {number}: {problem}")
         rows.append(row)
     if not rows:
         raise DatasetError(f"{origin} is empty")

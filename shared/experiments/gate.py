@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.experiments.results import ExperimentResult
-from shared.reports.grid import Combination, MetricColumn, best_keys, build_grid, mean_scores
+from shared.experiments.scoring import Combination, MetricColumn, best_keys, build_grid, mean_scores
 
 
 class GateConfigError(ValueError):

@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 ReferenceKind = Literal["data", "run.outputs", "run.inputs"]
-REFERENCE_KINDS: tuple[ReferenceKind, ...] = ("data", "run.outputs", "run.inputs")
+_KINDS: dict[str, ReferenceKind] = {kind: kind for kind in get_args(ReferenceKind)}  # the regex's groups, typed
 
 _REFERENCE = re.compile(r"^\$\{(data|run\.outputs|run\.inputs)\.([^{}]+)\}$")
 
@@ -46,13 +46,7 @@ def parse_reference(value: Any) -> Reference | None:
             "'${run.outputs.<output>}' or '${run.inputs.<input>}' (no text around it)"
         )
     kind, name = match.groups()
-    return Reference(kind=kind, name=name.strip())  # type: ignore[arg-type]  # the regex only admits the kinds
-
-
-def required_columns(mapping: Mapping[str, Any]) -> list[str]:
-    """The dataset columns a mapping reads, sorted (what an uploaded dataset must provide)."""
-    columns = {ref.name for value in mapping.values() if (ref := parse_reference(value)) and ref.kind == "data"}
-    return sorted(columns)
+    return Reference(kind=_KINDS[kind], name=name.strip())
 
 
 def resolve_inputs(

@@ -39,12 +39,12 @@ class RunResult(BaseModel):
     started_at: datetime
     duration_seconds: float = Field(ge=0)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def failed_lines(self) -> int:
         return sum(1 for line in self.lines if line.failed)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def tokens(self) -> int:
         return sum(line.tokens for line in self.lines)

@@ -76,7 +76,7 @@ class Combination(BaseModel):
     variant: dict[str, str] = {}  # node -> variant id
     hyperparameters: dict[str, Any] = {}  # "input" or "node.input" -> value
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field
     @property
     def id(self) -> str:
         """Readable, filesystem-safe and stable: a slug of the content plus a hash, so equal content = equal id."""
@@ -108,10 +108,11 @@ def _text(value: Any) -> str:
 
 def flow_file(flow_dir: Path) -> tuple[FlowKind, Path]:
     """The flow's kind and definition file (DAG first, then flex, then prompty)."""
-    for kind, names in (("dag", DAG_FILES), ("flex", FLEX_FILES)):
+    candidates: tuple[tuple[FlowKind, tuple[str, ...]], ...] = (("dag", DAG_FILES), ("flex", FLEX_FILES))
+    for kind, names in candidates:
         for name in names:
             if (flow_dir / name).is_file():
-                return kind, flow_dir / name  # type: ignore[return-value]  # the loop's literals
+                return kind, flow_dir / name
     prompty = sorted(flow_dir.glob("*.prompty"))
     if prompty:
         return "prompty", prompty[0]
@@ -287,7 +288,8 @@ def _apply_hyperparameters(nodes: list[dict[str, Any]], hyperparameters: Mapping
         if dot:
             node = by_name.get(node_name)
             if node is None:
-                raise FlowVariantsError(f"hyperparameter {name}: no node {node_name!r}; nodes: {', '.join(by_name)}")
+                known = ", ".join(map(str, by_name))
+                raise FlowVariantsError(f"hyperparameter {name}: no node {node_name!r}; nodes: {known}")
             # Explicitly qualified: set it even if the node does not list it yet (e.g. top_p on an llm node).
             node.setdefault("inputs", {})[input_name] = value
             continue

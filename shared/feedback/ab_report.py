@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, Field
 
-from shared.blob_layout import REPORTS, safe_segment
+from shared.blob_layout import REPORTS, deployment_reports_prefix
 from shared.feedback.statistics import (
     MeanInterval,
     Significance,
@@ -245,13 +245,9 @@ def render_html(report: ABReport) -> str:
     return render_template(TEMPLATES, "ab_report.html.j2", report=report, verdicts=verdicts)
 
 
-def ab_report_prefix(use_case: str, endpoint: str) -> str:
-    return f"{safe_segment(use_case)}/deployments/{safe_segment(endpoint)}/"
-
-
 def write_ab_report(blobs: BlobStore, report: ABReport) -> dict[str, str]:
     """Write ab_report.html and ab_report.csv (and ab_report.json, for audit); returns what went where."""
-    prefix = ab_report_prefix(report.use_case, report.endpoint)
+    prefix = deployment_reports_prefix(report.use_case, report.endpoint)
     written = {
         "html": (prefix + "ab_report.html", render_html(report).encode(), "text/html; charset=utf-8"),
         "csv": (prefix + "ab_report.csv", render_csv(report).encode(), "text/csv; charset=utf-8"),

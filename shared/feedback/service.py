@@ -37,7 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.blob_layout import FEEDBACK, safe_segment
+from shared.blob_layout import FEEDBACK, feedback_name, feedback_prefix
 from shared.deployment.port import DeploymentError, EndpointNotFound
 from shared.feedback.endpoints import EndpointDirectory, KnownEndpoint
 from shared.feedback.telemetry import REPORT_WINDOW
@@ -143,11 +143,6 @@ def _without_port(address: str) -> str:
     return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
 
 
-def feedback_name(use_case: str, endpoint: str, received_at: datetime, feedback_id: str) -> str:
-    return (f"{safe_segment(use_case)}/{safe_segment(endpoint)}/{received_at.strftime('%Y-%m-%d')}/"
-            f"{safe_segment(feedback_id)}.json")
-
-
 class FeedbackService:
     """Admission: the abuse limits (in this instance's memory) and the checks that need nothing stored. What passes
     becomes a SubmitFeedback command, which the message bus stores once (`store_feedback`)."""
@@ -234,7 +229,7 @@ def _problems(invalid: ValidationError) -> str:
 
 def load_feedback(blobs: BlobStore, use_case: str, endpoint: str) -> list[FeedbackRecord]:
     """Every stored submission for the endpoint, oldest first; unreadable blobs are skipped."""
-    prefix = f"{safe_segment(use_case)}/{safe_segment(endpoint)}/"
+    prefix = feedback_prefix(use_case, endpoint)
     records = []
     for info in blobs.list(FEEDBACK, prefix):
         data, _ = blobs.read(FEEDBACK, info.name)

@@ -10,7 +10,7 @@ from shared.registry.azureml_registry import (
     https_paths,
 )
 from shared.registry.blob_registry import BlobRegistry
-from shared.registry.hashing import DEFAULT_IGNORE, directory_hash, list_files, sha256_stream
+from shared.registry.hashing import DEFAULT_IGNORE, directory_hash, list_files
 from shared.registry.models import DataVersion, FlowVersion
 from shared.registry.port import (
     CONTENT_HASH_TAG,
@@ -19,7 +19,7 @@ from shared.registry.port import (
     RegistryConflict,
     RegistryError,
 )
-from shared.registry.service import register_dataset_if_changed, register_flow_if_changed
+from shared.registry.service import register_flow_if_changed
 
 __all__ = [
     "CONTENT_HASH_TAG",
@@ -37,7 +37,5 @@ __all__ = [
     "directory_hash",
     "https_paths",
     "list_files",
-    "register_dataset_if_changed",
     "register_flow_if_changed",
-    "sha256_stream",
 ]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from shared.blob_layout import REGISTRY
+from shared.blob_layout import REGISTRY, registry_flow_files_prefix, registry_pointer_name, registry_version_name
 from shared.ports import BlobNotFound, BlobStore, Clock, PreconditionFailed
 from shared.registry.hashing import directory_hash, list_files
 from shared.registry.models import DataVersion, FlowVersion
@@ -85,7 +85,7 @@ class _VersionLog(Generic[R]):
 
     def _pointer(self, name: str) -> tuple[R, str] | None:
         try:
-            data, etag = self._blobs.read(REGISTRY, f"{self._kind}/{name}/latest.json")
+            data, etag = self._blobs.read(REGISTRY, registry_pointer_name(self._kind, name))
         except BlobNotFound:
             return None
         return self._record.model_validate(json.loads(data)), etag
@@ -102,14 +102,14 @@ class _VersionLog(Generic[R]):
         body = record.model_dump_json(indent=2).encode()
         try:
             if seen_etag is None:
-                self._blobs.write(REGISTRY, f"{self._kind}/{name}/latest.json", body, if_absent=True)
+                self._blobs.write(REGISTRY, registry_pointer_name(self._kind, name), body, if_absent=True)
             else:
-                self._blobs.write(REGISTRY, f"{self._kind}/{name}/latest.json", body, if_match=seen_etag)
+                self._blobs.write(REGISTRY, registry_pointer_name(self._kind, name), body, if_match=seen_etag)
         except PreconditionFailed:
             pass  # someone else moved it; it moves one version at a time, so it is at `record` or beyond
 
     def _version_name(self, name: str, version: str) -> str:
-        return f"{self._kind}/{name}/versions/{version}.json"
+        return registry_version_name(self._kind, name, version)
 
 
 class BlobRegistry:
@@ -181,7 +181,7 @@ class BlobRegistry:
 
     @staticmethod
     def _files_prefix(name: str, version: str) -> str:
-        return f"flows/{name}/{version}/files/"
+        return registry_flow_files_prefix(name, version)
 
 
 def _public(record: _FlowRecord) -> FlowVersion:

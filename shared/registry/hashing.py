@@ -1,4 +1,5 @@
-"""Content hashes that decide whether something changed: a byte stream (a dataset) and a directory (a flow).
+"""Content hashes that decide whether something changed: a dataset's lines (hashed as they are read) and a directory
+(a flow).
 
 `directory_hash` is the same on every machine for the same files: a sorted walk of relative POSIX paths, each file
 contributing its path and its content, both length-prefixed so no two different trees can produce the same byte
@@ -23,14 +24,6 @@ DEFAULT_IGNORE: tuple[str, ...] = ("__pycache__", "*.pyc", ".promptflow", ".runs
 _FORMAT = b"genaiops-dirhash-v1\0"  # a new layout gets a new tag, so old and new hashes never collide
 _CHUNK = 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024  # a JSONL row longer than this is refused rather than held in memory
-
-
-def sha256_stream(chunks: Iterable[bytes]) -> str:
-    """"sha256:<hex>" of the concatenated chunks; memory stays at one chunk however long the stream."""
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def hashed_lines(chunks: Iterable[bytes], digest: hashlib._Hash,

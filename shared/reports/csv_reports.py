@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from shared.experiments.results import ExperimentResult, RunResult
-from shared.reports.grid import evaluator_name, first_seen
+from shared.experiments.scoring import evaluator_name, first_seen
 from shared.reports.lines import expected_columns, expected_values, line_scores
 from shared.reports.tables import Redacted, redacted
 

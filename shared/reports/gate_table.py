@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from shared.reports.grid import Combination, Grid, MetricColumn, mean_scores
+from shared.experiments.scoring import Combination, Grid, MetricColumn, mean_scores
 from shared.reports.tables import format_number
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ from typing import Any
 from markupsafe import Markup
 
 from shared.experiments.results import ExperimentResult, RunResult
+from shared.experiments.scoring import Grid, Verdict, build_grid, verdicts
 from shared.redaction import redact
 from shared.reports.charts import BarGroup, grouped_bar_chart
 from shared.reports.gate_table import gate_view
-from shared.reports.grid import Grid, Verdict, build_grid, verdicts
 from shared.reports.lines import failed_lines, line_table
 from shared.reports.prompts import node_variants, variant_anchor
 from shared.reports.tables import Redacted, dataset_table, overall_table, redacted

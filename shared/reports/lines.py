@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.experiments.results import ExperimentResult, LineResult, RunResult
-from shared.reports.grid import Combination, Grid, better_direction, evaluator_name, finite
+from shared.experiments.scoring import Combination, Grid, better_direction, evaluator_name, finite
 
 SUMMARY_CHARS = 160  # a collapsed row shows this much of a value; the expanded line shows it whole
 # Lines × combinations shown per dataset: about 1.2 KB of page each, so a huge dataset still opens in a browser

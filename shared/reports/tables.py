@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.experiments.results import ExperimentResult, LineResult, RunResult, VariantDefinition
+from shared.experiments.scoring import Combination, Grid, best_keys, mean_scores
 from shared.redaction import redact, redact_text
-from shared.reports.grid import Combination, Grid, best_keys, mean_scores
 
 # --- redaction --------------------------------------------------------------------------------------------
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from shared.blob_layout import REPORTS, safe_segment
+from shared.blob_layout import REPORTS, experiment_prefix
 from shared.experiments.results import ExperimentResult
 from shared.ports import BlobStore
 from shared.redaction import redact
@@ -33,14 +32,9 @@ class ReportLocations(BaseModel):
     metrics_csv: str
     experiment_json: str
 
-    def summary_url(self, base_url: str) -> str:
-        """The page's URL under a blob endpoint, e.g. https://acct.blob.core.windows.net or Azurite's
-        http://127.0.0.1:10000/devstoreaccount1."""
-        return f"{base_url.rstrip('/')}/{quote(self.container)}/{quote(self.summary_html)}"
-
 
 def report_locations(use_case: str, experiment_id: str) -> ReportLocations:
-    prefix = f"{safe_segment(use_case)}/{safe_segment(experiment_id)}/"
+    prefix = experiment_prefix(use_case, experiment_id)
     return ReportLocations(
         container=REPORTS,
         prefix=prefix,

@@ -9,6 +9,8 @@ before the bus recorded it), re-sends the very same follow-ups. Writes carry the
 handled at the same moment cannot both advance it.
 """
 
+# Each record kind narrows `kind` to its own literal (a discriminated union of frozen models; see events/catalogue.py).
+# pyright: reportIncompatibleVariableOverride=false
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.blob_layout import DEPLOYMENTS, deployment_record_name
 from shared.deployment.port import OperationState
 from shared.events import Event
-from shared.events.catalogue import DeploymentCheckRequested, DeploymentRequestedPayload, TrafficRequestPayload
+from shared.events.catalogue import DeploymentCheckRequested
 from shared.events.codec import decode
+from shared.events.payloads import DeploymentRequestedPayload, TrafficRequestPayload
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 
 

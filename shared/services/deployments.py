@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from shared.blob_layout import DEPLOYMENTS, REPORTS, deployed_state_name, safe_segment
+from shared.blob_layout import DEPLOYMENTS, REPORTS, deployed_state_name, safe_segment, smoke_report_name
 from shared.deployment.port import (
     Deployer,
     DeploymentConfig,
@@ -63,7 +63,6 @@ from shared.smoke.service import (
     SmokeReport,
     SmokeTester,
     expected_outputs,
-    smoke_report_name,
     smoke_requests,
     smoke_test_deployment,
 )
@@ -217,7 +216,7 @@ def _step(run: _Run) -> bool:
             f"{operation.kind.value} {record.endpoint}/{record.deployment}: not finished after "
             f"{(record.deadline - record.step_started_at).total_seconds():.0f} s; it goes on in Azure ML — check "
             "it there before retrying")
-        return _after_operation(run, failure, now)
+        return _after_operation(run, operation, failure, now)
     if record.step is Step.READY:
         return _ready_step(run, now)
     if record.step is Step.SMOKE:
@@ -254,7 +253,7 @@ def _smoke_step(run: _Run, now: datetime) -> bool:
     return True
 
 
-def _after_operation(run: _Run, failure: str, now: datetime) -> bool:
+def _after_operation(run: _Run, finished: OperationState, failure: str, now: datetime) -> bool:
     record, deployer = run.record, run.deployer
     if record.step in (Step.ENDPOINT, Step.DEPLOYMENT) and failure:
         # It never served: nothing to smoke-test, the prior keeps its traffic. Not retried — it would fail again.
@@ -269,7 +268,7 @@ def _after_operation(run: _Run, failure: str, now: datetime) -> bool:
         try:
             operation = deployer.begin_deploy(request)
         except DeploymentError as refused:  # settings the platform cannot honour: it never starts
-            operation = record.operation.finished(OperationStatus.FAILED, str(refused))  # type: ignore[union-attr]
+            operation = finished.finished(OperationStatus.FAILED, str(refused))
         record.enter(Step.DEPLOYMENT, now, run.workspace.operation_timeout_seconds, operation)
         return True
     if record.step is Step.DEPLOYMENT:

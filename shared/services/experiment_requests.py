@@ -8,7 +8,7 @@ from pathlib import Path
 
 from shared.events import DatasetUploaded, ExperimentRequested, PipelineTriggered
 from shared.experiments.catalog import use_cases_for_blob
-from shared.experiments.config import ExperimentConfigError, load_experiment
+from shared.experiments.config import DatasetConfig, EvaluatorDatasetConfig, ExperimentConfigError, load_experiment
 
 log = logging.getLogger("genaiops.experiments")
 
@@ -29,7 +29,7 @@ def requests_for_upload(event: DatasetUploaded, flows_root: Path, environment: s
             log.warning("not starting %s for %s: %s", use_case, blob_uri, problem)
             continue
         standard = {d.name for d in config.datasets}
-        runs = sorted({name if name in standard else config.dataset(name).reference or name for name in names})
+        runs = sorted({_standard_run(config.dataset(name)) for name in names})
         sources = {config.dataset(name).source_text or "": blob_uri for name in names}
         requests.append(event.follow_up(ExperimentRequested, {
             "use_case": use_case, "environment": environment, "datasets": [n for n in runs if n in standard],
@@ -44,3 +44,10 @@ def requests_for_pipeline(event: PipelineTriggered) -> list[ExperimentRequested]
     return [event.follow_up(ExperimentRequested, {"use_case": use_case, "environment": run.environment,
                                                   "reason": "pipeline", "build": build}, key=use_case)
             for use_case in run.use_cases]
+
+
+def _standard_run(dataset: DatasetConfig | EvaluatorDatasetConfig) -> str:
+    """The standard dataset whose runs a changed file feeds: itself, or the one an evaluator dataset scores."""
+    if isinstance(dataset, EvaluatorDatasetConfig):
+        return dataset.reference or dataset.name
+    return dataset.name

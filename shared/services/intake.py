@@ -6,7 +6,6 @@ outside any use case yields a readable report, not a crash loop.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -15,11 +14,12 @@ from pydantic import BaseModel, ValidationError
 
 from shared.blob_layout import DATASET_SUFFIX, REPORTS, data_asset_name, intake_report_name, upload_location
 from shared.events import DatasetUploaded
-from shared.events.catalogue import DatasetUploadedPayload
 from shared.events.envelope import derived_event_id
+from shared.events.payloads import DatasetUploadedPayload
 from shared.experiments.catalog import find_use_cases, use_cases_for_blob
+from shared.experiments.datasets import parse_line
 from shared.ports import BlobStore, Clock, PreconditionFailed
-from shared.registry.hashing import MAX_LINE_BYTES, hashed_lines
+from shared.registry.hashing import hashed_lines
 
 MAX_REPORTED_ERRORS = 20
 # Ranged reads of 2 MiB: the storage SDK holds a few copies of each read, so the chunk sets intake's memory (about
@@ -101,7 +101,7 @@ def check_dataset(event: DatasetUploaded, blobs: BlobStore, clock: Clock, flows_
         for number, raw in hashed_lines(chunks, digest):
             if raw is not None and not raw.strip():
                 continue
-            record, problem = _parse_line(raw)
+            record, problem = parse_line(raw)
             if record is not None:
                 rows += 1
                 if not columns.keys() >= record.keys():
@@ -160,15 +160,3 @@ def _owner(payload: DatasetUploadedPayload, flows_root: Path, environment: str |
 
 def _write(report: IntakeReport, blob_name: str, blobs: BlobStore) -> None:
     blobs.write(REPORTS, intake_report_name(blob_name), report.model_dump_json(indent=2).encode())
-
-
-def _parse_line(raw: bytes | None) -> tuple[dict[str, object] | None, str]:
-    if raw is None:
-        return None, f"longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB"
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, integers past 4,300 digits, deep nesting
-        return None, f"not valid JSON ({exc})"
-    if not isinstance(value, dict):
-        return None, "each line must be a JSON object"
-    return value, ""

@@ -7,9 +7,17 @@ from shared.approvals import ApprovalSubject
 from shared.approvals.notifiers import Notifier
 from shared.approvals.service import ApprovalSettings, request_approval
 from shared.blob_layout import REPORTS
-from shared.events import ApprovalGranted, ApprovalRequested, DeploymentRequested, DeploymentUnchanged, FlowRegistered
+from shared.events import (
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalRequested,
+    DeploymentRequested,
+    DeploymentUnchanged,
+    FlowRegistered,
+)
 from shared.experiments.store import ExperimentStore
 from shared.ports import BlobStore, Clock
+from shared.reports.writer import report_locations
 from shared.services.gate import deployed_baseline
 from shared.settings import Settings
 
@@ -26,7 +34,7 @@ def _gate_summary(store: ExperimentStore, use_case: str, experiment_id: str) -> 
 
 def ask_for_approval(event: FlowRegistered, *, blobs: BlobStore, store: ExperimentStore, clock: Clock,
                      settings: Settings, config: ApprovalSettings,
-                     notifier: Notifier) -> ApprovalRequested | DeploymentUnchanged:
+                     notifier: Notifier) -> ApprovalRequested | ApprovalRejected | DeploymentUnchanged:
     flow = event.payload
     deployed = deployed_baseline(blobs, flow.use_case)
     if not flow.created and deployed is not None and deployed.flow_version == flow.version:
@@ -39,7 +47,7 @@ def ask_for_approval(event: FlowRegistered, *, blobs: BlobStore, store: Experime
     subject = ApprovalSubject(
         use_case=flow.use_case, flow_name=flow.name, flow_version=flow.version, metrics=flow.metrics,
         gate_summary=_gate_summary(store, flow.use_case, flow.experiment_id),
-        report_uri=f"{REPORTS}/{flow.use_case}/{flow.experiment_id}/summary.html",
+        report_uri=f"{REPORTS}/{report_locations(flow.use_case, flow.experiment_id).summary_html}",
     )
     return request_approval(event, subject, blobs=blobs, clock=clock, settings=settings, config=config,
                             notifier=notifier)

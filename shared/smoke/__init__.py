@@ -8,12 +8,11 @@ from shared.smoke.service import (
     SmokeRequest,
     SmokeTester,
     expected_outputs,
-    smoke_report_name,
     smoke_requests,
     smoke_test_deployment,
 )
 
 __all__ = [
     "SmokeCheck", "SmokeError", "SmokeReport", "SmokeRequest", "SmokeTester", "expected_outputs",
-    "smoke_report_name", "smoke_requests", "smoke_test_deployment",
+    "smoke_requests", "smoke_test_deployment",
 ]

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from shared.blob_layout import REPORTS, safe_segment
+from shared.blob_layout import REPORTS, smoke_report_name
 from shared.deployment.port import DEPLOYMENT_HEADER, Deployer, ScoringTarget, SmokeConfig
 from shared.experiments.config import ExperimentConfig
 from shared.experiments.datasets import load_dataset
@@ -256,8 +256,6 @@ class SmokeTester:
         return check
 
 
-def smoke_report_name(use_case: str, endpoint: str, deployment: str) -> str:
-    return f"{safe_segment(use_case)}/deployments/{safe_segment(endpoint)}/{safe_segment(deployment)}/smoke.json"
 
 
 def smoke_test_deployment(deployer: Deployer, tester: SmokeTester, *, use_case: str, use_case_dir: Path,

@@ -5,7 +5,10 @@ under redelivery, HTTP auth levels and the timer — all on Azurite, the AMQP br
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import re
+from datetime import datetime, timedelta
 
 import pytest
 import requests
@@ -153,6 +156,13 @@ def test_timer_trigger_fires_on_its_schedule(stack: LocalStack, http: requests.S
                       what="a first heartbeat")}
     wait_for(lambda: ticks.add(http.get(f"{stack.base_url}/api/health", timeout=10).json()["timer"]) or len(ticks) > 1,
              what="a second heartbeat, 2 s later")
+    # `*/2 * * * * *`: the host fires on even seconds, each scheduled time once (a slow run may skip one, as in Azure).
+    fired = [datetime.fromisoformat(at) for at in
+             re.findall(r"Functions\.heartbeat' \(Reason='Timer fired at ([^']+)'", stack.log_file("host").read_text())]
+    assert len(fired) >= 2
+    assert all(at.second % 2 == 0 and at.microsecond == 0 for at in fired)
+    gaps = [(later - earlier) / timedelta(seconds=2) for earlier, later in itertools.pairwise(fired)]
+    assert all(gap >= 1 and gap == int(gap) for gap in gaps), gaps
 
 
 def test_blob_receipts_survive_a_host_restart(stack: LocalStack, storage: BlobServiceClient,

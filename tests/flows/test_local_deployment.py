@@ -43,7 +43,7 @@ from localstack.serving.flow_server import (
 )
 from localstack.serving.router_admin import RouterClient
 from shared.adapters.clock import SystemClock
-from shared.blob_layout import DEPLOYMENTS, REPORTS
+from shared.blob_layout import DEPLOYMENTS, REPORTS, smoke_report_name
 from shared.deployment.port import (
     DEPLOYMENT_HEADER,
     DeploymentConfig,
@@ -68,7 +68,6 @@ from shared.smoke.service import (
     SmokeTester,
     expected_outputs,
     output_problems,
-    smoke_report_name,
     smoke_test_deployment,
 )
 from tests.fakes.memory import ManualClock

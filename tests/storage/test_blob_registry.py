@@ -14,7 +14,7 @@ import pytest
 
 from shared.blob_layout import REGISTRY
 from shared.ports import BlobStore
-from shared.registry import BlobRegistry, register_dataset_if_changed, register_flow_if_changed
+from shared.registry import BlobRegistry, register_flow_if_changed
 from shared.registry.hashing import directory_hash
 from tests.fakes.memory import ManualClock
 
@@ -126,20 +126,6 @@ def test_a_version_orphaned_by_a_crash_is_adopted(blob_store: BlobStore, clock: 
     assert registry.latest_data(name).version == "2"
     other, created = registry.register_data(name, source_uri="blob://d/x", content_hash=content_hash(3))
     assert (other.version, created) == ("3", True)
-
-
-def test_dataset_service_hashes_the_stream(blob_store: BlobStore, clock: ManualClock, unique: str) -> None:
-    registry = BlobRegistry(blob_store, clock)
-    blob_store.write("datasets", f"{unique}/a.jsonl", b'{"q": 1}\n{"q": 2}\n', content_type="application/x-ndjson")
-
-    def register() -> tuple:
-        return register_dataset_if_changed(registry, name=f"ds-{unique}", source_uri=f"blob://datasets/{unique}/a.jsonl",
-                                           chunks=blob_store.stream("datasets", f"{unique}/a.jsonl", chunk_size=4))
-
-    first, created = register()
-    assert created
-    assert first.content_hash.startswith("sha256:")
-    assert register() == (first, False)
 
 
 def test_flow_files_are_copied_and_versions_follow_content(blob_store: BlobStore, clock: ManualClock, unique: str,

@@ -713,6 +713,8 @@ def test_remove_of_something_already_gone_is_not_an_error(deployer: ManagedOnlin
     else:
         client.online_deployments.begin_delete.return_value = poller(error=not_found("deployment"))
     deployer.remove("math-coding-dev", "v-2")
+    # Nothing is deleted once the endpoint is gone; otherwise the delete is asked for once and its "not found" ends it.
+    assert client.online_deployments.begin_delete.call_count == (0 if gone == "endpoint" else 1)
 
 
 def test_remove_reports_other_failures(deployer: ManagedOnlineDeployer, client: MLClient) -> None:

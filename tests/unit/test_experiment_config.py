@@ -484,8 +484,9 @@ def test_the_templates_case_preserved_variable_still_works() -> None:
     assert resolve_connection(connection, {"aoai_api_key": "legacy"}) == {"api_key": "legacy"}
 
 
-def test_env_source_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AOAI_API_KEY", "from-os")
-    assert resolve_connection(ConnectionConfig(name="aoai", api_key="${api_key}")) == {"api_key": "from-os"}
-    assert EnvSecretSource().get("AOAI_API_KEY") == "from-os"
-    assert "from-os" not in repr(EnvSecretSource())
+def test_settings_come_only_from_what_the_caller_hands_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOAI_API_KEY", "from-os")  # the composition root passes the environment; nothing reads it here
+    with pytest.raises(MissingSecretError):
+        resolve_connection(ConnectionConfig(name="aoai", api_key="${api_key}"))
+    assert EnvSecretSource({"AOAI_API_KEY": "given"}).get("AOAI_API_KEY") == "given"
+    assert "given" not in repr(EnvSecretSource({"AOAI_API_KEY": "given"}))

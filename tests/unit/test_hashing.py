@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.registry.hashing import directory_hash, hashed_lines, list_files, sha256_stream
+from shared.registry.hashing import directory_hash, hashed_lines, list_files
 
 FILES = {"flow.dag.yaml": b"inputs: {}\n", "prompts/answer.jinja2": b"Answer: {{q}}\n", "tool.py": b"x = 1\n"}
 
@@ -21,12 +21,6 @@ def make_tree(root: Path, files: dict[str, bytes], order: list[str] | None = Non
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(files[name])
     return root
-
-
-def test_stream_hash_is_sha256_of_the_concatenation() -> None:
-    assert sha256_stream([b"ab", b"", b"c"]) == "sha256:" + hashlib.sha256(b"abc").hexdigest()
-    assert sha256_stream([]) == "sha256:" + hashlib.sha256(b"").hexdigest()
-
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
@@ -60,22 +54,6 @@ def test_hashed_lines_memory_stays_flat_on_a_file_without_newlines() -> None:
         tracemalloc.stop()
     assert lines == [(1, None)]
     assert peak < 4 * 1024 * 1024  # a chunk and at most one line, not the 40 MB
-
-def test_stream_hash_memory_is_constant_in_the_stream_length() -> None:
-    def fifty_megabytes() -> Iterator[bytes]:
-        chunk = b"x" * (1024 * 1024)
-        for _ in range(50):
-            yield chunk
-
-    tracemalloc.start()
-    try:
-        digest = sha256_stream(fifty_megabytes())
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert digest.startswith("sha256:")
-    assert peak < 4 * 1024 * 1024  # one chunk plus change, not the 50 MB
-
 
 def test_same_files_created_in_a_different_order_hash_the_same(tmp_path: Path) -> None:
     first = make_tree(tmp_path / "a", FILES)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from localstack.host.http_trigger import Route
 from localstack.host.loader import FunctionSpec, HostConfigError
 from localstack.host.timer_trigger import Schedule
 
+ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)  # a Wednesday
 
 
@@ -23,6 +27,7 @@ T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)  # a Wednesday
         ("0 0 0 1 1 *", datetime(2027, 1, 1, 0, 0, 0, tzinfo=UTC)),
         ("0 0 12 * * sun", datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)),
         ("0 0 0 29 feb *", datetime(2028, 2, 29, 0, 0, 0, tzinfo=UTC)),
+        ("0 0 0 13 * fri", datetime(2027, 8, 13, 0, 0, 0, tzinfo=UTC)),  # both must match, as in NCRONTAB
         ("00:10:00", datetime(2026, 11, 25, 12, 10, 0, tzinfo=UTC)),
     ],
 )
@@ -30,7 +35,31 @@ def test_next_occurrence(expression: str, expected: datetime) -> None:
     assert Schedule.parse(expression).next_after(T0) == expected
 
 
-@pytest.mark.parametrize("expression", ["* * * * *", "61 * * * * *", "0 0 0 31 2 *"])
+def declared_schedules() -> dict[str, str]:
+    """The timer schedules the app ships with: local settings and Terraform's app settings."""
+    settings = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    terraform = (ROOT / "infra" / "functionapp.tf").read_text()
+    declared = {f"local {name}": value for name, value in settings.items() if name.endswith("_SCHEDULE")}
+    pairs = re.findall(r'"(\w+_SCHEDULE)"\s*=\s*"([^"]+)"', terraform)
+    declared |= {f"terraform {name}": value for name, value in pairs}
+    return declared
+
+
+def test_the_apps_declared_schedules_fire_when_azure_would() -> None:
+    schedules = declared_schedules()
+    assert set(schedules) == {f"{where} {name}" for where in ("local", "terraform")
+                              for name in ("HEARTBEAT_SCHEDULE", "APPROVAL_EXPIRY_SCHEDULE")}
+    expected = {"HEARTBEAT_SCHEDULE": [datetime(2026, 11, 25, 12, minute, 0, tzinfo=UTC) for minute in (5, 10, 15)],
+                "APPROVAL_EXPIRY_SCHEDULE": [datetime(2026, 11, 25, 12, minute, 0, tzinfo=UTC) for minute in (1, 2, 3)]}
+    for where, expression in schedules.items():
+        schedule, fired, moment = Schedule.parse(expression), [], T0 + timedelta(seconds=7)
+        for _ in range(3):
+            moment = schedule.next_after(moment)
+            fired.append(moment)
+        assert fired == expected[where.split()[1]], where
+
+
+@pytest.mark.parametrize("expression", ["* * * * *", "* * * * * * 2030", "61 * * * * *", "0 0 0 31 2 *"])
 def test_bad_or_impossible_schedules_are_config_errors(expression: str) -> None:
     with pytest.raises(HostConfigError):
         Schedule.parse(expression).next_after(T0)

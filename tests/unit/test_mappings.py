@@ -5,7 +5,6 @@ from shared.experiments.mappings import (
     Reference,
     default_mapping,
     parse_reference,
-    required_columns,
     resolve_inputs,
 )
 
@@ -76,8 +75,3 @@ def test_default_mapping_maps_inputs_to_same_named_columns() -> None:
     assert mapping == {"question": "${data.question}", "context": "${data.context}"}
     row = {"question": "q", "context": "c", "answer": "a"}
     assert resolve_inputs(mapping, row) == {"question": "q", "context": "c"}
-
-
-def test_required_columns_lists_only_data_columns() -> None:
-    mapping = {"a": "${data.z}", "b": "${run.outputs.y}", "c": "${data.a}", "d": "literal", "e": "${data.z}"}
-    assert required_columns(mapping) == ["a", "z"]

@@ -14,9 +14,9 @@ from shared.experiments.config import load_experiment
 from shared.experiments.gate import Baseline, GateConfig, Threshold, evaluate_gate
 from shared.experiments.provenance import evaluator_mappings, variant_definitions
 from shared.experiments.results import ExperimentResult, LineResult, RunResult
+from shared.experiments.scoring import build_grid, mean_scores
 from shared.reports import csv_reports, html_report
 from shared.reports.gate_table import gate_view
-from shared.reports.grid import build_grid, mean_scores
 from shared.reports.html_report import render_summary_html
 from shared.reports.lines import judge, line_table
 from shared.reports.prompts import node_variants

@@ -165,8 +165,6 @@ def test_locations_and_content_types(written: Written) -> None:
     assert blobs.containers() == {REPORTS}
     assert blobs.content_type(REPORTS, where.summary_html).startswith("text/html")
     assert blobs.content_type(REPORTS, where.results_csv).startswith("text/csv")
-    assert where.summary_url("http://127.0.0.1:10000/devstoreaccount1/") == (
-        f"http://127.0.0.1:10000/devstoreaccount1/reports/{prefix}summary.html")
 
 
 def test_results_csv_has_every_line_of_every_run(written: Written) -> None:

@@ -37,6 +37,17 @@ def test_no_module_under_shared_imports_localstack() -> None:
     assert offenders == []
 
 
+def test_the_domain_never_imports_the_reports() -> None:
+    """The gate scores with shared.experiments.scoring; reports draw from it, never the other way round."""
+    offenders = []
+    for path in sorted((SHARED / "experiments").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        offenders += [f"{path.relative_to(ROOT)}:{line}: {name}" for line, name in _imported_modules(tree)
+                      if name == "shared.reports" or name.startswith("shared.reports.")]
+    assert (SHARED / "experiments" / "gate.py").is_file()
+    assert offenders == []
+
+
 def test_the_check_sees_every_form_of_import() -> None:
     source = ("import localstack.stack\nfrom localstack.deployment import x\ndef f():\n"
               "    from localstack.serving.ab_router import read_telemetry\n"

@@ -1,6 +1,7 @@
-"""The variant × metric grid: standard runs placed by (combination, dataset) with their evaluations' metrics, and
-the verdict (best combination per metric) read from it. The quality gate decides on the same grid, so the gate and
-the report never disagree about the winner. Pure functions; nothing here does I/O."""
+"""Scoring: the variant × metric grid (standard runs placed by (combination, dataset) with their evaluations'
+metrics) and the verdict (best combination per metric) read from it. The quality gate decides on this grid and the
+reports draw it, so they never disagree about the winner; the gate imports nothing from shared.reports. Pure
+functions; nothing here does I/O."""
 
 from __future__ import annotations
 
@@ -129,8 +130,9 @@ def mean_scores(grid: Grid, metric: MetricColumn) -> dict[str, float]:
     means: dict[str, float] = {}
     for combination in grid.combinations:
         counted = [grid.value(combination, dataset, metric) for dataset in measured]
-        if counted and all(value is not None for value in counted):
-            means[combination.id] = sum(counted) / len(counted)  # type: ignore[arg-type]
+        values = [value for value in counted if value is not None]
+        if values and len(values) == len(counted):
+            means[combination.id] = sum(values) / len(values)
     return means
 
 
