@@ -163,7 +163,7 @@ class Application:
         """Timer entry: the production monitor (shared/services/monitoring.py); returns the events published."""
         from shared.services.monitoring import monitor_production, production_log_for
 
-        return len(monitor_production(self.blobs, self.publisher, self.clock, self.deps.deployments,
+        return len(monitor_production(self.blobs, self.publisher, self.clock, self.deployments,
                                       self.settings.environment, production_log_for(self.blobs)))
 
     def health(self) -> dict[str, Any]:

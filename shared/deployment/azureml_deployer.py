@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError
+from pydantic import SecretStr
 
 from shared.deployment.azureml_entities import (
     INFERENCE_CONFIG,
@@ -207,9 +208,9 @@ class AzureMLOnlineDeployer(AzureMLEntities):
         secret = getattr(credentials, "primary_key", None) or getattr(credentials, "access_token", None)
         if not secret:
             raise DeploymentError(f"endpoint {endpoint} returned no key or token")
-        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+        headers = {"Authorization": SecretStr(f"Bearer {secret}"), "Content-Type": SecretStr("application/json")}
         if deployment:
-            headers[DEPLOYMENT_HEADER] = deployment
+            headers[DEPLOYMENT_HEADER] = SecretStr(deployment)
         return ScoringTarget(url=str(entity.scoring_uri), headers=headers)
 
     def remove(self, endpoint: str, deployment: str) -> None:

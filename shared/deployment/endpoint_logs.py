@@ -10,7 +10,7 @@ Analytics workspace (infra/rbac.tf). azure-mgmt-monitor is imported on first use
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from azure.core.exceptions import AzureError
 
@@ -35,15 +35,18 @@ class EndpointTrafficLogs:
     def ensure(self, endpoint_resource_id: str) -> bool:
         """Route the endpoint's traffic log to the workspace; False (logged) when Azure refused. A missing log
         costs the A/B report its rows, not the deployment, so it never fails one."""
-        from azure.mgmt.monitor.models import DiagnosticSettingsResource, LogSettings
+        from azure.mgmt.monitor.v2021_05_01_preview.models import DiagnosticSettingsResource, LogSettings
+        from azure.mgmt.monitor.v2021_05_01_preview.operations import DiagnosticSettingsOperations
+
+        # The client's default API version for this group; the only one with a resource-specific destination.
+        operations = cast(DiagnosticSettingsOperations, self._monitor.diagnostic_settings)
 
         setting = DiagnosticSettingsResource(
             workspace_id=self._workspace, logs=[LogSettings(category=TRAFFIC_LOG_CATEGORY, enabled=True)],
             # Resource-specific table (AmlOnlineEndpointTrafficLog), the one the A/B report queries.
             log_analytics_destination_type="Dedicated")
         try:
-            self._monitor.diagnostic_settings.create_or_update(resource_uri=endpoint_resource_id, name=SETTING_NAME,
-                                                               parameters=setting)
+            operations.create_or_update(resource_uri=endpoint_resource_id, name=SETTING_NAME, parameters=setting)
         except AzureError as error:
             log.warning("endpoint %s: traffic log not routed to Log Analytics (the A/B report will have no rows): "
                         "%s", endpoint_resource_id, redact_text(str(error))[:500])

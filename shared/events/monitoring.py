@@ -5,6 +5,8 @@ traffic. It carries the evidence (the window's statistics and the thresholds) so
 `auto_rollback` its follow-up is the deployment.traffic_requested that retires it.
 """
 
+# As in catalogue.py: the events narrow the envelope's frozen `type` and `payload`, which pyright calls an override.
+# pyright: reportIncompatibleVariableOverride=false
 from __future__ import annotations
 
 from datetime import datetime
@@ -12,8 +14,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.events.catalogue import DeploymentNamed, Environment
 from shared.events.envelope import Event, Payload
+from shared.events.payloads import DeploymentNamed, Environment
 
 
 class WindowEvidence(Payload):

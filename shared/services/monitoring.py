@@ -110,7 +110,7 @@ def monitor_use_case(use_case: str, config: ExperimentConfig, monitoring: Monito
                 state.reported[key] = fired
     if events:
         publisher.publish(events)
-        log.warning("%s: %s", use_case, "; ".join(f"{e.type} {e.payload.deployment}" for e in events))
+        log.warning("%s: %s", use_case, "; ".join(f"{e.type} {getattr(e.payload, 'deployment', '')}" for e in events))
     state.last_run = fired
     state.reported = {key: end for key, end in state.reported.items() if fired - end < monitoring.window}
     # Lost to another instance evaluating the same firing: its events carry the same ids.
