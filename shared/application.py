@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.approvals.models import ApprovalRequest, DecisionConflict
-from shared.approvals.service import get_approval, get_approval_settings, notifier_for
+from shared.approvals.service import ApprovalSettings, get_approval, notifier_for
 from shared.audit import EventJournal, JournalingPublisher
 from shared.blob_layout import HEARTBEAT_NAME, SYSTEM
 from shared.dead_letters import DeadLetterStore
@@ -64,7 +64,7 @@ class Application:
                                         remote=remote_runner)
         self.registry = registry
         self.deployments = deployments
-        self.approvals = get_approval_settings()
+        self.approvals = ApprovalSettings.of(settings)
         self.endpoints = DeployedEndpoints(deployments, settings.environment)  # what feedback may rate
         self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
         self.bus = MessageBus(publisher=self.publisher, idempotency=self.idempotency, dependencies={

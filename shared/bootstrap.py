@@ -70,11 +70,13 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
             return local.deployer
         from shared.adapters.credentials import azure_credential
         from shared.deployment import azureml_deployer_for
-        from shared.deployment.azureml_deployer import azureml_client_from_env
+        from shared.deployment.azureml_deployer import workspace_client
         from shared.deployment.endpoint_logs import endpoint_traffic_logs
 
         credential = azure_credential()
-        return azureml_deployer_for(config.target, azureml_client_from_env(credential),
+        client = workspace_client(credential, settings.azure_subscription_id, settings.azure_resource_group,
+                                  settings.azureml_workspace_name)
+        return azureml_deployer_for(config.target, client,
                                     work_dir=settings.work_dir / "deployments", identity=endpoint_identity(settings),
                                     traffic_logs=endpoint_traffic_logs(
                                         credential, settings.azure_subscription_id,

@@ -9,10 +9,10 @@ from __future__ import annotations
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STORAGE_CONNECTION = "GenAIOpsStorage"
 SERVICEBUS_CONNECTION = "ServiceBusConnection"
@@ -74,6 +74,31 @@ class Settings(BaseSettings):
         description="The same workspace's ARM id: each new endpoint's diagnostic setting sends its traffic log there")
 
     idempotency_lease_seconds: int = Field(default=600, ge=1, validation_alias="IDEMPOTENCY_LEASE_SECONDS")
+
+    # Approvals (shared/approvals: ApprovalSettings.of(settings)).
+    approvers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="APPROVERS", description="Comma-separated principal names")
+    approval_timeout_minutes: int = Field(default=60, ge=1, validation_alias="APPROVAL_TIMEOUT_MINUTES")
+    approval_webhook_url: SecretStr | None = Field(
+        default=None, validation_alias="APPROVAL_WEBHOOK_URL", description="Unset: notifications go to the log")
+    app_service_auth_enabled: bool = Field(default=False, validation_alias="WEBSITE_AUTH_ENABLED",
+                                           description="Set by App Service when its authentication is on")
+    app_service_auth_provider: str = Field(default="", validation_alias="WEBSITE_AUTH_DEFAULT_PROVIDER")
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return value.split(",") if isinstance(value, str) else value
+
+    @field_validator("app_service_auth_enabled", mode="before")
+    @classmethod
+    def _only_true_is_on(cls, value: object) -> object:
+        return value.strip().lower() == "true" if isinstance(value, str) else value
+
+    @field_validator("approval_webhook_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     # Azure ML runner (execution.runner azureml/auto): none set = serverless compute, Azure ML picks the VM size.
     azureml_pf_instance_type: str | None = Field(default=None, validation_alias="AZUREML_PF_INSTANCE_TYPE",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Sequence
 
-from shared.approvals.service import get_approval_settings, notifier_for
+from shared.approvals.service import ApprovalSettings, notifier_for
 from shared.bootstrap import build_deployments
 from shared.events import EXPERIMENT_WORK_EVENTS, Event
 from shared.idempotency import IdempotencyStore
@@ -33,7 +33,7 @@ def dependencies(blobs: BlobStore, clock: Clock, workspace: ExperimentWorkspace,
                  bus: QueueBus) -> MessageBus:
     """The message bus as the application builds it, publishing to `bus`."""
     settings = Settings()
-    approvals = get_approval_settings()
+    approvals = ApprovalSettings.of(settings)
     deployments = build_deployments(settings, blobs, clock)
     return MessageBus(publisher=bus, idempotency=IdempotencyStore(blobs, clock), dependencies={
         "settings": settings, "blobs": blobs, "clock": clock, "experiments": workspace, "registry": registry,

@@ -31,7 +31,6 @@ from shared.approvals.service import (
     decide,
     expire_due,
     get_approval,
-    get_approval_settings,
     notifier_for,
     request_approval,
 )
@@ -58,7 +57,6 @@ __all__ = [
     "decide",
     "expire_due",
     "get_approval",
-    "get_approval_settings",
     "notifier_for",
     "principal_from_headers",
     "request_approval",

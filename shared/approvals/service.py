@@ -17,11 +17,9 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Annotated, cast
+from typing import cast
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from shared.approvals.identity import ENABLE_HINT, IdentitySource, Principal
 from shared.approvals.models import (
@@ -60,37 +58,30 @@ ORPHAN_MARKER_GRACE = timedelta(minutes=10)
 RESEND_GRACE = timedelta(minutes=1)  # leave a decision's own publish time to finish before the sweep re-sends
 
 
-class ApprovalSettings(BaseSettings):
-    """APPROVERS (comma-separated principal names), APPROVAL_TIMEOUT_MINUTES (60), APPROVAL_WEBHOOK_URL (unset:
-    notifications go to the log)."""
+class ApprovalSettings(BaseModel):
+    """Who approves, how long a request stays open, where notifications go, and whether App Service vouches for
+    who is signed in; from the app settings (Settings: APPROVERS, APPROVAL_TIMEOUT_MINUTES, APPROVAL_WEBHOOK_URL,
+    WEBSITE_AUTH_ENABLED, WEBSITE_AUTH_DEFAULT_PROVIDER)."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(frozen=True)
 
-    approvers: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="APPROVERS")
-    timeout_minutes: int = Field(default=60, ge=1, validation_alias="APPROVAL_TIMEOUT_MINUTES")
-    webhook_url: SecretStr | None = Field(default=None, validation_alias="APPROVAL_WEBHOOK_URL")
-    app_service_auth_enabled: bool = Field(default=False, validation_alias="WEBSITE_AUTH_ENABLED")
-    app_service_auth_provider: str = Field(default="", validation_alias="WEBSITE_AUTH_DEFAULT_PROVIDER")
+    approvers: list[str] = Field(default_factory=list)
+    timeout_minutes: int = Field(default=60, ge=1)
+    webhook_url: SecretStr | None = None
+    app_service_auth_enabled: bool = False
+    app_service_auth_provider: str = ""
 
-    @field_validator("app_service_auth_enabled", mode="before")
     @classmethod
-    def _only_true_is_on(cls, value: object) -> object:
-        return value.strip().lower() == "true" if isinstance(value, str) else value
-
-    @field_validator("approvers", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        return value.split(",") if isinstance(value, str) else value
+    def of(cls, settings: Settings) -> ApprovalSettings:
+        return cls(approvers=settings.approvers, timeout_minutes=settings.approval_timeout_minutes,
+                   webhook_url=settings.approval_webhook_url,
+                   app_service_auth_enabled=settings.app_service_auth_enabled,
+                   app_service_auth_provider=settings.app_service_auth_provider)
 
     @field_validator("approvers")
     @classmethod
     def _clean(cls, value: list[str]) -> list[str]:
         return [name.strip() for name in value if name.strip()]
-
-    @field_validator("webhook_url", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     def approvers_for(self, use_case: str) -> list[str]:
         """One list for every use case today; a per-use-case override slots in here."""
@@ -102,11 +93,6 @@ class ApprovalSettings(BaseSettings):
 
     def identity_source(self) -> IdentitySource:
         return IdentitySource.from_platform(self.app_service_auth_enabled, self.app_service_auth_provider)
-
-
-@lru_cache(maxsize=1)
-def get_approval_settings() -> ApprovalSettings:
-    return ApprovalSettings()
 
 
 def notifier_for(config: ApprovalSettings) -> Notifier:

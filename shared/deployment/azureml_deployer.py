@@ -15,7 +15,6 @@ deployment given live traffic leaves it: Azure ML lets a deployment take live or
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,8 +54,16 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.core.polling import LROPoller
 
-__all__ = ["INFERENCE_CONFIG", "PROMPTFLOW_RUNTIME_IMAGE", "SPEC_TAG", "AzureMLOnlineDeployer",
-           "ManagedOnlineDeployer", "azureml_client", "azureml_client_from_env", "is_not_found"]
+__all__ = [
+    "INFERENCE_CONFIG",
+    "PROMPTFLOW_RUNTIME_IMAGE",
+    "SPEC_TAG",
+    "AzureMLOnlineDeployer",
+    "ManagedOnlineDeployer",
+    "azureml_client",
+    "is_not_found",
+    "workspace_client",
+]
 
 log = logging.getLogger(__name__)
 
@@ -330,10 +337,13 @@ def azureml_client(subscription_id: str, resource_group: str, workspace_name: st
                     workspace_name=workspace_name)
 
 
-def azureml_client_from_env(credential: TokenCredential, env: Mapping[str, str] | None = None) -> MLClient:
-    """The workspace named by AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME."""
-    env = os.environ if env is None else env
-    missing = [name for name in (SUBSCRIPTION_SETTING, RESOURCE_GROUP_SETTING, WORKSPACE_SETTING) if not env.get(name)]
+def workspace_client(credential: TokenCredential, subscription_id: str | None, resource_group: str | None,
+                     workspace_name: str | None) -> MLClient:
+    """The workspace the app settings name (Settings: AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP,
+    AZUREML_WORKSPACE_NAME); DeploymentError naming the settings that are missing."""
+    named = ((SUBSCRIPTION_SETTING, subscription_id), (RESOURCE_GROUP_SETTING, resource_group),
+             (WORKSPACE_SETTING, workspace_name))
+    missing = [setting for setting, value in named if not value]
     if missing:
         raise DeploymentError(f"Azure ML deployment needs the settings {', '.join(missing)}")
-    return azureml_client(env[SUBSCRIPTION_SETTING], env[RESOURCE_GROUP_SETTING], env[WORKSPACE_SETTING], credential)
+    return azureml_client(str(subscription_id), str(resource_group), str(workspace_name), credential)

@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.approvals.notifiers import Notifier
-from shared.approvals.service import ApprovalSettings, get_approval_settings, notifier_for
+from shared.approvals.service import ApprovalSettings, notifier_for
 from shared.bootstrap import build_deployments
 from shared.events.commands import Message
 from shared.experiments.results import RunResult
@@ -68,7 +68,7 @@ def in_memory_ports(tmp_path: Path, clock: ManualClock | None = None, **override
     settings = Settings.model_validate({"GENAIOPS_ENV": "local", "GENAIOPS_FLOWS_DIR": str(tmp_path / "flows"),
                                         "GENAIOPS_WORK_DIR": str(tmp_path / "work")})
     blobs, clock = MemoryBlobStore(), clock or ManualClock()
-    approvals = get_approval_settings()
+    approvals = ApprovalSettings.of(settings)
     # The model's connection resolves (to nowhere): every run fails to start, as with an unreachable endpoint.
     workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir,
                                     runner=UnreachableModel(), store=BlobExperimentStore(blobs),

@@ -25,6 +25,7 @@ from shared.blob_layout import APPROVALS
 from shared.bootstrap import build_deployments
 from shared.events import ApprovalRejected, ApprovalRequested
 from shared.registry.blob_registry import BlobRegistry
+from shared.settings import Settings
 from tests.fakes.bus import in_memory_ports
 from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
 from tests.unit.test_approvals import (
@@ -74,7 +75,7 @@ def test_the_trusted_source_comes_from_website_auth_enabled(monkeypatch: pytest.
     else:
         monkeypatch.setenv("WEBSITE_AUTH_ENABLED", value)
     monkeypatch.setenv("WEBSITE_AUTH_DEFAULT_PROVIDER", "AzureActiveDirectory")
-    source = ApprovalSettings().identity_source()
+    source = ApprovalSettings.of(Settings()).identity_source()
     assert source.enabled is enabled
     assert source.sign_in_url("/api/approvals/a1?format=html") == (
         "/.auth/login/aad?post_login_redirect_uri=/api/approvals/a1%3Fformat%3Dhtml")
@@ -215,7 +216,7 @@ def test_the_local_host_tells_the_app_that_authentication_is_on(monkeypatch: pyt
         monkeypatch.delenv(name)
     easy_auth = LocalAppServiceAuth.from_environment()
     assert easy_auth.enabled
-    source = ApprovalSettings().identity_source()
+    source = ApprovalSettings.of(Settings()).identity_source()
     assert (source.enabled, source.provider) == (True, "local")
 
 

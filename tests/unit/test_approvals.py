@@ -194,12 +194,12 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APPROVERS", " alice@contoso.com, ,Bob@Contoso.com,")
     monkeypatch.setenv("APPROVAL_TIMEOUT_MINUTES", "15")
     monkeypatch.setenv("APPROVAL_WEBHOOK_URL", "")
-    config = ApprovalSettings()
+    config = ApprovalSettings.of(Settings())
     assert config.approvers == APPROVERS
     assert config.timeout == timedelta(minutes=15)
     assert isinstance(notifier_for(config), LogNotifier)
     monkeypatch.setenv("APPROVAL_WEBHOOK_URL", "https://hooks.example/services/T0/B0/secret-token")
-    assert isinstance(notifier_for(ApprovalSettings()), WebhookNotifier)
+    assert isinstance(notifier_for(ApprovalSettings.of(Settings())), WebhookNotifier)
 
 
 # --- deciding ------------------------------------------------------------------------------------------------

@@ -64,8 +64,8 @@ from shared.deployment.azureml_deployer import (
     SPEC_TAG,
     AzureMLOnlineDeployer,
     ManagedOnlineDeployer,
-    azureml_client_from_env,
     is_not_found,
+    workspace_client,
 )
 from shared.deployment.endpoint_logs import EndpointTrafficLogs
 from shared.deployment.identity import EndpointIdentity
@@ -742,12 +742,10 @@ def test_the_factory_picks_the_deployer_by_target(client: MLClient, tmp_path: Pa
 
 
 def test_the_client_comes_from_the_workspace_settings() -> None:
-    client = azureml_client_from_env(FakeCredential(), {"AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
-                                                        "AZURE_RESOURCE_GROUP": "rg", "AZUREML_WORKSPACE_NAME": "ws"})
+    client = workspace_client(FakeCredential(), SUBSCRIPTION, "rg", "ws")
     assert (client.subscription_id, client.resource_group_name, client.workspace_name) == (SUBSCRIPTION, "rg", "ws")
     with pytest.raises(DeploymentError, match="AZUREML_WORKSPACE_NAME"):
-        azureml_client_from_env(FakeCredential(), {"AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
-                                                   "AZURE_RESOURCE_GROUP": "rg"})
+        workspace_client(FakeCredential(), SUBSCRIPTION, "rg", None)
 
 
 def test_importing_the_package_loads_no_heavy_sdk() -> None:

@@ -3,11 +3,8 @@ and says so (deployment.unchanged, which a pipeline waiting for its deployment t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from shared.approvals.service import get_approval_settings
 from shared.blob_layout import DEPLOYMENTS, deployed_state_name
 from shared.events import Event, FlowRegistered
 from shared.experiments.gate import Baseline
@@ -18,13 +15,10 @@ HASH = "sha256:" + "a" * 64
 
 
 @pytest.fixture(autouse=True)
-def approvers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def approvers(monkeypatch: pytest.MonkeyPatch) -> None:
     """An app that may ask for approvals: approvers listed, App Service authentication on (set before `deps`)."""
     monkeypatch.setenv("APPROVERS", "alice@contoso.com")
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
-    get_approval_settings.cache_clear()
-    yield
-    get_approval_settings.cache_clear()
 
 
 def registered(version: str, *, created: bool) -> FlowRegistered:
