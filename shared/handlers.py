@@ -29,6 +29,7 @@ from shared.events import (
     PipelineTriggered,
 )
 from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
+from shared.events.monitoring import ProductionEvaluationRequested
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services import intake
@@ -44,6 +45,8 @@ from shared.services.experiments import (
     plan_experiment,
 )
 from shared.services.gate import judge_experiment
+from shared.services.monitoring import production_log_for
+from shared.services.production_evaluation import evaluate_production
 from shared.services.registration import register_chosen_flow, register_upload
 from shared.services.release import ask_for_approval, deployment_for
 from shared.settings import Settings
@@ -123,6 +126,11 @@ def on_traffic_requested(event: DeploymentTrafficRequested, deps: Dependencies) 
     return change_traffic(event, deps.blobs, deps.deployments, deps.clock, deps.settings.environment)
 
 
+def on_production_evaluation_requested(event: ProductionEvaluationRequested, deps: Dependencies) -> Sequence[Event]:
+    return evaluate_production(event, deps.blobs, deps.experiments.runner, deps.experiments.secrets_env,
+                               deps.settings.flows_dir, production_log_for(deps.blobs))
+
+
 # Keys narrow the event type each handler receives.
 HANDLERS: dict[type[Event], Handler] = {
     DatasetUploaded: on_dataset_uploaded,  # type: ignore[dict-item]
@@ -137,6 +145,7 @@ HANDLERS: dict[type[Event], Handler] = {
     DeploymentRequested: on_deployment_requested,  # type: ignore[dict-item]
     DeploymentCheckRequested: on_deployment_check_requested,  # type: ignore[dict-item]
     DeploymentTrafficRequested: on_traffic_requested,  # type: ignore[dict-item]
+    ProductionEvaluationRequested: on_production_evaluation_requested,  # type: ignore[dict-item]
 }
 
 
