@@ -127,7 +127,7 @@ def on_traffic_requested(event: DeploymentTrafficRequested, deps: Dependencies) 
 
 
 def on_production_evaluation_requested(event: ProductionEvaluationRequested, deps: Dependencies) -> Sequence[Event]:
-    return evaluate_production(event, deps.blobs, deps.experiments.runner, deps.experiments.secrets_env,
+    return evaluate_production(event, deps.blobs, deps.clock, deps.experiments.runner, deps.experiments.secrets_env,
                                deps.settings.flows_dir, production_log_for(deps.blobs))
 
 

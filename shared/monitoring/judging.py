@@ -26,12 +26,20 @@ class JudgingState(BaseModel):
 
     last_run: datetime | None = Field(default=None, description="The last schedule firing judged")
     judged: dict[str, datetime] = Field(default_factory=dict, description="request id -> its time, within lookback")
+    running: datetime | None = Field(default=None, description="The firing a run is judging now (a lease)")
+    running_until: datetime | None = None
+
+    def busy(self, window_end: datetime, now: datetime) -> bool:
+        """Another firing's run holds the lease: this one would judge the same lines."""
+        return (self.running is not None and self.running != window_end and self.running_until is not None
+                and now < self.running_until)
 
     def remember(self, lines: Iterable[ProductionLine], window_end: datetime, lookback: timedelta) -> None:
         """Record `lines` as judged and forget those the next run's lookback can no longer read."""
         self.judged.update({line.request_id: line.time for line in lines})
         self.judged = {rid: time for rid, time in self.judged.items() if time >= window_end - lookback}
         self.last_run = window_end
+        self.running = self.running_until = None
 
 
 class JudgedLine(BaseModel):

@@ -10,6 +10,8 @@ production.evaluated and, per deployment over a threshold, production.degraded.
 
 Idempotent under redelivery: a firing already judged (`last_run`) is not judged again; a run that crashed before
 saving its state is redone — the same lines, as sampling is by request id — and its events carry the same ids.
+One run at a time per use case: a run takes a lease in the state (compare-and-swap on its ETag) and a later firing
+that finds it held does nothing — the next firing takes its lines, as they are still unjudged.
 Lines the time budget did not reach are not recorded, so the next run takes them while the lookback still reads them.
 """
 
@@ -19,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -88,7 +90,7 @@ def request_evaluations(blobs: BlobStore, publisher: EventPublisher, clock: Cloc
     return published
 
 
-def evaluate_production(event: ProductionEvaluationRequested, blobs: BlobStore, runner: FlowRunner,
+def evaluate_production(event: ProductionEvaluationRequested, blobs: BlobStore, clock: Clock, runner: FlowRunner,
                         secrets_env: Mapping[str, str], flows_root: Path, log_for: LogFor) -> list[Event]:
     request = event.payload
     config = load_experiment(flows_root / request.use_case, request.environment)
@@ -98,8 +100,15 @@ def evaluate_production(event: ProductionEvaluationRequested, blobs: BlobStore, 
         return []  # no longer configured, or this firing (or a later one) was judged already
     settings = deployment_config(config, request.environment)
     production_log = log_for(settings)
-    if production_log is None:
+    if production_log is None or state.busy(request.window_end, clock.now()):
         return []
+    state.running, state.running_until = request.window_end, clock.now() + timedelta(
+        seconds=evaluation.run_seconds + 2 * config.execution.line_timeout_seconds)
+    try:
+        etag = blobs.write(SYSTEM, judging_state_name(request.use_case), state.model_dump_json().encode(),
+                           if_match=etag, if_absent=etag is None)
+    except PreconditionFailed:
+        return []  # another run took the lease first
     start = request.window_end - evaluation.lookback
     lines = production_log.lines(request.use_case, settings.endpoint_name, start, request.window_end)
     chosen, left_over = select_lines(lines, state, evaluation)

@@ -95,7 +95,7 @@ def test_sampled_lines_are_judged_once_per_deployment_with_metrics_report_and_ev
     assert request_evaluations(blob_store, bus, clock, flows, "local") == []
 
     def judge(event: object) -> list:
-        return evaluate_production(event, blob_store, PromptflowRunner(), env, flows,  # type: ignore[arg-type]
+        return evaluate_production(event, blob_store, clock, PromptflowRunner(), env, flows,  # type: ignore[arg-type]
                                    production_log_for(blob_store))
 
     llm.reset_stats()

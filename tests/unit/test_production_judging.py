@@ -171,3 +171,14 @@ def test_the_ab_report_compares_the_judge_scores_with_the_ratings_test() -> None
     assert without.judge_metric is None
     assert "judge" not in render_html(without)
     assert all(c.judge_p is None for c in without.comparisons)
+
+
+def test_one_run_at_a_time_holds_a_lease_until_it_ends_or_expires() -> None:
+    state = JudgingState(running=T0, running_until=T0 + timedelta(minutes=5))
+    later = T0 + timedelta(minutes=1)
+    assert state.busy(later, now=later)  # a later firing waits: it would judge the same lines
+    assert not state.busy(T0, now=later)  # the same firing redelivered takes over its own run
+    assert not state.busy(later, now=T0 + timedelta(minutes=6))  # a run that died lets go when its lease ends
+    state.remember([], later, timedelta(minutes=30))
+    assert (state.running, state.running_until, state.busy(T0 + timedelta(minutes=2), now=later)) == (None, None,
+                                                                                                    False)
