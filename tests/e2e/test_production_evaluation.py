@@ -15,6 +15,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
+from localstack.host.keys import read_host_keys
 from localstack.llm.scripted import ScriptedLLM, grading_responder, scripted_llm
 from localstack.stack import LocalStack
 from shared.adapters.azure_blob import AzureBlobStore
@@ -130,3 +131,16 @@ def test_traffic_is_judged_per_deployment_once_by_the_scheduled_evaluation(stack
     assert degraded[0].payload.breaches[0].startswith("judge.score ")
     report = blobs.read(REPORTS, evaluated[-1].payload.report_uri.removeprefix("reports/"))[0].decode()
     assert "Worst lines" in report
+
+    # The A/B report compares the deployments on the judge's scores too, with the ratings' test.
+    key = read_host_keys(stack.storage_connection_string)["default"]
+    ab = requests.get(f"{stack.base_url}/api/ab-report/{USE_CASE}/{endpoint}", params={"format": "json"},
+                      headers={"x-functions-key": key}, timeout=30)
+    assert ab.status_code == 200, ab.text
+    assert ab.json()["judge_metric"] == "judge.score"
+    stats = {d["deployment"]: d for d in ab.json()["deployments"]}
+    assert stats[good]["judged"] + stats[wrong]["judged"] == len(served)
+    assert stats[good]["mean_judge"] == 5.0
+    assert stats[wrong]["mean_judge"] < 4.0
+    [comparison] = ab.json()["comparisons"]
+    assert comparison["judge_p"] is not None
