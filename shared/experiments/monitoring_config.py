@@ -88,7 +88,8 @@ class ProductionEvaluationConfig(StrictBlock):
     max_lines: int = Field(default=50, ge=1, le=1000, description="Lines judged per run, all deployments together")
     lookback_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
     min_lines: int = Field(default=5, ge=1, description="Fewer judged lines for a deployment: no verdict")
-    run_seconds: int = Field(default=240, ge=10, le=480, description="Lines not started by then wait for the next run")
+    # As an experiment item: run_seconds + one line_timeout_seconds stay within host.json's 10 minutes.
+    run_seconds: int = Field(default=180, ge=10, le=240, description="Lines not started by then wait for the next run")
     evaluators: list[ProductionEvaluator] = Field(min_length=1)
     thresholds: list[MetricThreshold] = Field(default_factory=list)
     primary_metric: str | None = Field(default=None, description="Ranks the worst lines; default: first threshold's")

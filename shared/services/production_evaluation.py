@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -48,7 +48,7 @@ from shared.monitoring.judging import (
     per_deployment,
     select_lines,
 )
-from shared.monitoring.production_log import ProductionLine
+from shared.monitoring.production_log import ProductionLine, loggable
 from shared.monitoring.production_report import JudgedWindow, write_window
 from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher, PreconditionFailed
 from shared.services.deployment_settings import deployment_config
@@ -94,9 +94,11 @@ def evaluate_production(event: ProductionEvaluationRequested, blobs: BlobStore, 
                         secrets_env: Mapping[str, str], flows_root: Path, log_for: LogFor) -> list[Event]:
     request = event.payload
     config = load_experiment(flows_root / request.use_case, request.environment)
-    evaluation = config.monitoring.evaluation if config.monitoring else None
+    monitoring = config.monitoring
+    evaluation = monitoring.evaluation if monitoring else None
     state, etag = _read(blobs, judging_state_name(request.use_case), JudgingState)
-    if evaluation is None or (state.last_run is not None and request.window_end <= state.last_run):
+    done = state.last_run is not None and request.window_end <= state.last_run
+    if monitoring is None or evaluation is None or done:
         return []  # no longer configured, or this firing (or a later one) was judged already
     settings = deployment_config(config, request.environment)
     production_log = log_for(settings)
@@ -112,7 +114,7 @@ def evaluate_production(event: ProductionEvaluationRequested, blobs: BlobStore, 
     start = request.window_end - evaluation.lookback
     lines = production_log.lines(request.use_case, settings.endpoint_name, start, request.window_end)
     chosen, left_over = select_lines(lines, state, evaluation)
-    judged = _judge(config, evaluation, chosen, runner, secrets_env) if chosen else []
+    judged = _judge(config, evaluation, chosen, runner, secrets_env, monitoring.mask_fields) if chosen else []
     left_over += len(chosen) - len(judged)
     events: list[Event] = []
     if judged:
@@ -133,11 +135,13 @@ def evaluate_production(event: ProductionEvaluationRequested, blobs: BlobStore, 
 
 
 def _judge(config: ExperimentConfig, evaluation: ProductionEvaluationConfig, lines: list[ProductionLine],
-           runner: FlowRunner, secrets_env: Mapping[str, str]) -> list[JudgedLine]:
+           runner: FlowRunner, secrets_env: Mapping[str, str], mask_fields: Sequence[str]) -> list[JudgedLine]:
     """Every evaluator over the lines, one run per (evaluator, deployment) so each deployment's lines are judged
-    alike; a line reached by no evaluator before the deadline is not judged (it waits for the next run)."""
+    alike; a line reached by no evaluator before the deadline is not judged (it waits for the next run). What is
+    kept of a request is masked again (Azure ML's collector stores what it was sent)."""
     judged = {index: JudgedLine(request_id=line.request_id, deployment=str(line.deployment), time=line.time,
-                                inputs=line.inputs, outputs=line.outputs) for index, line in enumerate(lines)}
+                                inputs=loggable(line.inputs, mask_fields), outputs=loggable(line.outputs, mask_fields))
+              for index, line in enumerate(lines)}
     reached: set[int] = set()
     specs = []
     for evaluator in evaluation.evaluators:

@@ -34,6 +34,7 @@ OVERLAY = """
 deployment:
   endpoint_name: {endpoint}
 monitoring:
+  mask_fields: [reasoning]
   evaluation:
     schedule: "0 */10 * * * *"
     sample_rate: 1.0
@@ -116,6 +117,7 @@ def test_sampled_lines_are_judged_once_per_deployment_with_metrics_report_and_ev
                                                                                         "evaluation.json"))[0])
     assert {line["request_id"] for line in stored["lines"]} == {f"{d}-{i}" for d in ("blue", "green")
                                                                  for i in range(1, 7)}
+    assert {line["outputs"]["reasoning"] for line in stored["lines"]} == {"***"}  # masked as the block asks
 
     # Redelivered: nothing is judged again. The next firing judges only what is new.
     assert judge(request) == []
