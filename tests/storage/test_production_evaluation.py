@@ -112,6 +112,7 @@ def test_sampled_lines_are_judged_once_per_deployment_with_metrics_report_and_ev
     assert report == f"reports/judged/production/{fired:%Y%m%dT%H%M%SZ}/summary.html"
     html = blob_store.read(REPORTS, report.removeprefix("reports/"))[0].decode()
     assert "judge.score 1 &lt; 3" in html
+    assert "<script" not in html  # one self-contained page
     assert html.index("green-1") < html.index("blue-1")  # the worst lines first, with the user's rating beside
     stored = json.loads(blob_store.read(REPORTS, report.removeprefix("reports/").replace("summary.html",
                                                                                         "evaluation.json"))[0])
