@@ -21,7 +21,7 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -301,11 +301,12 @@ def report_endpoint(blobs: BlobStore, clock: Clock, use_case: str, endpoint: str
                     telemetry_warning: str | None = None) -> tuple[ABReport, dict[str, str]]:
     """Load the endpoint's stored feedback, compare its deployments, write the report; (report, blob names)."""
     from shared.feedback.service import load_feedback
-    from shared.monitoring.production_report import judge_scores
+    from shared.monitoring.production_report import COMPARED_DAYS, judge_scores
 
     feedback = [RatedFeedback(f.request_id, f.deployment, f.rating, f.thumbs)
                 for f in load_feedback(blobs, use_case, endpoint)]
     report = build_ab_report(use_case, endpoint, requests, feedback, generated_at=clock.now(), traffic=traffic,
-                             baseline=baseline, alpha=alpha, judge=judge_scores(blobs, use_case, endpoint))
+                             baseline=baseline, alpha=alpha,
+                             judge=judge_scores(blobs, use_case, endpoint, clock.now() - timedelta(days=COMPARED_DAYS)))
     report.telemetry_warning = telemetry_warning
     return report, write_ab_report(blobs, report)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
@@ -22,6 +22,8 @@ from shared.templating import render_template
 
 TEMPLATES = Path(__file__).parent / "templates"
 TREND_WINDOWS = 12  # recent windows shown in a report's trend table
+COMPARED_DAYS = 30  # the A/B report compares the judged lines of this many days (as long as production logs live)
+_STAMP = "%Y%m%dT%H%M%SZ"
 
 
 class JudgedWindow(BaseModel):
@@ -46,17 +48,27 @@ class Ratings(BaseModel):
 
 
 def window_prefix(use_case: str, window_end: datetime) -> str:
-    return f"{safe_segment(use_case)}/production/{window_end:%Y%m%dT%H%M%SZ}/"
+    return f"{safe_segment(use_case)}/production/{window_end.strftime(_STAMP)}/"
 
 
-def load_windows(blobs: BlobStore, use_case: str, endpoint: str) -> list[JudgedWindow]:
-    """Every stored window of the endpoint, oldest first; unreadable ones are skipped."""
-    windows = []
-    for info in blobs.list(REPORTS, f"{safe_segment(use_case)}/production/"):
-        if not info.name.endswith("/evaluation.json"):
-            continue
+def load_windows(blobs: BlobStore, use_case: str, endpoint: str, *, since: datetime | None = None,
+                 before: datetime | None = None, last: int | None = None) -> list[JudgedWindow]:
+    """The endpoint's stored windows ending in [since, before), oldest first (only the `last` ones of the use case
+    are read); unreadable ones are skipped. The window end is in the blob name, so old windows are never read."""
+    prefix = f"{safe_segment(use_case)}/production/"
+    names = []
+    for info in blobs.list(REPORTS, prefix):
+        stamp, _, file = info.name[len(prefix):].partition("/")
         try:
-            window = JudgedWindow.model_validate_json(blobs.read(REPORTS, info.name)[0])
+            end = datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if file == "evaluation.json" and (since is None or end >= since) and (before is None or end < before):
+            names.append((end, info.name))
+    windows = []
+    for _, name in sorted(names)[-last if last else None:]:
+        try:
+            window = JudgedWindow.model_validate_json(blobs.read(REPORTS, name)[0])
         except (BlobNotFound, ValidationError):
             continue
         if window.endpoint == endpoint:
@@ -64,10 +76,11 @@ def load_windows(blobs: BlobStore, use_case: str, endpoint: str) -> list[JudgedW
     return sorted(windows, key=lambda window: window.window_end)
 
 
-def judge_scores(blobs: BlobStore, use_case: str, endpoint: str) -> tuple[str | None, dict[str, list[float]]]:
-    """(the metric, deployment -> its value on every judged line) over all windows: the latest window's ranking
-    metric, one value per request."""
-    windows = load_windows(blobs, use_case, endpoint)
+def judge_scores(blobs: BlobStore, use_case: str, endpoint: str,
+                 since: datetime | None = None) -> tuple[str | None, dict[str, list[float]]]:
+    """(the metric, deployment -> its value on every judged line) over the windows since `since`: the latest
+    window's ranking metric, one value per request."""
+    windows = load_windows(blobs, use_case, endpoint, since=since)
     metric = next((w.ranking_metric for w in reversed(windows) if w.ranking_metric), None)
     if metric is None:
         return None, {}
@@ -101,8 +114,8 @@ def write_window(blobs: BlobStore, window: JudgedWindow, feedback: Sequence[Feed
     prefix = window_prefix(window.use_case, window.window_end)
     blobs.write(REPORTS, prefix + "evaluation.json", window.model_dump_json(indent=1).encode(),
                 content_type="application/json")
-    history = [w for w in load_windows(blobs, window.use_case, window.endpoint) if w.window_end < window.window_end]
-    trend = [*history[-(TREND_WINDOWS - 1):], window]
+    history = load_windows(blobs, window.use_case, window.endpoint, before=window.window_end, last=TREND_WINDOWS - 1)
+    trend = [*history, window]
     metrics = sorted({metric for w in trend for d in w.deployments for metric in d.metrics})
     ratings = {r.deployment: r for r in ratings_beside(window, feedback)}
     rating_of = {record.request_id: record.rating for record in feedback}

@@ -133,3 +133,7 @@ def test_sampled_lines_are_judged_once_per_deployment_with_metrics_report_and_ev
 
     # The A/B report's view: every judged line's score per deployment, across windows.
     assert judge_scores(blob_store, "judged", endpoint) == ("judge.score", {"blue": [5.0] * 7, "green": [1.0] * 6})
+    assert judge_scores(blob_store, "judged", endpoint, since=fired + timedelta(minutes=1)) == (
+        "judge.score", {"blue": [5.0]})  # windows older than `since` are not read
+    trend = blob_store.read(REPORTS, evaluated_later.payload.report_uri.removeprefix("reports/"))[0].decode()
+    assert fired.isoformat() in trend  # the later report's trend has the earlier window
