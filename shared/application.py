@@ -160,11 +160,16 @@ class Application:
         self.blobs.write(SYSTEM, HEARTBEAT_NAME, f'{{"last_tick": "{self.clock.now().isoformat()}"}}'.encode())
 
     def monitor_production(self) -> int:
-        """Timer entry: the production monitor (shared/services/monitoring.py); returns the events published."""
+        """Timer entry: the production monitor (shared/services/monitoring.py) and the requests for post-production
+        evaluations whose schedule fired (shared/services/production_evaluation.py); returns the events published."""
         from shared.services.monitoring import monitor_production, production_log_for
+        from shared.services.production_evaluation import request_evaluations
 
-        return len(monitor_production(self.blobs, self.publisher, self.clock, self.deployments,
-                                      self.settings.environment, production_log_for(self.blobs)))
+        monitored = monitor_production(self.blobs, self.publisher, self.clock, self.deployments,
+                                       self.settings.environment, production_log_for(self.blobs))
+        requested = request_evaluations(self.blobs, self.publisher, self.clock, self.settings.flows_dir,
+                                        self.settings.environment)
+        return len(monitored) + len(requested)
 
     def health(self) -> dict[str, Any]:
         try:

@@ -210,3 +210,13 @@ def monitoring_state_name(use_case: str) -> str:
 
 def candidate_dataset_name(use_case: str, endpoint: str, moment: datetime) -> str:
     return f"{safe_segment(use_case)}/{safe_segment(endpoint)}-{moment:%Y%m%dT%H%M%SZ}.jsonl"
+
+
+def judging_state_name(use_case: str) -> str:
+    """What the post-production evaluation remembers of a use case: its last run, the lines it judged."""
+    return f"production-evaluation/{safe_segment(use_case)}.json"
+
+
+def judging_requested_name(use_case: str) -> str:
+    """The last schedule firing the timer asked to judge (apart from the state: the handler writes that one)."""
+    return f"production-evaluation/{safe_segment(use_case)}.requested.json"

@@ -33,6 +33,7 @@ from shared.events import (
 )
 from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
 from shared.events.commands import DecideApproval, ExpireApprovals, Message, SubmitFeedback
+from shared.events.monitoring import ProductionEvaluationRequested
 from shared.feedback.endpoints import EndpointDirectory
 from shared.feedback.service import FeedbackRecord, store_feedback
 from shared.ports import BlobStore, Clock, EventPublisher
@@ -50,6 +51,8 @@ from shared.services.experiments import (
     plan_experiment,
 )
 from shared.services.gate import judge_experiment
+from shared.services.monitoring import production_log_for
+from shared.services.production_evaluation import evaluate_production
 from shared.services.registration import register_chosen_flow, register_upload
 from shared.services.release import ask_for_approval, deployment_for
 from shared.settings import Settings
@@ -134,6 +137,12 @@ def on_traffic_requested(event: DeploymentTrafficRequested, *, blobs: BlobStore,
     return change_traffic(event, blobs, deployments, clock, settings.environment)
 
 
+def on_production_evaluation_requested(event: ProductionEvaluationRequested, *, blobs: BlobStore, clock: Clock,
+                                       settings: Settings, experiments: ExperimentWorkspace) -> Sequence[Event]:
+    return evaluate_production(event, blobs, clock, experiments.runner, experiments.secrets_env, settings.flows_dir,
+                               production_log_for(blobs))
+
+
 # --- commands: their caller gets the handler's error as raised -------------------------------------------------
 # An approval publishes its own decision event (its record notes whether the event went out, and the expiry sweep
 # re-sends one that did not), so these return no follow-ups for the bus to publish.
@@ -172,6 +181,7 @@ HANDLERS: dict[type[Message], Handler] = dict([
     route(DeploymentRequested, on_deployment_requested),
     route(DeploymentCheckRequested, on_deployment_check_requested),
     route(DeploymentTrafficRequested, on_traffic_requested),
+    route(ProductionEvaluationRequested, on_production_evaluation_requested),
     route(DecideApproval, on_decide_approval),
     route(ExpireApprovals, on_expire_approvals),
     route(SubmitFeedback, on_submit_feedback),

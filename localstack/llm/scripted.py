@@ -42,6 +42,21 @@ def arithmetic_responder(messages: Messages) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
 
 
+_GRADED = re.compile(r"Question:(.*)\nProposed answer:(.*)", re.DOTALL)
+
+
+def grading_responder(messages: Messages) -> str:
+    """`arithmetic_responder`, and as the post-production judge (flows/math_coding/flows/judge) a strict grader:
+    5 when the proposed answer is the arithmetic's, else 1."""
+    text = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+    graded = _GRADED.search(text)
+    if graded is None:
+        return arithmetic_responder(messages)
+    question, answer = graded.groups()
+    right = arithmetic_responder([{"role": "user", "content": question}])
+    return "5" if answer.strip() == right else "1"
+
+
 class InvalidApiKey(Exception):
     """Raised by a responder to refuse the call as OpenAI refuses a wrong key: 401, the key echoed back."""
 

@@ -1,8 +1,13 @@
-"""Events of the production monitor (shared/services/monitoring.py), registered in the catalogue's ALL_EVENTS.
+"""Events of the production monitor (shared/services/monitoring.py) and of the post-production evaluation
+(shared/services/production_evaluation.py), registered in the catalogue's ALL_EVENTS.
 
 deployment.degraded: a deployment broke its use case's `monitoring:` thresholds over a window of production
 traffic. It carries the evidence (the window's statistics and the thresholds) so the journal says why; with
 `auto_rollback` its follow-up is the deployment.traffic_requested that retires it.
+production.evaluation_requested: a use case's `monitoring.evaluation` schedule fired (the timer asks; a bus handler
+judges, so the long work is retried like any other). production.evaluated: the sampled new lines were judged, the
+metrics per deployment are in the payload and the report. production.degraded: a deployment's judged answers broke
+a threshold.
 """
 
 # As in catalogue.py: the events narrow the envelope's frozen `type` and `payload`, which pyright calls an override.
@@ -15,7 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from shared.events.envelope import Event, Payload
-from shared.events.payloads import DeploymentNamed, Environment
+from shared.events.payloads import DeploymentNamed, Environment, Name
 
 
 class WindowEvidence(Payload):
@@ -53,4 +58,60 @@ class DeploymentDegraded(Event):
     payload: DeploymentDegradedPayload
 
 
-MONITORING_EVENTS: tuple[type[Event], ...] = (DeploymentDegraded,)
+class ProductionEvaluationRequestedPayload(Payload):
+    use_case: Name
+    environment: Environment
+    window_end: datetime = Field(description="The schedule's firing: lines up to it are judged.")
+
+
+class ProductionEvaluationRequested(Event):
+    type: Literal["production.evaluation_requested"] = "production.evaluation_requested"
+    payload: ProductionEvaluationRequestedPayload
+
+
+class DeploymentJudgement(Payload):
+    deployment: Name
+    lines: int = Field(ge=0, description="Lines judged this run.")
+    failed_lines: int = Field(ge=0, description="Lines an evaluator could not score (in the report, with why).")
+    metrics: dict[str, float] = Field(default_factory=dict, description="'<evaluator>.<output>' -> mean")
+
+
+class ProductionEvaluatedPayload(Payload):
+    use_case: Name
+    endpoint: Name
+    environment: Environment
+    window_start: datetime
+    window_end: datetime
+    deployments: list[DeploymentJudgement]
+    left_over: int = Field(ge=0, description="Sampled new lines over the cap or past the time budget.")
+    report_uri: str
+
+
+class ProductionEvaluated(Event):
+    type: Literal["production.evaluated"] = "production.evaluated"
+    payload: ProductionEvaluatedPayload
+
+
+class MetricBound(Payload):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+
+class ProductionDegradedPayload(DeploymentNamed):
+    environment: Environment
+    breaches: list[str] = Field(min_length=1, description="One sentence per threshold broken.")
+    lines: int = Field(ge=0)
+    metrics: dict[str, float]
+    thresholds: list[MetricBound]
+    window_end: datetime
+    report_uri: str
+
+
+class ProductionDegraded(Event):
+    type: Literal["production.degraded"] = "production.degraded"
+    payload: ProductionDegradedPayload
+
+
+MONITORING_EVENTS: tuple[type[Event], ...] = (DeploymentDegraded, ProductionEvaluationRequested,
+                                              ProductionEvaluated, ProductionDegraded)

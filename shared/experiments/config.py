@@ -175,6 +175,8 @@ def _semantic_problems(config: ExperimentConfig, datasets_origin: str = "") -> l
     missing_flow("flow", config.flow or config.name, config.flow_dir)
     for index, dataset in enumerate(config.datasets):
         missing_source(f"datasets[{index}].source", dataset)
+    for index, judge in enumerate(config.production_evaluators):
+        missing_flow(f"monitoring.evaluation.evaluators[{index}].flow", judge.flow or judge.name, judge.flow_dir)
     for e_index, evaluator in enumerate(config.evaluators):
         missing_flow(f"evaluators[{e_index}].flow", evaluator.flow or evaluator.name, evaluator.flow_dir)
         problems += [(f"evaluators[{e_index}].datasets", p)

@@ -22,7 +22,7 @@ from shared.experiments.fields import (
 )
 from shared.experiments.gate import GateConfig
 from shared.experiments.mappings import ReferenceKind
-from shared.experiments.monitoring_config import MonitoringConfig
+from shared.experiments.monitoring_config import MonitoringConfig, ProductionEvaluator
 
 # What makes a folder a flow promptflow can run (DAG, flex, or a prompty file).
 FLOW_FILES = ("flow.dag.yaml", "flow.dag.yml", "flow.flex.yaml", "flow.flex.yml")
@@ -217,7 +217,14 @@ class ExperimentConfig(StrictBlock):
                     dataset.source = referenced.source
                 if dataset.source is not None:
                     dataset._local_path = _local_source(self.base_dir, dataset.source)
+        for judge in self.production_evaluators:
+            judge._flow_dir = _flow_dir(self.base_dir, judge.flow or judge.name)
         return self
+
+    @property
+    def production_evaluators(self) -> list[ProductionEvaluator]:
+        evaluation = self.monitoring.evaluation if self.monitoring else None
+        return evaluation.evaluators if evaluation else []
 
     @property
     def flow_dir(self) -> Path:

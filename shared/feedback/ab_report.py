@@ -3,9 +3,10 @@
 Inputs are the endpoint's per-request telemetry (`ServedRequest`, one per scoring request, from the RequestTelemetry
 port in telemetry.py) and the stored feedback.
 Per deployment: requests served and their share, error rate (any non-2xx answer), latency p50/p95/p99, mean rating
-(1-5) with a 95 % t confidence interval, thumbs-up rate. Each deployment is compared with the baseline (the one
-serving the most traffic unless named): Welch's t-test on the ratings, a two-proportion z-test on the error rates,
-both two-sided, significant below `alpha`.
+(1-5) with a 95 % t confidence interval, thumbs-up rate, and the post-production judge's mean score (its ranking
+metric over every judged line, shared/monitoring/production_report.py) with its interval. Each deployment is
+compared with the baseline (the one serving the most traffic unless named): Welch's t-test on the ratings and on the
+judge's scores, a two-proportion z-test on the error rates, all two-sided, significant below `alpha`.
 
 Counting rules: requests pinned with `azureml-model-deployment` (smoke tests, debugging) are not user traffic and
 stay out of the comparison (they are counted apart); feedback is attributed to the deployment the router recorded
@@ -20,7 +21,7 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -84,6 +85,10 @@ class DeploymentStats(BaseModel):
     thumbs_up: int = 0
     thumbs_down: int = 0
     thumbs_up_rate: float | None = None
+    judged: int = 0
+    mean_judge: float | None = None
+    judge_ci_low: float | None = None
+    judge_ci_high: float | None = None
 
 
 class Comparison(BaseModel):
@@ -94,6 +99,11 @@ class Comparison(BaseModel):
     rating_df: float | None = None
     rating_p: float | None = None
     rating_significant: bool | None = None
+    judge_difference: float | None = None
+    judge_t: float | None = None
+    judge_df: float | None = None
+    judge_p: float | None = None
+    judge_significant: bool | None = None
     error_rate_difference: float | None = None
     error_rate_z: float | None = None
     error_rate_p: float | None = None
@@ -111,6 +121,7 @@ class ABReport(BaseModel):
     comparisons: list[Comparison]
     unattributed_feedback: int = 0
     unrouted_requests: int = 0
+    judge_metric: str | None = Field(default=None, description="the judge's score compared (post-production)")
     telemetry_warning: str | None = Field(default=None, description="why the requests may be incomplete")
 
 
@@ -119,13 +130,13 @@ def _finite(value: float) -> float | None:
 
 
 def _stats(name: str, routed: Sequence[ServedRequest], pinned: int, total_routed: int,
-           feedback: Sequence[RatedFeedback], configured: int | None) -> DeploymentStats:
+           feedback: Sequence[RatedFeedback], configured: int | None, judged: Sequence[float]) -> DeploymentStats:
     latencies = [r.latency_ms for r in routed]
     errors = sum(not r.ok for r in routed)
     ratings = [f.rating for f in feedback if f.rating is not None]
     up = sum(f.thumbs == "up" for f in feedback)
     down = sum(f.thumbs == "down" for f in feedback)
-    interval = mean_confidence_interval(ratings)
+    interval, judge = mean_confidence_interval(ratings), mean_confidence_interval(judged)
     return DeploymentStats(
         deployment=name, configured_traffic=configured, requests=len(routed),
         share=len(routed) / total_routed if total_routed else 0.0, pinned_requests=pinned,
@@ -133,19 +144,32 @@ def _stats(name: str, routed: Sequence[ServedRequest], pinned: int, total_routed
         latency_p50_ms=percentile(latencies, 50), latency_p95_ms=percentile(latencies, 95),
         latency_p99_ms=percentile(latencies, 99), ratings=interval.n, mean_rating=interval.mean,
         rating_ci_low=interval.low, rating_ci_high=interval.high, thumbs_up=up, thumbs_down=down,
-        thumbs_up_rate=up / (up + down) if up + down else None,
+        thumbs_up_rate=up / (up + down) if up + down else None, judged=judge.n, mean_judge=judge.mean,
+        judge_ci_low=judge.low, judge_ci_high=judge.high,
     )
 
 
-def _compare(stats: DeploymentStats, base: DeploymentStats, ratings: dict[str, list[int]], alpha: float) -> Comparison:
-    comparison = Comparison(deployment=stats.deployment, baseline=base.deployment)
-    welch = welch_t_test(ratings[stats.deployment], ratings[base.deployment])
+def _welch(comparison: Comparison, field: str, label: str, values: Sequence[float], base: Sequence[float],
+           alpha: float) -> None:
+    """Welch's t-test of `values` against the baseline's, into the comparison's `<field>_*` columns."""
+    welch = welch_t_test(values, base)
     if welch is None:
-        comparison.notes.append("ratings: fewer than 2 on a side, no test")
-    else:
-        comparison.rating_difference = (stats.mean_rating or 0.0) - (base.mean_rating or 0.0)
-        comparison.rating_t, comparison.rating_df = _finite(welch.statistic), welch.df
-        comparison.rating_p, comparison.rating_significant = welch.p_value, welch.p_value < alpha
+        comparison.notes.append(f"{label}: fewer than 2 on a side, no test")
+        return
+    setattr(comparison, f"{field}_difference", sum(values) / len(values) - sum(base) / len(base))
+    setattr(comparison, f"{field}_t", _finite(welch.statistic))
+    setattr(comparison, f"{field}_df", welch.df)
+    setattr(comparison, f"{field}_p", welch.p_value)
+    setattr(comparison, f"{field}_significant", welch.p_value < alpha)
+
+
+def _compare(stats: DeploymentStats, base: DeploymentStats, ratings: dict[str, list[int]],
+             judged: dict[str, list[float]], alpha: float) -> Comparison:
+    comparison = Comparison(deployment=stats.deployment, baseline=base.deployment)
+    _welch(comparison, "rating", "ratings", ratings[stats.deployment], ratings[base.deployment], alpha)
+    if judged:  # a use case without post-production evaluation has no judge to compare
+        _welch(comparison, "judge", "judge scores", judged.get(stats.deployment, []),
+               judged.get(base.deployment, []), alpha)
     z = two_proportion_z_test(stats.errors, stats.requests, base.errors, base.requests)
     if z is None:
         comparison.notes.append("errors: no routed requests on a side, no test")
@@ -163,9 +187,12 @@ def _compare(stats: DeploymentStats, base: DeploymentStats, ratings: dict[str, l
 def build_ab_report(use_case: str, endpoint: str, requests: Sequence[ServedRequest],
                     feedback: Sequence[RatedFeedback], *, generated_at: datetime,
                     traffic: dict[str, int] | None = None, deployments: Sequence[str] = (),
-                    baseline: str | None = None, alpha: float = ALPHA) -> ABReport:
-    """Compare every deployment that served (or is configured, or is named) on this endpoint with the baseline."""
+                    baseline: str | None = None, alpha: float = ALPHA,
+                    judge: tuple[str | None, dict[str, list[float]]] = (None, {})) -> ABReport:
+    """Compare every deployment that served (or is configured, or is named) on this endpoint with the baseline;
+    `judge` is (metric, deployment -> the judge's score of each judged line)."""
     traffic = traffic or {}
+    judge_metric, judged = judge
     by_request = {r.request_id: r.deployment for r in requests if r.deployment}
     names = sorted({*deployments, *traffic, *(r.deployment for r in requests if r.deployment)})
     attributed: dict[str, list[RatedFeedback]] = {name: [] for name in names}
@@ -180,7 +207,7 @@ def build_ab_report(use_case: str, endpoint: str, requests: Sequence[ServedReque
     stats = [
         _stats(name, [r for r in routed if r.deployment == name],
                sum(1 for r in requests if r.pinned and r.deployment == name), len(routed), attributed[name],
-               traffic.get(name))
+               traffic.get(name), judged.get(name, []))
         for name in names
     ]
     if baseline is None and stats:
@@ -188,11 +215,11 @@ def build_ab_report(use_case: str, endpoint: str, requests: Sequence[ServedReque
         baseline = max(stats, key=lambda s: (s.configured_traffic or 0, s.requests, s.deployment)).deployment
     ratings = {name: [f.rating for f in items if f.rating is not None] for name, items in attributed.items()}
     by_name = {s.deployment: s for s in stats}
-    comparisons = [_compare(s, by_name[baseline], ratings, alpha) for s in stats
+    comparisons = [_compare(s, by_name[baseline], ratings, judged, alpha) for s in stats
                    if baseline in by_name and s.deployment != baseline]
     return ABReport(use_case=use_case, endpoint=endpoint, generated_at=generated_at, alpha=alpha, baseline=baseline,
                     deployments=stats, comparisons=comparisons, unattributed_feedback=unattributed,
-                    unrouted_requests=sum(1 for r in requests if not r.deployment))
+                    unrouted_requests=sum(1 for r in requests if not r.deployment), judge_metric=judge_metric)
 
 
 # --- rendering ---------------------------------------------------------------------------------------------------
@@ -201,9 +228,10 @@ def build_ab_report(use_case: str, endpoint: str, requests: Sequence[ServedReque
 CSV_COLUMNS = (
     "deployment", "configured_traffic", "requests", "share", "pinned_requests", "errors", "error_rate",
     "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "ratings", "mean_rating", "rating_ci_low",
-    "rating_ci_high", "thumbs_up", "thumbs_down", "thumbs_up_rate", "baseline", "rating_difference", "rating_t",
-    "rating_df", "rating_p", "rating_significant", "error_rate_difference", "error_rate_z", "error_rate_p",
-    "error_rate_significant", "notes",
+    "rating_ci_high", "thumbs_up", "thumbs_down", "thumbs_up_rate", "judged", "mean_judge", "judge_ci_low",
+    "judge_ci_high", "baseline", "rating_difference", "rating_t", "rating_df", "rating_p", "rating_significant",
+    "judge_difference", "judge_t", "judge_df", "judge_p", "judge_significant", "error_rate_difference",
+    "error_rate_z", "error_rate_p", "error_rate_significant", "notes",
 )
 
 
@@ -230,6 +258,11 @@ def _verdict(comparison: Comparison, alpha: float) -> str:
         parts.append(f"rating {direction} by {abs(comparison.rating_difference or 0):.2f} "
                      f"({'significant' if comparison.rating_significant else 'not significant'}, "
                      f"p = {comparison.rating_p:.3g})")
+    if comparison.judge_p is not None:
+        direction = "higher" if (comparison.judge_difference or 0) > 0 else "lower"
+        parts.append(f"judge score {direction} by {abs(comparison.judge_difference or 0):.2f} "
+                     f"({'significant' if comparison.judge_significant else 'not significant'}, "
+                     f"p = {comparison.judge_p:.3g})")
     if comparison.error_rate_p is not None:
         direction = "higher" if (comparison.error_rate_difference or 0) > 0 else "lower"
         parts.append(f"error rate {direction} by {abs(comparison.error_rate_difference or 0) * 100:.1f} points "
@@ -264,10 +297,12 @@ def report_endpoint(blobs: BlobStore, clock: Clock, use_case: str, endpoint: str
                     telemetry_warning: str | None = None) -> tuple[ABReport, dict[str, str]]:
     """Load the endpoint's stored feedback, compare its deployments, write the report; (report, blob names)."""
     from shared.feedback.service import load_feedback
+    from shared.monitoring.production_report import COMPARED_DAYS, judge_scores
 
     feedback = [RatedFeedback(f.request_id, f.deployment, f.rating, f.thumbs)
                 for f in load_feedback(blobs, use_case, endpoint)]
     report = build_ab_report(use_case, endpoint, requests, feedback, generated_at=clock.now(), traffic=traffic,
-                             baseline=baseline, alpha=alpha)
+                             baseline=baseline, alpha=alpha,
+                             judge=judge_scores(blobs, use_case, endpoint, clock.now() - timedelta(days=COMPARED_DAYS)))
     report.telemetry_warning = telemetry_warning
     return report, write_ab_report(blobs, report)

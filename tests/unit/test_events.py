@@ -16,7 +16,7 @@ LIFECYCLE = {
     "pipeline.triggered",
     "deployment.traffic_requested", "deployment.traffic_changed", "deployment.traffic_failed",
     "deployment.check_requested", "experiment.item_requested", "experiment.stage_completed", "experiment.progressed",
-    "deployment.degraded",
+    "deployment.degraded", "production.evaluation_requested", "production.evaluated", "production.degraded",
 }
 
 

@@ -32,6 +32,7 @@ from shared.events import (
 )
 from shared.events.catalogue import DeploymentCheckRequested
 from shared.events.commands import DecideApproval, ExpireApprovals, SubmitFeedback
+from shared.events.monitoring import ProductionEvaluationRequested
 from shared.experiments.results import ExperimentResult
 from shared.feedback.service import Feedback, FeedbackRejected
 from shared.handlers import HANDLERS
@@ -197,6 +198,16 @@ def test_traffic_requested_for_a_missing_use_case_fails_with_its_reason(ports: P
                                                  "action": "retire"}, correlation_id="run-1")
     [failed] = handled(ports, request)
     assert (failed.type, failed.payload.action) == ("deployment.traffic_failed", "retire")
+
+
+@drives("on_production_evaluation_requested")
+def test_a_production_evaluation_with_no_traffic_judges_nothing(ports: Ports) -> None:
+    requested = ProductionEvaluationRequested.create(
+        {"use_case": "math_coding", "environment": "local", "window_end": ports.clock.now()},
+        correlation_id="monitor-1")
+    published = handled(ports, requested)
+    assert all(event.type == "production.evaluated" for event in published)
+    assert not [judged for event in published for judged in event.payload.deployments if judged.lines]
 
 
 # --- commands ---------------------------------------------------------------------------------------------------
