@@ -22,7 +22,7 @@ from shared.feedback.endpoints import KnownEndpoint
 from shared.feedback.telemetry import ServedRequest, TelemetryError
 from shared.services.ab_testing import write_ab_report
 from shared.settings import Settings
-from tests.fakes.memory import ManualClock
+from tests.fakes.memory import ManualClock, MemoryBlobStore
 
 WORKSPACE = "00000000-1111-2222-3333-444444444444"
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -134,7 +134,7 @@ def test_the_ab_report_reads_the_window_before_now_and_carries_the_warning(monke
 
     known = KnownEndpoint("math_coding", "math-coding-dev", _Deployer(),  # type: ignore[arg-type]
                           LogAnalyticsTelemetry(client, WORKSPACE))
-    report, _ = write_ab_report(known, None, ManualClock(END), window=timedelta(days=7))  # type: ignore[arg-type]
+    report, _ = write_ab_report(known, MemoryBlobStore(), ManualClock(END), window=timedelta(days=7))
 
     assert client.query_workspace.call_args.kwargs["timespan"] == (END - timedelta(days=7), END)
     assert {s.deployment: (s.requests, s.errors) for s in report.deployments} == {"v1": (2, 0), "v2": (1, 1)}
