@@ -49,15 +49,15 @@ class DecideApproval(Command):
 
 
 class ExpireApprovals(Command):
-    """The expiry timer's tick: pending approvals past their time become approval.expired. Keyed by the minute, so
-    a retried invocation of one tick sweeps once."""
+    """The expiry timer's tick: pending approvals past their time become approval.expired. Keyed by the second (the
+    finest NCRONTAB step), so a retried invocation of one tick sweeps once and the next tick always sweeps."""
 
     tick: datetime
 
     @field_validator("tick")
     @classmethod
-    def _to_the_minute(cls, value: datetime) -> datetime:
-        return value.replace(second=0, microsecond=0)
+    def _to_the_second(cls, value: datetime) -> datetime:
+        return value.replace(microsecond=0)
 
 
 class SubmitFeedback(Command):

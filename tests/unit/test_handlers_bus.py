@@ -238,11 +238,14 @@ def test_a_decision_is_recorded_once_and_the_same_form_again_acts_no_more(ports:
 
 
 @drives("on_expire_approvals")
-def test_the_expiry_tick_expires_once_per_minute(ports: Ports) -> None:
+def test_the_expiry_tick_sweeps_once_per_firing(ports: Ports) -> None:
     approval_id = ask(ports)
     ports.clock.advance(hours=2)
     assert command(ports, ExpireApprovals(tick=ports.clock.now())) is False
-    assert command(ports, ExpireApprovals(tick=ports.clock.now() + timedelta(seconds=30))) is True  # a retried tick
+    retried = ports.clock.now() + timedelta(milliseconds=400)  # the same firing, invoked again
+    assert command(ports, ExpireApprovals(tick=retried)) is True
+    # The next firing sweeps again, even a second later (a schedule of */1 seconds, as the e2e tests use).
+    assert command(ports, ExpireApprovals(tick=ports.clock.now() + timedelta(seconds=1))) is False
     assert types(ports.publisher.events)[-1] == "approval.expired"
     assert get_approval(approval_id, ports.blobs).status == "expired"
 
