@@ -45,7 +45,7 @@ from shared.ports import BlobStore, Clock
 __all__ = [
     "ABReport", "MeanInterval", "RatedFeedback", "ServedRequest", "Significance", "build_ab_report",
     "mean_confidence_interval", "percentile", "regularized_beta", "render_csv", "render_html", "report_endpoint",
-    "t_cdf", "t_quantile", "t_two_sided_p", "two_proportion_z_test", "welch_t_test", "write_ab_report",
+    "t_cdf", "t_quantile", "t_two_sided_p", "two_proportion_z_test", "verdict", "welch_t_test", "write_ab_report",
 ]
 
 ALPHA = 0.05
@@ -228,7 +228,8 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f} %"
 
 
-def _verdict(comparison: Comparison, alpha: float) -> str:
+def verdict(comparison: Comparison, alpha: float) -> str:
+    """One line a person reads: the comparison of a deployment with the baseline, and whether it is significant."""
     parts = []
     if comparison.rating_p is not None:
         direction = "higher" if (comparison.rating_difference or 0) > 0 else "lower"
@@ -286,7 +287,7 @@ def render_html(report: ABReport) -> str:
             f"<td>{_number(c.error_rate_z, 3)}</td><td>{_number(c.error_rate_p, 4)}</td>"
             f"<td>{_flag(c.error_rate_significant)}</td><td class=note>{e('; '.join(c.notes))}</td></tr>"
         )
-    verdicts = "".join(f"<li>{e(_verdict(c, report.alpha))}</li>" for c in report.comparisons)
+    verdicts = "".join(f"<li>{e(verdict(c, report.alpha))}</li>" for c in report.comparisons)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>A/B report: {e(report.use_case)} / {e(report.endpoint)}</title>
 <style>{_CSS}</style></head><body>
