@@ -59,8 +59,9 @@ def edit_prompt(flows: Path) -> str:
     """The person's change; doing it twice changes nothing more. Returns what changed, for the demo to print."""
     prompt = flows / USE_CASE / PROMPT
     text = prompt.read_text()
-    if BEFORE in text:
-        prompt.write_text(text.replace(BEFORE, AFTER))
+    if BEFORE not in text:
+        return f"{USE_CASE}/{PROMPT} (changed by an earlier run already)"
+    prompt.write_text(text.replace(BEFORE, AFTER))
     return f"{USE_CASE}/{PROMPT}: {BEFORE!r} -> {AFTER!r}"
 
 
@@ -205,8 +206,10 @@ def compare(stack: LocalStack, storage: BlobServiceClient, flows: Path, out: Pat
           f"{current} %)")
     key = read_host_keys(stack.storage_connection_string)["default"]
     answers = ask_and_rate(endpoint, stack.base_url, key, questions(flows))
+    accepted = sum(a.feedback_status == 201 for a in answers)
     print(f"asked the {len(answers)} test questions through the router: {summary(answers)}; each answer rated "
-          f"{RIGHT} when right, {WRONG} when wrong (POST /api/feedback/{USE_CASE}/{endpoint.name})")
+          f"{RIGHT} when right, {WRONG} when wrong: {accepted} ratings accepted by POST /api/feedback/{USE_CASE}/"
+          f"{endpoint.name}")
     report = ab_report(stack.base_url, key, endpoint.name)
     for line in verdicts(report) or ["only one deployment served: nothing to compare"]:
         print(f"A/B verdict: {line}")
