@@ -69,16 +69,18 @@ class _Display:
 
 def follow(journal: EventJournal, correlation_ids: Collection[str], *, until: Collection[str],
            fail_on: Collection[str], timeout: float, describe: Callable[[Event], str], poll: float = 2.0,
-           on_event: Callable[[Event], None] | None = None, console: Console | None = None) -> FollowResult:
+           on_event: Callable[[Event], str | None] | None = None, console: Console | None = None) -> FollowResult:
     """Print each run's events once, call `on_event` for each, and end when every run has a wanted or a failing
-    event (exit 0, or 3 when any failed), at a dead letter of any run (exit 5), or at the time-out (exit 4)."""
+    event (exit 0, or 3 when any failed), at a dead letter of any run (exit 5), or at the time-out (exit 4).
+    `on_event` may start another run: the correlation id it returns is followed too."""
     console = console or Console(soft_wrap=True)  # one event, one line, whatever the width
     seen: set[str] = set()
+    followed = list(correlation_ids)
     result = FollowResult(EXIT_TIMEOUT)
     deadline = time.monotonic() + timeout
     with _Display(console, describe) as display:
         while time.monotonic() < deadline:
-            for correlation_id in correlation_ids:
+            for correlation_id in list(followed):
                 entries = since_last_trigger(journal.entries_for(correlation_id))
                 result.timelines[correlation_id] = [entry for entry in entries if isinstance(entry, Event)]
                 for entry in entries:
@@ -92,16 +94,17 @@ def follow(journal: EventJournal, correlation_ids: Collection[str], *, until: Co
                         display.show(entry)
                     if entry.type in fail_on:
                         result.failed.append(entry)
-                    if on_event is not None:
-                        on_event(entry)
+                    started = on_event(entry) if on_event is not None else None
+                    if started and started not in followed:
+                        followed.append(started)
             if result.dead_letters:
                 for letter in result.dead_letters:
                     console.print(f"dead-lettered message {letter.message_id}: {letter.reason}: {letter.description}",
                                   style="red", markup=False, highlight=False)
                 result.exit_code = EXIT_DEAD_LETTERED
                 return result
-            ended = [any(e.type in until or e.type in fail_on for e in events)
-                     for events in result.timelines.values()]
+            ended = [any(e.type in until or e.type in fail_on for e in result.timelines.get(correlation_id, []))
+                     for correlation_id in followed]
             if ended and all(ended):
                 result.exit_code = EXIT_FAILED_EVENT if result.failed else EXIT_OK
                 return result

@@ -27,6 +27,9 @@ _SECRET_KEY = re.compile(r"(key|secret|password|passwd|token|credential|connecti
 # URL carries its token in the path.
 _SECRET_SETTING = re.compile(
     r"(key|secret|password|passwd|pwd|token|credential|connection[_-]?string|webhook[_-]?url)s?$", re.I)
+# The shell's working directories end in "pwd" like a password setting (DB_PWD); masking them would mask every path
+# under the folder the stack was started from (the local endpoints' telemetry paths among them).
+_SHELL_DIRECTORIES = frozenset({"PWD", "OLDPWD"})
 _SECRET_PART = r"AccountKey|SharedAccessKey|SharedAccessSignature|sig|api[_-]?key|password|pwd|client[_-]?secret"
 # `name=value` inside free text: connection-string parts, SAS signatures, query strings.
 _INLINE = re.compile(rf"(?i)\b({_SECRET_PART}|access[_-]?token|refresh[_-]?token)=([^;&\s\"']+)")
@@ -110,6 +113,8 @@ def register_secrets(values: Iterable[str | SecretStr | None]) -> None:
 def register_environment(environ: Mapping[str, str] | None = None) -> None:
     """Register every app setting that holds a secret: by its name, or a connection string with a key inside."""
     for name, value in (os.environ if environ is None else environ).items():
+        if name.upper() in _SHELL_DIRECTORIES:
+            continue
         if _SECRET_SETTING.search(name) or _CONNECTION_PART.search(value):
             register_secret(value)
 

@@ -49,7 +49,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 __all__ = [
     "ABReport", "MeanInterval", "RatedFeedback", "ServedRequest", "Significance", "build_ab_report",
     "mean_confidence_interval", "percentile", "regularized_beta", "render_csv", "render_html", "report_endpoint",
-    "t_cdf", "t_quantile", "t_two_sided_p", "two_proportion_z_test", "welch_t_test", "write_ab_report",
+    "t_cdf", "t_quantile", "t_two_sided_p", "two_proportion_z_test", "verdict", "welch_t_test", "write_ab_report",
 ]
 
 ALPHA = 0.05
@@ -251,7 +251,8 @@ def render_csv(report: ABReport) -> str:
     return out.getvalue()
 
 
-def _verdict(comparison: Comparison, alpha: float) -> str:
+def verdict(comparison: Comparison, alpha: float) -> str:
+    """One line a person reads: the comparison of a deployment with the baseline, and whether it is significant."""
     parts = []
     if comparison.rating_p is not None:
         direction = "higher" if (comparison.rating_difference or 0) > 0 else "lower"
@@ -274,7 +275,7 @@ def _verdict(comparison: Comparison, alpha: float) -> str:
 
 def render_html(report: ABReport) -> str:
     """Self-contained: inline CSS, no scripts, no external resources."""
-    verdicts = [_verdict(comparison, report.alpha) for comparison in report.comparisons]
+    verdicts = [verdict(comparison, report.alpha) for comparison in report.comparisons]
     return render_template(TEMPLATES, "ab_report.html.j2", report=report, verdicts=verdicts)
 
 

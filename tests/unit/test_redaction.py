@@ -103,6 +103,13 @@ def test_secret_settings_are_registered_by_name_or_by_a_key_inside() -> None:
     assert masked == f"{REDACTED} {REDACTED} {REDACTED} {harmless}"
 
 
+def test_the_shells_working_directory_is_not_a_password() -> None:
+    directory, password = f"/work/{canary()}", canary()
+    register_environment({"PWD": directory, "OLDPWD": f"{directory}/old", "DB_PWD": password})
+    assert redact_text(f"{directory}/.localstack/telemetry.jsonl {password}") == (
+        f"{directory}/.localstack/telemetry.jsonl {REDACTED}")
+
+
 def test_short_values_are_not_registered() -> None:
     register_secret("true")
     assert redact_text("true story") == "true story"
