@@ -15,7 +15,7 @@ blueprint = func.Blueprint()
 
 @blueprint.route(route="feedback/{use_case}/{endpoint}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def submit_feedback(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.feedback.service import FeedbackRejected, caller_id
+    from shared.feedback.submissions import FeedbackRejected, caller_id
 
     try:
         feedback_id = get_application().submit_feedback(req.route_params["use_case"], req.route_params["endpoint"],

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.approvals.models import ApprovalRequest, DecisionConflict
-from shared.approvals.service import ApprovalSettings, get_approval, notifier_for
 from shared.audit import EventJournal, JournalingPublisher
 from shared.blob_layout import HEARTBEAT_NAME, SYSTEM
 from shared.dead_letters import DeadLetterStore
@@ -22,13 +21,14 @@ from shared.events.codec import MalformedEvent, decode
 from shared.events.commands import DecideApproval, ExpireApprovals, SubmitFeedback
 from shared.experiments.remote_runner import RemoteFlowRunner
 from shared.experiments.runner import FlowRunner
-from shared.feedback.service import FeedbackRejected, FeedbackService, TokenBucket, caller_hash
+from shared.feedback.submissions import FeedbackRejected, FeedbackService, TokenBucket, caller_hash
 from shared.idempotency import AlreadyInProgress, IdempotencyStore, PayloadMismatch
 from shared.messagebus import MessageBus
 from shared.observability import correlation
 from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services.ab_testing import DeployedEndpoints
+from shared.services.approvals import ApprovalSettings, get_approval, notifier_for
 from shared.services.deployments import DeploymentWorkspace
 from shared.services.experiments import ExperimentWorkspace
 from shared.services.intake import UnusableBlobName, dataset_uploaded_event, refuse_blob_name

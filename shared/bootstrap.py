@@ -61,7 +61,7 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
     from shared.deployment.port import DeploymentConfig, DeploymentTarget
     from shared.deployment.targets import UnavailableTarget, local_target
     from shared.services.deployments import DeploymentWorkspace
-    from shared.smoke.service import SmokeTester
+    from shared.smoke.tester import SmokeTester
 
     local = local_target(settings.local_deployer_factory, settings, blobs, clock)
 

@@ -13,7 +13,6 @@ from typing import Concatenate, TypeVar
 
 from shared.approvals.identity import Principal
 from shared.approvals.notifiers import Notifier
-from shared.approvals.service import ApprovalSettings, decide, expire_due
 from shared.deployment.port import deployment_name_for
 from shared.events import (
     ApprovalGranted,
@@ -35,11 +34,12 @@ from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficF
 from shared.events.commands import DecideApproval, ExpireApprovals, Message, SubmitFeedback
 from shared.events.monitoring import ProductionEvaluationRequested
 from shared.feedback.endpoints import EndpointDirectory
-from shared.feedback.service import FeedbackRecord, store_feedback
+from shared.feedback.submissions import FeedbackRecord, store_feedback
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services import intake
 from shared.services.ab_testing import change_traffic, check_traffic_change
+from shared.services.approvals import ApprovalSettings, decide, expire_due
 from shared.services.deployment_settings import endpoint_for
 from shared.services.deployments import DeploymentWorkspace, check_deployment, deploy_approved_flow
 from shared.services.experiment_items import run_item

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Sequence
 
-from shared.approvals.service import ApprovalSettings, notifier_for
 from shared.bootstrap import build_deployments
 from shared.events import EXPERIMENT_WORK_EVENTS, Event
 from shared.idempotency import IdempotencyStore
@@ -14,6 +13,7 @@ from shared.messagebus import MessageBus
 from shared.ports import BlobStore, Clock
 from shared.registry.port import Registry
 from shared.services.ab_testing import DeployedEndpoints
+from shared.services.approvals import ApprovalSettings, notifier_for
 from shared.services.experiments import ExperimentWorkspace
 from shared.settings import Settings
 

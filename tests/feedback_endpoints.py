@@ -10,7 +10,7 @@ from datetime import datetime
 from shared.deployment.port import EndpointNotFound
 from shared.events.commands import SubmitFeedback
 from shared.feedback.endpoints import EndpointDirectory, KnownEndpoint
-from shared.feedback.service import FeedbackService, caller_hash
+from shared.feedback.submissions import FeedbackService, caller_hash
 from shared.feedback.telemetry import ServedRequest, ServedRequests, in_window
 from shared.handlers import on_submit_feedback
 from shared.ports import BlobStore, Clock

@@ -36,9 +36,9 @@ from shared.approvals.models import (
     NotAuthenticated,
 )
 from shared.approvals.page import render_approval_page, wants_html
-from shared.approvals.service import ApprovalSettings, decision_event, get_approval
 from shared.events.commands import DecideApproval
 from shared.ports import BlobStore, Clock
+from shared.services.approvals import ApprovalSettings, decision_event, get_approval
 from shared.settings import Settings
 
 log = logging.getLogger("genaiops.approvals")

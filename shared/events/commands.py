@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.approvals.models import MAX_COMMENT, Decision
 from shared.events.envelope import Event
-from shared.feedback.service import Feedback
+from shared.feedback.submissions import Feedback
 
 
 class Command(BaseModel):

@@ -2,7 +2,7 @@
 comparing an endpoint's deployments from their request telemetry (the RequestTelemetry port) and that feedback."""
 
 from shared.feedback.ab_report import ABReport, build_ab_report, report_endpoint, write_ab_report
-from shared.feedback.service import (
+from shared.feedback.submissions import (
     Feedback,
     FeedbackRecord,
     FeedbackRejected,

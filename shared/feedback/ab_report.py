@@ -56,7 +56,7 @@ ALPHA = 0.05
 
 
 class RatedFeedback(NamedTuple):
-    """What the report needs of one feedback record (shared.feedback.service.FeedbackRecord has these fields)."""
+    """What the report needs of one feedback record (shared.feedback.submissions.FeedbackRecord has these fields)."""
 
     request_id: str
     deployment: str
@@ -297,7 +297,7 @@ def report_endpoint(blobs: BlobStore, clock: Clock, use_case: str, endpoint: str
                     baseline: str | None = None, alpha: float = ALPHA,
                     telemetry_warning: str | None = None) -> tuple[ABReport, dict[str, str]]:
     """Load the endpoint's stored feedback, compare its deployments, write the report; (report, blob names)."""
-    from shared.feedback.service import load_feedback
+    from shared.feedback.submissions import load_feedback
     from shared.monitoring.production_report import COMPARED_DAYS, judge_scores
 
     feedback = [RatedFeedback(f.request_id, f.deployment, f.rating, f.thumbs)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.blob_layout import CANDIDATES, candidate_dataset_name
-from shared.feedback.service import FeedbackRecord, load_feedback
+from shared.feedback.submissions import FeedbackRecord, load_feedback
 from shared.monitoring.production_log import ProductionLine, ProductionLog, loggable
 from shared.ports import BlobStore
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from shared.blob_layout import REPORTS, safe_segment
-from shared.feedback.service import FeedbackRecord
+from shared.feedback.submissions import FeedbackRecord
 from shared.monitoring.judging import DeploymentResult, JudgedLine, worst_lines
 from shared.ports import BlobNotFound, BlobStore
 from shared.templating import render_template

@@ -19,7 +19,6 @@ from shared.registry.port import (
     RegistryConflict,
     RegistryError,
 )
-from shared.registry.service import register_flow_if_changed
 
 __all__ = [
     "CONTENT_HASH_TAG",
@@ -37,5 +36,4 @@ __all__ = [
     "directory_hash",
     "https_paths",
     "list_files",
-    "register_flow_if_changed",
 ]

@@ -58,7 +58,7 @@ from shared.registry.hashing import directory_hash
 from shared.registry.port import Registry
 from shared.services.deployment_record import DeploymentRecord, RecordStore, Step
 from shared.services.deployment_settings import deployment_config
-from shared.smoke.service import (
+from shared.smoke.tester import (
     NOT_READY_STATUSES,
     SmokeReport,
     SmokeTester,

@@ -39,7 +39,7 @@ from shared.experiments.experiment_model import ExperimentConfig
 from shared.experiments.mappings import MappingError
 from shared.experiments.monitoring_config import ProductionEvaluationConfig
 from shared.experiments.runner import ExecutionLimits, FlowRunner, RunSpec
-from shared.feedback.service import load_feedback
+from shared.feedback.submissions import load_feedback
 from shared.monitoring.judging import (
     JudgedLine,
     JudgingState,

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from shared.blob_layout import data_asset_name
@@ -16,8 +16,9 @@ from shared.experiments.config import load_experiment
 from shared.experiments.datasets import LoadedDataset
 from shared.experiments.store import ExperimentStore
 from shared.experiments.variants import Combination, materialize
-from shared.registry.port import Registry
-from shared.registry.service import register_flow_if_changed
+from shared.registry.hashing import directory_hash
+from shared.registry.models import FlowVersion
+from shared.registry.port import EMPTY_TAGS, Registry
 from shared.services.intake import IntakeReport
 
 log = logging.getLogger("genaiops.registration")
@@ -25,6 +26,18 @@ log = logging.getLogger("genaiops.registration")
 # for it); registering, approving and deploying happen from dev and prod only.
 STOPS_AT_GATE = frozenset({"pr"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def register_flow_if_changed(registry: Registry, *, name: str, flow_dir: Path, properties: Mapping[str, str],
+                             tags: Mapping[str, str] = EMPTY_TAGS) -> tuple[FlowVersion, bool]:
+    """A new flow version only when the folder's content hash differs from the latest; `properties` are strings:
+    metrics, variant, dataset versions, git commit, build id."""
+    content_hash = directory_hash(flow_dir)
+    version, created = registry.register_flow(name, flow_dir=flow_dir, content_hash=content_hash,
+                                              properties=properties, tags=tags)
+    log.info("flow %s: %s version %s (%s)", name, "registered" if created else "unchanged, kept", version.version,
+             content_hash)
+    return version, created
 
 
 def asset_name(*parts: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from shared.approvals import ApprovalSubject
 from shared.approvals.notifiers import Notifier
-from shared.approvals.service import ApprovalSettings, request_approval
 from shared.blob_layout import REPORTS
 from shared.events import (
     ApprovalGranted,
@@ -18,6 +17,7 @@ from shared.events import (
 from shared.experiments.store import ExperimentStore
 from shared.ports import BlobStore, Clock
 from shared.reports.writer import report_locations
+from shared.services.approvals import ApprovalSettings, request_approval
 from shared.services.gate import deployed_baseline
 from shared.settings import Settings
 

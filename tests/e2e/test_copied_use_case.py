@@ -24,7 +24,7 @@ from shared.events.codec import encode
 from shared.experiments.config import load_experiment
 from shared.experiments.variants import Combination, materialize
 from shared.registry.blob_registry import BlobRegistry
-from shared.registry.service import register_flow_if_changed
+from shared.services.registration import register_flow_if_changed
 from shared.settings import EVENTS_QUEUE_SETTING
 from tests.e2e.conftest import running_stack, wait_for
 from tests.following import waited

@@ -13,7 +13,6 @@ from typing import Any
 
 from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.approvals.notifiers import Notifier
-from shared.approvals.service import ApprovalSettings, notifier_for
 from shared.bootstrap import build_deployments
 from shared.events.commands import Message
 from shared.experiments.results import RunResult
@@ -24,6 +23,7 @@ from shared.messagebus import HandleResult, MessageBus
 from shared.registry.blob_registry import BlobRegistry
 from shared.registry.port import Registry
 from shared.services.ab_testing import DeployedEndpoints
+from shared.services.approvals import ApprovalSettings, notifier_for
 from shared.services.deployments import DeploymentWorkspace
 from shared.services.experiments import ExperimentWorkspace
 from shared.settings import Settings

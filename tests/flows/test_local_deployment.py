@@ -60,9 +60,9 @@ from shared.experiments.config import load_experiment
 from shared.experiments.variants import Combination, discover_variants, expand, materialize
 from shared.feedback.ab_report import report_endpoint
 from shared.feedback.endpoints import KnownEndpoint
-from shared.feedback.service import FeedbackRejected, FeedbackService, TokenBucket
+from shared.feedback.submissions import FeedbackRejected, FeedbackService, TokenBucket
 from shared.ports import BlobStore
-from shared.smoke.service import (
+from shared.smoke.tester import (
     HttpAnswer,
     SmokeRequest,
     SmokeTester,

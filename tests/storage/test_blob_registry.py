@@ -14,8 +14,9 @@ import pytest
 
 from shared.blob_layout import REGISTRY
 from shared.ports import BlobStore
-from shared.registry import BlobRegistry, register_flow_if_changed
+from shared.registry import BlobRegistry
 from shared.registry.hashing import directory_hash
+from shared.services.registration import register_flow_if_changed
 from tests.fakes.memory import ManualClock
 
 pytestmark = pytest.mark.azurite

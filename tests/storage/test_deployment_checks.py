@@ -32,11 +32,11 @@ from shared.experiments.config import load_experiment
 from shared.experiments.variants import Combination, materialize
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
-from shared.registry.service import register_flow_if_changed
 from shared.services.ab_testing import change_traffic, check_traffic_change
 from shared.services.deployments import DeploymentWorkspace, check_deployment
+from shared.services.registration import register_flow_if_changed
 from shared.settings import Settings
-from shared.smoke.service import SmokeTester
+from shared.smoke.tester import SmokeTester
 from tests.fakes.memory import ManualClock
 from tests.unit.test_azureml_deployer import Azure, autospec_client
 

@@ -11,7 +11,7 @@ import pytest
 
 from shared.blob_layout import FEEDBACK, REPORTS
 from shared.feedback.ab_report import ServedRequest, report_endpoint
-from shared.feedback.service import FeedbackRejected, FeedbackService, TokenBucket, load_feedback
+from shared.feedback.submissions import FeedbackRejected, FeedbackService, TokenBucket, load_feedback
 from shared.ports import BlobStore
 from tests.fakes.memory import ManualClock
 from tests.feedback_endpoints import Directory, submit

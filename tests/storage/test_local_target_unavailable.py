@@ -17,8 +17,8 @@ from shared.experiments.config import load_experiment
 from shared.experiments.variants import Combination, materialize
 from shared.ports import BlobStore
 from shared.registry.blob_registry import BlobRegistry
-from shared.registry.service import register_flow_if_changed
 from shared.services.deployments import deploy_approved_flow
+from shared.services.registration import register_flow_if_changed
 from shared.settings import Settings
 from tests.fakes.memory import ManualClock
 

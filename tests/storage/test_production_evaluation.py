@@ -19,7 +19,7 @@ from localstack.serving.production_writer import BlobProductionWriter
 from localstack.stack import LocalStack
 from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.blob_layout import FEEDBACK, REPORTS
-from shared.feedback.service import FeedbackRecord
+from shared.feedback.submissions import FeedbackRecord
 from shared.monitoring.production_log import ProductionLine
 from shared.monitoring.production_report import judge_scores
 from shared.ports import BlobStore

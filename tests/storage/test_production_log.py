@@ -13,7 +13,7 @@ from localstack.serving.ab_router import ABRouter
 from localstack.serving.production_writer import BlobProductionWriter
 from localstack.stack import LocalStack
 from shared.blob_layout import CANDIDATES, PRODUCTION
-from shared.feedback.service import Feedback, FeedbackRecord, store_feedback
+from shared.feedback.submissions import Feedback, FeedbackRecord, store_feedback
 from shared.feedback.telemetry import TelemetryError
 from shared.monitoring.azureml_production_log import AzureMLProductionLog
 from shared.monitoring.candidates import export_candidates

@@ -20,7 +20,7 @@ from shared.monitoring.production_log import ProductionLine
 from shared.ports import BlobStore
 from shared.services.deployments import DeploymentWorkspace
 from shared.services.monitoring import monitor_production, production_log_for
-from shared.smoke.service import SmokeTester
+from shared.smoke.tester import SmokeTester
 from tests.bus_driver import QueueBus
 from tests.conftest import ManualClock
 

@@ -18,13 +18,14 @@ import pytest
 import functions.approvals as routes
 from localstack.host.app_service_auth import LocalAppServiceAuth, principal_headers
 from shared.application import Application
-from shared.approvals import ApprovalSettings, NotAuthenticated, request_approval
+from shared.approvals import NotAuthenticated
 from shared.approvals.identity import IdentitySource
 from shared.approvals.models import IdentitySourceMissing
 from shared.blob_layout import APPROVALS
 from shared.bootstrap import build_deployments
 from shared.events import ApprovalRejected, ApprovalRequested
 from shared.registry.blob_registry import BlobRegistry
+from shared.services.approvals import ApprovalSettings, request_approval
 from shared.settings import Settings
 from tests.fakes.bus import in_memory_ports
 from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher

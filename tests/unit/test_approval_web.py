@@ -11,10 +11,10 @@ from localstack.host.app_service_auth import principal_headers
 from shared.application import Application
 from shared.approvals import web
 from shared.approvals.models import InvalidDecision
-from shared.approvals.service import ApprovalSettings, request_approval
 from shared.bootstrap import build_deployments
 from shared.events import ApprovalRequested
 from shared.registry.blob_registry import BlobRegistry
+from shared.services.approvals import ApprovalSettings, request_approval
 from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
 from tests.unit.test_approvals import APPROVERS, SETTINGS, SUBJECT, RecordingNotifier, registered
 

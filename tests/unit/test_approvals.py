@@ -26,7 +26,6 @@ from shared.approvals import (
     AlreadyDecided,
     ApprovalConfigError,
     ApprovalNotFound,
-    ApprovalSettings,
     ApprovalSubject,
     InvalidDecision,
     LogNotifier,
@@ -35,20 +34,23 @@ from shared.approvals import (
     Principal,
     RequestExpired,
     WebhookNotifier,
-    decide,
-    expire_due,
-    get_approval,
-    notifier_for,
     principal_from_headers,
-    request_approval,
 )
 from shared.approvals.identity import is_cross_site, request_origins
 from shared.approvals.models import ApprovalRequest
 from shared.approvals.page import render_approval_page, wants_html
-from shared.approvals.service import decision_event
 from shared.approvals.store import ApprovalStore
 from shared.blob_layout import APPROVALS
 from shared.events import ApprovalExpired, ApprovalGranted, ApprovalRequested, Event, FlowRegistered
+from shared.services.approvals import (
+    ApprovalSettings,
+    decide,
+    decision_event,
+    expire_due,
+    get_approval,
+    notifier_for,
+    request_approval,
+)
 from shared.settings import Settings
 from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.feedback.endpoints import EndpointDirectory
-from shared.feedback.service import (
+from shared.feedback.submissions import (
     DEFAULT_MAX_BODY_BYTES,
     MAX_COMMENT_CHARS,
     Feedback,

@@ -16,7 +16,6 @@ import pytest
 
 from shared.application import Application
 from shared.approvals.models import NotAnApprover
-from shared.approvals.service import ApprovalSettings, get_approval
 from shared.blob_layout import DATASETS, FEEDBACK
 from shared.bootstrap import build_deployments
 from shared.events import (
@@ -34,11 +33,12 @@ from shared.events.catalogue import DeploymentCheckRequested
 from shared.events.commands import DecideApproval, ExpireApprovals, SubmitFeedback
 from shared.events.monitoring import ProductionEvaluationRequested
 from shared.experiments.results import ExperimentResult
-from shared.feedback.service import Feedback, FeedbackRejected
+from shared.feedback.submissions import Feedback, FeedbackRejected
 from shared.handlers import HANDLERS
 from shared.idempotency import PayloadMismatch
 from shared.messagebus import MessageBus, inject
 from shared.registry.blob_registry import BlobRegistry
+from shared.services.approvals import ApprovalSettings, get_approval
 from shared.services.intake import dataset_uploaded_event
 from shared.settings import Settings
 from tests.fakes.bus import ROOT, Ports, UnreachableModel, in_memory_ports

@@ -14,7 +14,7 @@ from shared.deployment.targets import UnavailableTarget
 from shared.feedback.telemetry import ServedRequests
 from shared.services.ab_testing import DeployedEndpoints, write_ab_report
 from shared.services.deployments import DeploymentWorkspace
-from shared.smoke.service import SmokeTester
+from shared.smoke.tester import SmokeTester
 from tests.fakes.memory import ManualClock
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"

@@ -30,9 +30,9 @@ from shared.failures import PermanentFailure, permanent_reason
 from shared.handlers import FAILURE_EVENTS, HANDLERS
 from shared.ports import PreconditionFailed
 from shared.registry.port import InvalidName
-from shared.registry.service import register_flow_if_changed
 from shared.services.deployment_settings import endpoint_for
 from shared.services.deployments import DeploymentRefused, DeploymentWorkspace
+from shared.services.registration import register_flow_if_changed
 from tests.fakes.bus import Ports, in_memory_ports
 from tests.fakes.memory import ManualClock
 from tests.unit.test_azureml_deployer import Azure, autospec_client

@@ -130,7 +130,7 @@ def test_the_ab_report_reads_the_window_before_now_and_carries_the_warning(monke
     written: dict[str, Any] = {}
     monkeypatch.setattr("shared.feedback.ab_report.write_ab_report",
                         lambda blobs, report: written.setdefault("report", report) and {})
-    monkeypatch.setattr("shared.feedback.service.load_feedback", lambda blobs, use_case, endpoint: [])
+    monkeypatch.setattr("shared.feedback.submissions.load_feedback", lambda blobs, use_case, endpoint: [])
 
     known = KnownEndpoint("math_coding", "math-coding-dev", _Deployer(),  # type: ignore[arg-type]
                           LogAnalyticsTelemetry(client, WORKSPACE))

@@ -48,6 +48,14 @@ def test_the_domain_never_imports_the_reports() -> None:
     assert offenders == []
 
 
+def test_use_cases_live_in_one_layer() -> None:
+    """shared/services/ is the service layer; a feature package holds models, ports and adapters, no service.py."""
+    elsewhere = [str(path.relative_to(ROOT)) for path in SHARED.rglob("service*.py")
+                 if path.parent != SHARED / "services" and path.name != "servicebus.py"]
+    assert (SHARED / "services" / "approvals.py").is_file()
+    assert elsewhere == []
+
+
 def test_the_check_sees_every_form_of_import() -> None:
     source = ("import localstack.stack\nfrom localstack.deployment import x\ndef f():\n"
               "    from localstack.serving.ab_router import read_telemetry\n"
