@@ -21,10 +21,10 @@ from azure.storage.blob import BlobServiceClient
 from genaiops.datasets import upload as upload_dataset
 from localstack.host.keys import read_host_keys
 from localstack.stack import LocalStack
-from shared.blob_layout import DEPLOYMENTS, REPORTS
+from shared.blob_layout import DEPLOYMENTS, REPORTS, deployment_reports_prefix
 from shared.events import Event
 from shared.experiments.config import load_experiment
-from shared.feedback.ab_report import ABReport, ab_report_prefix, verdict
+from shared.feedback.ab_report import ABReport, verdict
 from shared.services.deployment_settings import deployment_config
 
 USE_CASE = "math_coding"
@@ -167,7 +167,7 @@ def ab_report(base_url: str, key: str, endpoint: str) -> ABReport:
 
 
 def download_ab_report(storage: BlobServiceClient, endpoint: str, out: Path) -> Path:
-    name = ab_report_prefix(USE_CASE, endpoint) + "ab_report.html"
+    name = deployment_reports_prefix(USE_CASE, endpoint) + "ab_report.html"
     target = out / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(storage.get_blob_client(REPORTS, name).download_blob().readall())
@@ -214,6 +214,6 @@ def compare(stack: LocalStack, storage: BlobServiceClient, flows: Path, out: Pat
     for line in verdicts(report) or ["only one deployment served: nothing to compare"]:
         print(f"A/B verdict: {line}")
     page = download_ab_report(storage, endpoint.name, out)
-    print(f"A/B report: file://{page} (in Azurite: {REPORTS}/{ab_report_prefix(USE_CASE, endpoint.name)}"
+    print(f"A/B report: file://{page} (in Azurite: {REPORTS}/{deployment_reports_prefix(USE_CASE, endpoint.name)}"
           f"ab_report.html; fresh: {stack.base_url}/api/ab-report/{USE_CASE}/{endpoint.name})")
     return Outcome(endpoint, answers, report, page)
