@@ -41,8 +41,8 @@ chromium: ## headless Chromium for the report screenshot tests (Debian package)
 demo: install model ## start the local stack and drive uploads through the lifecycle
 	$(PY) -m localstack.demo
 
-test: install model chromium ## every test: unit, storage, flows, end-to-end, browser, model
-	$(PY) -m pytest
+test: install model chromium ## every test: unit, storage, flows, end-to-end, browser, model (one worker per core)
+	$(PY) -m pytest -n auto --dist loadfile
 
 test-fast: install ## unit tests only, no services
 	$(PY) -m pytest tests/unit
