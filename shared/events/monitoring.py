@@ -23,17 +23,22 @@ from shared.events.envelope import Event, Payload
 from shared.events.payloads import DeploymentNamed, Environment, Name
 
 
-class WindowEvidence(Payload):
-    """What the monitor measured: the routed requests of one deployment in [start, end]."""
+class WindowStatistics(Payload):
+    """One deployment's routed requests over a window (shared.monitoring.window computes them)."""
 
-    start: datetime
-    end: datetime
     requests: int = Field(ge=0)
     errors: int = Field(ge=0)
     error_rate: float = Field(ge=0, le=1)
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
+
+
+class WindowEvidence(WindowStatistics):
+    """What the monitor measured: the routed requests of one deployment in [start, end]."""
+
+    start: datetime
+    end: datetime
 
 
 class MonitoringThresholds(Payload):

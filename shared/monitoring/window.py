@@ -1,38 +1,23 @@
 """Statistics of one sliding window of production lines, per deployment, and the thresholds they are held to.
 
 Only requests the traffic split routed count: pinned ones (smoke tests reaching a 0 % deployment) are not what
-users got. Latency percentiles use the inclusive method (interpolated between the observed values).
+users got. Latency percentiles interpolate between the observed values (shared.feedback.statistics.percentile).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 
-from pydantic import BaseModel, Field
-
+from shared.events.monitoring import WindowStatistics
 from shared.experiments.monitoring_config import MonitoringConfig
+from shared.feedback.statistics import percentile
 from shared.monitoring.production_log import ProductionLine
 
 
-class DeploymentWindow(BaseModel):
+class DeploymentWindow(WindowStatistics):
     """One deployment's requests in the window."""
 
     deployment: str
-    requests: int = Field(ge=0)
-    errors: int = Field(ge=0)
-    error_rate: float = Field(ge=0, le=1)
-    latency_p50_ms: float | None = None
-    latency_p95_ms: float | None = None
-    latency_p99_ms: float | None = None
-
-
-def percentile(values: list[float], percent: int) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
 
 
 def window_statistics(lines: Iterable[ProductionLine]) -> dict[str, DeploymentWindow]:

@@ -7,7 +7,6 @@ that answers large sums wrong. Every line is judged once, whatever the number of
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +19,10 @@ from localstack.llm.scripted import ScriptedLLM, grading_responder, scripted_llm
 from localstack.stack import LocalStack
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
-from shared.blob_layout import AUDIT, DEPLOYMENTS, REPORTS
+from shared.blob_layout import REPORTS
 from shared.events import Event
 from tests.e2e.conftest import running_stack, wait_for
+from tests.e2e.production import ask_the_router, change_answer_step, journaled, monitored_copy, router_url
 from tests.e2e.test_copied_use_case import deploy, outcome
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(500)]
@@ -58,11 +58,7 @@ WRONG_STEP = """
 
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("flows")
-    shutil.copytree(ROOT / "flows" / "math_coding", root / USE_CASE)
-    with (root / USE_CASE / "experiment.local.yaml").open("a") as overlay:
-        overlay.write(MONITORING)
-    return root
+    return monitored_copy(tmp_path_factory, USE_CASE, MONITORING)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +75,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, grader: ScriptedLLM, flows: 
 
 
 def production_events(blobs: AzureBlobStore, event_type: str) -> list[Event]:
-    journal = EventJournal(blobs)
-    runs = {info.name.split("/", 1)[0] for info in blobs.list(AUDIT, f"production-eval-{USE_CASE}-")}
-    return [event for run in sorted(runs) for event in journal.events_for(run) if event.type == event_type]
+    return journaled(blobs, f"production-eval-{USE_CASE}-", event_type)
 
 
 def test_traffic_is_judged_per_deployment_once_by_the_scheduled_evaluation(stack: LocalStack, flows: Path) -> None:
@@ -89,17 +83,13 @@ def test_traffic_is_judged_per_deployment_once_by_the_scheduled_evaluation(stack
     blobs, journal = AzureBlobStore(storage), EventJournal(AzureBlobStore(storage))
     first = outcome(journal, deploy(stack, storage, flows, USE_CASE))
     assert first.type == "deployment.verified", first
-    step = flows / USE_CASE / "flows" / "standard" / "extract_answer.py"
-    step.write_text(step.read_text().replace('\n    return value[:-2] if value.endswith(".0") else value\n',
-                                             WRONG_STEP))
+    change_answer_step(flows, USE_CASE, WRONG_STEP)
     second = outcome(journal, deploy(stack, storage, flows, USE_CASE, run="-wrong"))
     assert second.type == "deployment.verified", second
     good, wrong, endpoint = first.payload.deployment, second.payload.deployment, second.payload.endpoint
 
-    state = json.loads(blobs.read(DEPLOYMENTS, f"{USE_CASE}/{endpoint}.json")[0])
-    router = f"http://127.0.0.1:{state['router_port']}"
-    questions = [f"What is {i} * {1_000_000 if i % 2 else 1}?" for i in range(1, 41)]
-    answers = [requests.post(f"{router}/score", json={"question": question}, timeout=60) for question in questions]
+    router = router_url(blobs, USE_CASE, endpoint)
+    answers = ask_the_router(router, 40)
     assert all(answer.ok for answer in answers)
     served = {answer.headers["x-request-id"]: answer.headers["x-served-by"] for answer in answers}
     assert set(served.values()) == {good, wrong}

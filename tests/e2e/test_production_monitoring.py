@@ -5,8 +5,6 @@ through deployment.traffic_requested — once, however often the timer ticks."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,10 +18,11 @@ from localstack.llm.scripted import ScriptedLLM
 from localstack.stack import LocalStack
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
-from shared.blob_layout import AUDIT, DEPLOYMENTS, PRODUCTION
+from shared.blob_layout import PRODUCTION
 from shared.events import Event
 from shared.monitoring.production_log import parse_lines
 from tests.e2e.conftest import running_stack, wait_for
+from tests.e2e.production import ask_the_router, change_answer_step, journaled, monitored_copy, router_url
 from tests.e2e.test_copied_use_case import deploy, outcome
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(500)]
@@ -51,11 +50,7 @@ BROKEN_STEP = """
 
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("flows")
-    shutil.copytree(ROOT / "flows" / "math_coding", root / USE_CASE)
-    with (root / USE_CASE / "experiment.local.yaml").open("a") as overlay:
-        overlay.write(MONITORING)
-    return root
+    return monitored_copy(tmp_path_factory, USE_CASE, MONITORING)
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +60,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM, flows: Pat
         yield started
 
 
-def break_the_flow(flows: Path) -> None:
-    step = flows / USE_CASE / "flows" / "standard" / "extract_answer.py"
-    source = step.read_text()
-    step.write_text(source.replace('\n    return value[:-2] if value.endswith(".0") else value\n', BROKEN_STEP))
-    assert step.read_text() != source
-
-
 def degraded_events(blobs: AzureBlobStore) -> list[Event]:
-    journal = EventJournal(blobs)
-    runs = {info.name.split("/", 1)[0] for info in blobs.list(AUDIT, f"monitor-{USE_CASE}-")}
-    return [event for run in sorted(runs) for event in journal.events_for(run) if event.type == "deployment.degraded"]
+    return journaled(blobs, f"monitor-{USE_CASE}-", "deployment.degraded")
 
 
 def test_a_failing_version_is_reported_degraded_and_rolled_back(stack: LocalStack, flows: Path) -> None:
@@ -83,17 +69,15 @@ def test_a_failing_version_is_reported_degraded_and_rolled_back(stack: LocalStac
     blobs, journal = AzureBlobStore(storage), EventJournal(AzureBlobStore(storage))
     first = outcome(journal, deploy(stack, storage, flows, USE_CASE))
     assert first.type == "deployment.verified", first
-    break_the_flow(flows)
+    change_answer_step(flows, USE_CASE, BROKEN_STEP)
     second = outcome(journal, deploy(stack, storage, flows, USE_CASE, run="-broken"))
     assert second.type == "deployment.verified", second
     good, bad, endpoint = first.payload.deployment, second.payload.deployment, second.payload.endpoint
     assert second.payload.traffic == {good: 50, bad: 50}
 
     # Users' traffic through the router: the second version fails on the large answers.
-    state = json.loads(blobs.read(DEPLOYMENTS, f"{USE_CASE}/{endpoint}.json")[0])
-    router = f"http://127.0.0.1:{state['router_port']}"
-    questions = [f"What is {i} * {1_000_000 if i % 2 else 1}?" for i in range(1, 61)]
-    answers = [requests.post(f"{router}/score", json={"question": question}, timeout=60) for question in questions]
+    router = router_url(blobs, USE_CASE, endpoint)
+    answers = ask_the_router(router, 60)
     outcomes = Counter((a.headers["x-served-by"], a.ok) for a in answers)  # a flow's error: 4xx from its server
     assert min(outcomes[(good, True)], outcomes[(bad, True)], outcomes[(bad, False)]) > 0, outcomes
     assert outcomes[(good, False)] == 0, outcomes
