@@ -23,6 +23,12 @@ OPEN_PREFIX = "open/"
 _VALID_ID = re.compile(APPROVAL_ID_PATTERN)
 
 
+def check_approval_id(approval_id: str) -> None:
+    """An id this app could have made, else ApprovalNotFound (404): nothing is looked up or built from it."""
+    if not _VALID_ID.fullmatch(approval_id):
+        raise ApprovalNotFound(f"no approval {approval_id[:300]!r}")
+
+
 def request_name(approval_id: str) -> str:
     return f"{safe_segment(approval_id)}.json"
 
@@ -57,8 +63,7 @@ class ApprovalStore:
         return Stored(request, etag), True
 
     def get(self, approval_id: str) -> Stored:
-        if not _VALID_ID.fullmatch(approval_id):
-            raise ApprovalNotFound(f"no approval {approval_id!r}")
+        check_approval_id(approval_id)
         try:
             data, etag = self._blobs.read(APPROVALS, request_name(approval_id))
         except BlobNotFound:

@@ -36,6 +36,7 @@ from shared.approvals.models import (
     NotAuthenticated,
 )
 from shared.approvals.page import render_approval_page, wants_html
+from shared.approvals.store import check_approval_id
 from shared.events.commands import DecideApproval
 from shared.ports import BlobStore, Clock
 from shared.services.approvals import ApprovalSettings, decision_event, get_approval
@@ -105,6 +106,7 @@ def decide(req: WebRequest, decision: Decision, app: ApprovalApp) -> WebResponse
             raise CrossSiteRequest("decisions must be posted from the approval page itself")
         comment = comment_of(req)
         approver = source.principal(req.headers)
+        check_approval_id(req.approval_id)  # before the command, whose model would refuse it with a 500
         request = app.decide_approval(DecideApproval(approval_id=req.approval_id, decision=decision,
                                                      approver=approver.name, provider=approver.provider,
                                                      comment=comment))

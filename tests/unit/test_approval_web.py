@@ -81,6 +81,15 @@ def test_a_cross_site_post_is_refused_before_anything_is_decided(app: tuple[Appl
     assert bus.events == []
 
 
+@pytest.mark.parametrize("approval_id", ["a" * 257, "-starts-badly", "has space"])
+def test_a_decision_on_an_id_no_approval_can_have_is_404(app: tuple[Application, RecordingPublisher],
+                                                        approval_id: str) -> None:
+    application, bus = app
+    answer = web.decide(post(approval_id, "approve", b"{}", origin=BASE), "granted", application)
+    assert answer.status == 404, answer.body  # the route fuzz found a 500 for 257 characters
+    assert bus.events == []
+
+
 def test_the_same_form_posted_twice_decides_once_and_answers_both(app: tuple[Application, RecordingPublisher]) -> None:
     application, bus = app
     approval_id = ask(application)
