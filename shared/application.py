@@ -16,6 +16,7 @@ from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.approvals.models import ApprovalRequest, DecisionConflict
 from shared.audit import EventJournal, JournalingPublisher
 from shared.blob_layout import HEARTBEAT_NAME, SYSTEM
+from shared.bootstrap import handler_dependencies
 from shared.dead_letters import DeadLetterStore
 from shared.events.codec import MalformedEvent, decode
 from shared.events.commands import DecideApproval, ExpireApprovals, SubmitFeedback
@@ -27,8 +28,7 @@ from shared.messagebus import MessageBus
 from shared.observability import correlation
 from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
-from shared.services.ab_testing import DeployedEndpoints
-from shared.services.approvals import ApprovalSettings, get_approval, notifier_for
+from shared.services.approvals import get_approval
 from shared.services.deployments import DeploymentWorkspace
 from shared.services.experiments import ExperimentWorkspace
 from shared.services.intake import UnusableBlobName, dataset_uploaded_event, refuse_blob_name
@@ -64,13 +64,11 @@ class Application:
                                         remote=remote_runner)
         self.registry = registry
         self.deployments = deployments
-        self.approvals = ApprovalSettings.of(settings)
-        self.endpoints = DeployedEndpoints(deployments, settings.environment)  # what feedback may rate
+        dependencies = handler_dependencies(settings, blobs, clock, workspace, registry, deployments)
+        self.approvals, self.endpoints = dependencies.approvals, dependencies.endpoints
         self.idempotency = IdempotencyStore(blobs, clock, timedelta(seconds=settings.idempotency_lease_seconds))
-        self.bus = MessageBus(publisher=self.publisher, idempotency=self.idempotency, dependencies={
-            "settings": settings, "blobs": blobs, "clock": clock, "experiments": workspace, "registry": registry,
-            "approvals": self.approvals, "notifier": notifier_for(self.approvals), "deployments": deployments,
-            "endpoints": self.endpoints})
+        self.bus = MessageBus(publisher=self.publisher, idempotency=self.idempotency,
+                              dependencies=dependencies.by_name())
         self.dead_letters = DeadLetterStore(blobs, clock)
         # One per instance: the rate limit lives in this object's memory.
         self.feedback = FeedbackService(TokenBucket(settings.feedback_rate_per_minute, settings.feedback_burst))

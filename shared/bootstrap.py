@@ -3,18 +3,23 @@ so importing function_app.py (the cold start) stays cheap. Heavy SDKs load here,
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.application import Application
+    from shared.approvals.notifiers import Notifier
     from shared.deployment.identity import EndpointIdentity
     from shared.deployment.port import Deployer
     from shared.experiments.remote_runner import RemoteFlowRunner
     from shared.feedback.telemetry import RequestTelemetry
     from shared.ports import BlobStore, Clock, EventPublisher
     from shared.registry.port import Registry
+    from shared.services.ab_testing import DeployedEndpoints
+    from shared.services.approvals import ApprovalSettings
     from shared.services.deployments import DeploymentWorkspace
+    from shared.services.experiments import ExperimentWorkspace
     from shared.settings import Settings
 
 
@@ -52,6 +57,35 @@ def build_remote_runner(settings: Settings) -> RemoteFlowRunner | None:
     from shared.adapters.credentials import azure_credential
 
     return azureml_runner_from_settings(settings, azure_credential())
+
+
+@dataclass(frozen=True)
+class HandlerDependencies:
+    """Everything a handler may name. The bus injects, by name, only the fields a handler's signature asks for;
+    the application and the tests' buses build this one set."""
+
+    settings: Settings
+    blobs: BlobStore
+    clock: Clock
+    experiments: ExperimentWorkspace
+    registry: Registry
+    approvals: ApprovalSettings
+    notifier: Notifier
+    deployments: DeploymentWorkspace
+    endpoints: DeployedEndpoints  # what feedback may rate
+
+    def by_name(self) -> dict[str, object]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def handler_dependencies(settings: Settings, blobs: BlobStore, clock: Clock, experiments: ExperimentWorkspace,
+                         registry: Registry, deployments: DeploymentWorkspace) -> HandlerDependencies:
+    from shared.services.ab_testing import DeployedEndpoints
+    from shared.services.approvals import ApprovalSettings, notifier_for
+
+    approvals = ApprovalSettings.of(settings)
+    return HandlerDependencies(settings, blobs, clock, experiments, registry, approvals, notifier_for(approvals),
+                               deployments, DeployedEndpoints(deployments, settings.environment))
 
 
 def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> DeploymentWorkspace:

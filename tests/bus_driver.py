@@ -6,14 +6,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Sequence
 
-from shared.bootstrap import build_deployments
+from shared.bootstrap import build_deployments, handler_dependencies
 from shared.events import EXPERIMENT_WORK_EVENTS, Event
 from shared.idempotency import IdempotencyStore
 from shared.messagebus import MessageBus
 from shared.ports import BlobStore, Clock
 from shared.registry.port import Registry
-from shared.services.ab_testing import DeployedEndpoints
-from shared.services.approvals import ApprovalSettings, notifier_for
 from shared.services.experiments import ExperimentWorkspace
 from shared.settings import Settings
 
@@ -33,12 +31,9 @@ def dependencies(blobs: BlobStore, clock: Clock, workspace: ExperimentWorkspace,
                  bus: QueueBus) -> MessageBus:
     """The message bus as the application builds it, publishing to `bus`."""
     settings = Settings()
-    approvals = ApprovalSettings.of(settings)
-    deployments = build_deployments(settings, blobs, clock)
-    return MessageBus(publisher=bus, idempotency=IdempotencyStore(blobs, clock), dependencies={
-        "settings": settings, "blobs": blobs, "clock": clock, "experiments": workspace, "registry": registry,
-        "approvals": approvals, "notifier": notifier_for(approvals), "deployments": deployments,
-        "endpoints": DeployedEndpoints(deployments, settings.environment)})
+    dependencies = handler_dependencies(settings, blobs, clock, workspace, registry,
+                                        build_deployments(settings, blobs, clock))
+    return MessageBus(publisher=bus, idempotency=IdempotencyStore(blobs, clock), dependencies=dependencies.by_name())
 
 
 def drive(messages: MessageBus, first: Event, handle: Collection[str] = EXPERIMENT_EVENTS,

@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.adapters.blob_experiment_store import BlobExperimentStore
 from shared.approvals.notifiers import Notifier
-from shared.bootstrap import build_deployments
+from shared.bootstrap import build_deployments, handler_dependencies
 from shared.events.commands import Message
 from shared.experiments.results import RunResult
 from shared.experiments.runner import AggregateOutcome, ConnectionSpec, ExecutionLimits, RunSpec
@@ -22,8 +22,7 @@ from shared.idempotency import IdempotencyStore
 from shared.messagebus import HandleResult, MessageBus
 from shared.registry.blob_registry import BlobRegistry
 from shared.registry.port import Registry
-from shared.services.ab_testing import DeployedEndpoints
-from shared.services.approvals import ApprovalSettings, notifier_for
+from shared.services.approvals import ApprovalSettings
 from shared.services.deployments import DeploymentWorkspace
 from shared.services.experiments import ExperimentWorkspace
 from shared.settings import Settings
@@ -68,15 +67,13 @@ def in_memory_ports(tmp_path: Path, clock: ManualClock | None = None, **override
     settings = Settings.model_validate({"GENAIOPS_ENV": "local", "GENAIOPS_FLOWS_DIR": str(tmp_path / "flows"),
                                         "GENAIOPS_WORK_DIR": str(tmp_path / "work")})
     blobs, clock = MemoryBlobStore(), clock or ManualClock()
-    approvals = ApprovalSettings.of(settings)
     # The model's connection resolves (to nowhere): every run fails to start, as with an unreachable endpoint.
     workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir,
                                     runner=UnreachableModel(), store=BlobExperimentStore(blobs),
                                     secrets_env={"AOAI_BASE_URL": "https://aoai.invalid", "AOAI_API_KEY": "not-a-key"})
-    deployments = build_deployments(settings, blobs, clock)
-    ports = Ports(settings=settings, blobs=blobs, publisher=RecordingPublisher(), clock=clock, experiments=workspace,
-                  registry=BlobRegistry(blobs, clock), approvals=approvals, notifier=notifier_for(approvals),
-                  deployments=deployments, endpoints=DeployedEndpoints(deployments, settings.environment))
+    dependencies = handler_dependencies(settings, blobs, clock, workspace, BlobRegistry(blobs, clock),
+                                        build_deployments(settings, blobs, clock))
+    ports = Ports(publisher=RecordingPublisher(), **dependencies.by_name())
     return replace(ports, **overrides)
 
 

@@ -272,7 +272,7 @@ def test_the_feedback_route_answers_a_retry_with_the_same_id(monkeypatch: pytest
                                                              clock: ManualClock) -> None:
     """Application.submit_feedback, what POST /api/feedback calls: the Idempotency-Key decides what a retry is."""
     directory = Directory.of("math_coding", "math-dev", {"blue": 100}, live=False)
-    monkeypatch.setattr("shared.application.DeployedEndpoints", lambda *_: directory)
+    monkeypatch.setattr("shared.services.ab_testing.DeployedEndpoints", lambda *_: directory)
     blobs = MemoryBlobStore()
     settings = Settings()
     app = Application(settings, blobs, RecordingPublisher(), clock, UnreachableModel(), BlobRegistry(blobs, clock),
