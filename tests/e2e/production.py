@@ -8,7 +8,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 import requests
 
 from shared.adapters.azure_blob import AzureBlobStore
@@ -20,9 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ANSWER_STEP_END = '\n    return value[:-2] if value.endswith(".0") else value\n'
 
 
-def monitored_copy(tmp_path_factory: pytest.TempPathFactory, use_case: str, overlay: str) -> Path:
-    """A flows folder holding math_coding as `use_case`, its local overlay extended with `overlay`."""
-    root = tmp_path_factory.mktemp("flows")
+def monitored_copy(root: Path, use_case: str, overlay: str) -> Path:
+    """`root` as a flows folder holding math_coding as `use_case`, its local overlay extended with `overlay`."""
     shutil.copytree(ROOT / "flows" / "math_coding", root / use_case)
     with (root / use_case / "experiment.local.yaml").open("a") as local:
         local.write(overlay)

@@ -58,7 +58,7 @@ WRONG_STEP = """
 
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return monitored_copy(tmp_path_factory, USE_CASE, MONITORING)
+    return monitored_copy(tmp_path_factory.mktemp("flows"), USE_CASE, MONITORING)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ production.degraded; a redelivery judges nothing again, and the next firing judg
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,9 +26,9 @@ from shared.services.monitoring import production_log_for
 from shared.services.production_evaluation import evaluate_production, request_evaluations
 from tests.bus_driver import QueueBus
 from tests.conftest import ManualClock
+from tests.e2e.production import monitored_copy
 
 pytestmark = [pytest.mark.azurite, pytest.mark.timeout(300)]
-ROOT = Path(__file__).resolve().parents[2]
 OVERLAY = """
 deployment:
   endpoint_name: {endpoint}
@@ -58,10 +57,7 @@ def llm() -> Iterator[ScriptedLLM]:
 
 @pytest.fixture
 def flows(tmp_path: Path, unique: str) -> Path:
-    shutil.copytree(ROOT / "flows" / "math_coding", tmp_path / "flows" / "judged")
-    with (tmp_path / "flows" / "judged" / "experiment.local.yaml").open("a") as overlay:
-        overlay.write(OVERLAY.format(endpoint=f"ep-{unique}"))
-    return tmp_path / "flows"
+    return monitored_copy(tmp_path / "flows", "judged", OVERLAY.format(endpoint=f"ep-{unique}"))
 
 
 def served(endpoint: str, request_id: str, deployment: str, at: datetime, answer: str, *, status: int = 200,

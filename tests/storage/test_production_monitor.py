@@ -4,7 +4,6 @@ nothing; without auto_rollback nothing asks to move traffic, and too few request
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from shared.services.monitoring import monitor_production, production_log_for
 from shared.smoke.tester import SmokeTester
 from tests.bus_driver import QueueBus
 from tests.conftest import ManualClock
+from tests.e2e.production import monitored_copy
 
 pytestmark = pytest.mark.azurite
-ROOT = Path(__file__).resolve().parents[2]
 MONITORING = """
 deployment:
   endpoint_name: {endpoint}
@@ -40,10 +39,7 @@ monitoring:
 
 @pytest.fixture
 def flows(tmp_path: Path, unique: str) -> Path:
-    shutil.copytree(ROOT / "flows" / "math_coding", tmp_path / "flows" / "watched")
-    with (tmp_path / "flows" / "watched" / "experiment.local.yaml").open("a") as overlay:
-        overlay.write(MONITORING.format(endpoint=f"ep-{unique}"))
-    return tmp_path / "flows"
+    return monitored_copy(tmp_path / "flows", "watched", MONITORING.format(endpoint=f"ep-{unique}"))
 
 
 def test_a_breach_is_reported_once_per_window_and_never_twice_for_a_firing(
