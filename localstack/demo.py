@@ -2,7 +2,8 @@
 case's test dataset, follow every upload through the app — experiment, evaluation, gate, registration, approval
 (the demo approves as the local approver, over the same HTTP API a person uses), deployment — then the A/B round
 (localstack/demo_ab.py: a changed prompt shipped as a second version beside the first, traffic and feedback
-through the router, the A/B report's verdict), and copy the reports to out/reports/.
+through the router, the A/B report's verdict), one post-production evaluation of that traffic with the local model
+as judge (localstack/demo_production.py), and copy the reports to out/reports/.
 
     python -m localstack.demo [--datasets test|all]
 """
@@ -22,7 +23,7 @@ from genaiops.datasets import upload as upload_dataset
 from genaiops.describe import line
 from genaiops.follow import EXIT_TIMEOUT, follow
 from genaiops.runs import download_report
-from localstack import demo_ab
+from localstack import demo_ab, demo_production
 from localstack.stack import ROOT, LocalStack, StackError
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
@@ -152,10 +153,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{endpoint['endpoint']} (function key: `python -m localstack keys`)")
     if second_round is not None and ab_round_served(second_round, timelines):
         try:
-            demo_ab.compare(stack, storage, flows, OUT)
+            compared = demo_ab.compare(stack, storage, flows, OUT)
         except requests.RequestException as problem:
             print(f"demo: the A/B round's traffic or report failed: {problem}", file=sys.stderr)
             return 1
+        if compared is not None:
+            demo_production.evaluate(stack, storage, EventJournal(AzureBlobStore(storage)), OUT)
     print(f"\nthe stack keeps running: functions at {stack.base_url}/api, logs in {stack.state_dir}/; "
           "`make down` stops it")
     return 0
