@@ -1,19 +1,22 @@
 """The ProductionLog of Azure ML online endpoints: what their data collector writes (the deployer enables
 `model_inputs` and `model_outputs`, shared/deployment/azureml_entities.py DATA_COLLECTIONS) to the workspace's
-default blob datastore, read with azure-storage-blob.
+default blob datastore (its container URL: the app setting AZUREML_DATA_COLLECTOR_CONTAINER_URL), read with
+azure-storage-blob. Post-production evaluation judges these lines.
 
-Layout (hourly rolling): `modelDataCollector/{endpoint}/{deployment}/{collection}/{yyyy}/{MM}/{dd}/{HH}/*.jsonl`;
-each line a CloudEvent whose `data` holds the rows and whose `correlationid` ties a request's inputs to its outputs.
+Layout and format as documented in
+https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data#store-collected-data-in-blob-storage
+— `modelDataCollector/{endpoint}/{deployment}/{collection}/{yyyy}/{MM}/{dd}/{HH}/{instance_id}.jsonl` (the hourly
+rolling rate, the default), each line a CloudEvent whose `data` holds what was collected and whose `correlationid`
+ties a request's inputs to its outputs.
 The collector records payloads, not HTTP status or latency: a request whose outputs were collected counts as
 served (status 200), one with inputs only has no status; error rate and latency in Azure come from the endpoint's
-traffic log (shared/feedback/azure_telemetry.py).
+traffic log (shared/monitoring/azure_traffic.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +28,6 @@ from shared.monitoring.production_log import ProductionLine, days, loggable
 
 COLLECTOR_ROOT = "modelDataCollector"
 INPUTS, OUTPUTS = "model_inputs", "model_outputs"
-# The workspace's default datastore container, e.g. https://<account>.blob.core.windows.net/azureml-blobstore-<id>
-CONTAINER_URL_SETTING = "AZUREML_DATA_COLLECTOR_CONTAINER_URL"
 
 
 class AzureMLProductionLog:
@@ -34,9 +35,10 @@ class AzureMLProductionLog:
         self.container = container
 
     @classmethod
-    def from_settings(cls, environ: Mapping[str, str] | None = None) -> AzureMLProductionLog | None:
-        """The reader over the container the setting names, with the app's identity; None when it is not set."""
-        url = (os.environ if environ is None else environ).get(CONTAINER_URL_SETTING)
+    def from_container_url(cls, url: str | None) -> AzureMLProductionLog | None:
+        """The reader over the workspace's default datastore container (e.g.
+        https://<account>.blob.core.windows.net/azureml-blobstore-<workspace id>) with the app's identity; None
+        when it is not configured."""
         if not url:
             return None
         from shared.adapters.credentials import azure_credential
