@@ -7,7 +7,10 @@ Layout and format as documented in
 https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data#store-collected-data-in-blob-storage
 — `modelDataCollector/{endpoint}/{deployment}/{collection}/{yyyy}/{MM}/{dd}/{HH}/{instance_id}.jsonl` (the hourly
 rolling rate, the default), each line a CloudEvent whose `data` holds what was collected and whose `correlationid`
-ties a request's inputs to its outputs.
+ties a request's inputs to its outputs. Prompt flow's serving app collects one single-row DataFrame per request
+(promptflow.core._serving.monitor.data_collector), so `data` is a list of records; the collector may batch requests
+sent close together into one event (one correlationid, several rows): the rows at the same position of the inputs
+and outputs events are one request.
 The collector records payloads, not HTTP status or latency: a request whose outputs were collected counts as
 served (status 200), one with inputs only has no status; error rate and latency in Azure come from the endpoint's
 traffic log (shared/monitoring/azure_traffic.py).
@@ -54,9 +57,12 @@ class AzureMLProductionLog:
                                  f"{type(failure).__name__}") from None
         requests: dict[tuple[str, str], dict[str, Any]] = {}
         for deployment, collection, event in events:
-            request_id = str(event.get("correlationid") or event.get("xrequestid") or event.get("id"))
-            seen = requests.setdefault((deployment, request_id), {"time": _time(event.get("time"))})
-            seen[collection] = event.get("data")
+            correlation = str(event.get("correlationid") or event.get("xrequestid") or event.get("id"))
+            rows = _rows(event.get("data"))
+            for index, row in enumerate(rows):
+                request_id = correlation if len(rows) == 1 else f"{correlation}#{index}"
+                seen = requests.setdefault((deployment, request_id), {"time": _time(event.get("time"))})
+                seen[collection] = row
         found = [ProductionLine(time=seen["time"], use_case=use_case, endpoint=endpoint, request_id=request_id,
                                 deployment=deployment, status=200 if OUTPUTS in seen else None,
                                 inputs=loggable(seen.get(INPUTS)), outputs=loggable(seen.get(OUTPUTS)))
@@ -89,6 +95,14 @@ class AzureMLProductionLog:
                     continue
                 if isinstance(event, dict):
                     yield parts[2], parts[3], event
+
+
+def _rows(data: Any) -> list[Any]:
+    """The requests an event holds: each record of a collected DataFrame (a list of objects); anything else
+    (a payload-logging body) is one request."""
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        return list(data)
+    return [data]
 
 
 def _time(value: Any) -> datetime:
