@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -14,6 +15,9 @@ from shared.deployment.azureml_deployer import RESOURCE_GROUP_SETTING, SUBSCRIPT
 from shared.deployment.port import DeploymentConfig, DeploymentTarget, WorkspaceConnection, default_endpoint_name
 from shared.experiments.config import ExperimentConfig, ExperimentConfigError, load_experiment
 from shared.experiments.connections import field_variable
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 # Environments that run in Azure deploy to Azure ML managed online endpoints unless their `deployment:` block says
 # otherwise; the others (local, pr — which stops at the gate) default to the local stack's target.
@@ -26,6 +30,14 @@ def workspace_scope(settings: Mapping[str, str] | None = None) -> str:
     settings = os.environ if settings is None else settings
     parts = [settings.get(name, "") for name in (SUBSCRIPTION_SETTING, RESOURCE_GROUP_SETTING, WORKSPACE_SETTING)]
     return "/".join(parts).lower() if any(parts) else ""
+
+
+def workspace_settings(settings: Settings) -> dict[str, str]:
+    """The workspace's app settings from `settings` rather than the process environment: all deployment_config needs
+    to name a use case's target and endpoint (connections it reads from them are not needed then)."""
+    return {SUBSCRIPTION_SETTING: settings.azure_subscription_id or "",
+            RESOURCE_GROUP_SETTING: settings.azure_resource_group or "",
+            WORKSPACE_SETTING: settings.azureml_workspace_name or ""}
 
 
 def workspace_connections(config: ExperimentConfig,
