@@ -28,12 +28,11 @@ from localstack.stack import ROOT, LocalStack, StackError
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
 from shared.blob_layout import DATASETS
-from shared.events import Event
+from shared.events import ApprovalRequested, EvaluationCompleted, Event, ExperimentFailed
 
 TIMEOUT_SECONDS = 1200
 DONE = {"deployment.verified", "deployment.unchanged"}  # unchanged: a re-run whose flow already serves
 FAILED = {"experiment.failed", "gate.failed", "approval.rejected", "approval.expired", "deployment.rolled_back"}
-REPORTED = {"evaluation.completed", "experiment.failed"}
 DEMO_APPROVER = "alice@contoso.com"  # local.settings.example.json's APPROVERS
 OUT = ROOT / "out" / "reports"
 
@@ -61,7 +60,7 @@ def upload(storage: BlobServiceClient, path: Path) -> str:
     return correlation_id
 
 
-def approve(stack: LocalStack, event: Event) -> None:
+def approve(stack: LocalStack, event: ApprovalRequested) -> None:
     """Play the approver: what a person does on the approval page, over the same HTTP API (`genaiops approvals
     approve`)."""
     approval_id = event.payload.approval_id
@@ -79,7 +78,7 @@ def follow_uploads(stack: LocalStack, journal: EventJournal, correlation_ids: li
     serves, until every run is done."""
 
     def on_event(event: Event) -> str | None:
-        if event.type == "approval.requested":
+        if isinstance(event, ApprovalRequested):
             approve(stack, event)
         return second_round.on_event(event) if second_round is not None else None
 
@@ -107,7 +106,7 @@ def ab_round_served(second_round: demo_ab.SecondRound, timelines: dict[str, list
 def download_reports(blobs: AzureBlobStore, timelines: dict[str, list[Event]]) -> list[Path]:
     return [download_report(blobs, event.payload.use_case, event.payload.experiment_id, OUT)
             for events in timelines.values() for event in events
-            if event.type in REPORTED and getattr(event.payload, "experiment_id", None)]
+            if isinstance(event, EvaluationCompleted | ExperimentFailed) and event.payload.experiment_id]
 
 
 def endpoints(storage: BlobServiceClient) -> list[dict]:
