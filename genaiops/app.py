@@ -284,9 +284,9 @@ def candidates_export(use_case: str,
     settings, blobs = _settings_obj(), _blobs()
     try:
         filters = CandidateFilters(days=days, max_rating=max_rating)
-        export = export_candidate_dataset(use_case, filters, blobs=blobs, flows_root=settings.flows_dir,
-                                          environment=settings.environment, now=datetime.now(UTC),
-                                          log_for=production_log_for(blobs))
+        log_for = production_log_for(blobs, settings.azureml_data_collector_container_url)
+        export = export_candidate_dataset(use_case, filters, blobs=blobs, settings=settings, now=datetime.now(UTC),
+                                          log_for=log_for)
     except ValidationError as invalid:
         raise _fail(validation_problems(invalid)) from invalid
     except (UnknownUseCase, ExperimentConfigError, DeploymentError) as unusable:

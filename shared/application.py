@@ -162,9 +162,9 @@ class Application:
         from shared.services.candidate_export import export_requested
         from shared.services.monitoring import production_log_for
 
+        log_for = production_log_for(self.blobs, self.settings.azureml_data_collector_container_url)
         return export_requested(use_case, body, idempotency_key, blobs=self.blobs, idempotency=self.idempotency,
-                                flows_root=self.settings.flows_dir, environment=self.settings.environment,
-                                now=self.clock.now(), log_for=production_log_for(self.blobs))
+                                settings=self.settings, now=self.clock.now(), log_for=log_for)
 
     def record_heartbeat(self) -> None:
         """Timer entry: proves the schedule runs (the health route reports the last tick)."""

@@ -15,20 +15,20 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
-from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from shared.blob_layout import CANDIDATES
 from shared.deployment.port import DeploymentError
 from shared.experiments.catalog import find_use_cases
-from shared.experiments.config import ExperimentConfigError, load_experiment
+from shared.experiments.config import LOCAL, ExperimentConfigError, load_experiment
 from shared.idempotency import AlreadyInProgress, IdempotencyStore, PayloadMismatch
 from shared.json_body import InvalidBody, parse_object
 from shared.monitoring.candidates import CandidateFilters, InvalidWindow, export_candidates
 from shared.ports import BlobStore
-from shared.services.deployment_settings import deployment_config
+from shared.services.deployment_settings import deployment_config, workspace_settings
 from shared.services.monitoring import LogFor
+from shared.settings import Settings
 
 MAX_BODY_BYTES = 4096
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -57,14 +57,15 @@ class ExportRejected(ValueError):
         self.status = status
 
 
-def export_candidate_dataset(use_case: str, filters: CandidateFilters, *, blobs: BlobStore, flows_root: Path,
-                             environment: str, now: datetime, log_for: LogFor) -> CandidateExport:
+def export_candidate_dataset(use_case: str, filters: CandidateFilters, *, blobs: BlobStore, settings: Settings,
+                             now: datetime, log_for: LogFor) -> CandidateExport:
     """UnknownUseCase, ExperimentConfigError (its files), DeploymentError (no production log, or it cannot be read
     now), InvalidWindow (a `since` not in the past)."""
-    if use_case not in find_use_cases(flows_root):  # a listed folder name: no path is built from the URL's text
+    if use_case not in find_use_cases(settings.flows_dir):  # a listed folder name: no path is built from the URL's text
         raise UnknownUseCase(f"no use case {use_case[:100]!r}")
-    config = load_experiment(flows_root / use_case, environment)
-    target = deployment_config(config, environment)
+    environment = settings.environment
+    config = load_experiment(settings.flows_dir / use_case, environment, local=environment == LOCAL)
+    target = deployment_config(config, environment, workspace_settings(settings))
     production_log = log_for(target)
     if production_log is None:
         raise DeploymentError(f"no production log for target {target.target}")
@@ -77,7 +78,7 @@ def export_candidate_dataset(use_case: str, filters: CandidateFilters, *, blobs:
 
 
 def export_requested(use_case: str, body: bytes, idempotency_key: str | None, *, blobs: BlobStore,
-                     idempotency: IdempotencyStore, flows_root: Path, environment: str, now: datetime,
+                     idempotency: IdempotencyStore, settings: Settings, now: datetime,
                      log_for: LogFor) -> CandidateExport:
     """The HTTP request's export; ExportRejected with the status to answer."""
     if len(body) > MAX_BODY_BYTES:
@@ -90,8 +91,8 @@ def export_requested(use_case: str, body: bytes, idempotency_key: str | None, *,
         raise ExportRejected(400, str(bad)) from None
 
     def export() -> dict[str, object]:
-        return export_candidate_dataset(use_case, filters, blobs=blobs, flows_root=flows_root,
-                                        environment=environment, now=now, log_for=log_for).model_dump(mode="json")
+        return export_candidate_dataset(use_case, filters, blobs=blobs, settings=settings, now=now,
+                                        log_for=log_for).model_dump(mode="json")
 
     try:
         if idempotency_key is None:

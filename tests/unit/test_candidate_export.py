@@ -18,6 +18,7 @@ from shared.idempotency import IdempotencyStore
 from shared.monitoring.candidates import CandidateFilters
 from shared.monitoring.production_log import ProductionLine, ProductionLog
 from shared.services.candidate_export import CandidateExport, ExportRejected, export_requested
+from shared.settings import Settings
 from tests.fakes.bus import ROOT
 from tests.fakes.memory import ManualClock, MemoryBlobStore
 from tests.feedback_endpoints import Directory
@@ -40,7 +41,9 @@ class Served:
 class Exporter:
     def __init__(self, tmp_path: Path, clock: ManualClock) -> None:
         shutil.copytree(ROOT / "flows" / "math_coding", tmp_path / "flows" / "math_coding")
-        self.flows, self.clock, self.blobs = tmp_path / "flows", clock, MemoryBlobStore()
+        flows = tmp_path / "flows"
+        self.settings = Settings.model_validate({"GENAIOPS_ENV": "local", "GENAIOPS_FLOWS_DIR": str(flows)})
+        self.clock, self.blobs = clock, MemoryBlobStore()
         self.log: ProductionLog | None = Served([])
 
     def serve(self, request_id: str, ago: timedelta, rating: int | None = None, thumbs: str | None = None) -> None:
@@ -62,8 +65,7 @@ class Exporter:
     def post(self, body: object = b"", key: str | None = None, use_case: str = "math_coding") -> CandidateExport:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         return export_requested(use_case, data, key, blobs=self.blobs, idempotency=IdempotencyStore(self.blobs,
-                                self.clock), flows_root=self.flows, environment="local", now=self.clock.now(),
-                                log_for=self.log_for)
+                                self.clock), settings=self.settings, now=self.clock.now(), log_for=self.log_for)
 
     def log_for(self, target: DeploymentConfig) -> ProductionLog | None:
         assert target.endpoint_name == ENDPOINT
