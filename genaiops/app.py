@@ -280,7 +280,7 @@ def candidates_export(use_case: str,
     settings = _settings_obj()
     try:
         config = load_experiment(settings.flows_dir / use_case, settings.environment)
-        target = deployment_config(config, settings.environment)
+        target = deployment_config(config, settings.environment, settings.app_settings)
     except ExperimentConfigError as unusable:
         raise _fail(str(unusable)) from unusable
     blobs = _blobs()

@@ -88,7 +88,7 @@ def monitor_use_case(use_case: str, config: ExperimentConfig, monitoring: Monito
     fired = croniter(monitoring.schedule, clock.now(), second_at_beginning=True).get_prev(datetime)
     if state.last_run is not None and fired <= state.last_run:
         return []  # this firing was evaluated already
-    settings = deployment_config(config, environment)
+    settings = deployment_config(config, environment, workspace.app_settings)
     production_log = log_for(settings)
     events: list[Event] = []
     if production_log is not None:

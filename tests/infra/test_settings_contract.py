@@ -271,7 +271,7 @@ def test_the_collection_really_reads_the_code() -> None:
     assert {"GENAIOPS_ENV", "APPROVERS"} <= reads  # pydantic settings (two classes)
     assert {"HEARTBEAT_SCHEDULE", "APPROVAL_EXPIRY_SCHEDULE", "EVENTS_QUEUE"} <= reads  # %NAME% bindings
     assert "AOAI_API_BASE" in reads  # flows' connection placeholders
-    assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in reads  # os.environ
+    assert "AZURESUBSCRIPTION_TENANT_ID" in reads  # os.environ (the pipeline's federated credential)
     assert {"GenAIOpsStorage", "ServiceBusConnection"} <= binding_connections()
     assert len(pydantic_settings()) >= 20
 
