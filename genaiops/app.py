@@ -284,7 +284,7 @@ def candidates_export(use_case: str,
     except ExperimentConfigError as unusable:
         raise _fail(str(unusable)) from unusable
     blobs = _blobs()
-    production_log = production_log_for(blobs)(target)
+    production_log = production_log_for(blobs, settings.azureml_data_collector_container_url)(target)
     if production_log is None:
         raise _fail(f"no production log for target {target.target}")
     end = datetime.now(UTC)

@@ -22,6 +22,9 @@ def _best_run(payload: dict[str, Any]) -> str:
 # The first key a payload has picks how its line reads.
 SUMMARIES: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("runs", _best_run),
+    ("breaches", lambda p: f"{p['use_case']}: {p['deployment']}: {'; '.join(p['breaches'])}"[:300]),
+    ("deployments", lambda p: f"{p['use_case']}: {p['endpoint']}: " + "; ".join(
+        f"{d['deployment']} {d['lines']} judged {d['metrics']}" for d in p["deployments"])),
     ("lines_done", lambda p: f"{p['use_case']} {p['stage']}: {p['lines_done']}/{p['lines_total']} lines "
                              f"({p['items_done']}/{p['items_total']} work items)"),
     ("approval_url", lambda p: f"{p['use_case']}: {p['flow_name']} v{p['flow_version']} — {p['approval_url']}"),

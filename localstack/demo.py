@@ -2,7 +2,8 @@
 case's test dataset, follow every upload through the app — experiment, evaluation, gate, registration, approval
 (the demo approves as the local approver, over the same HTTP API a person uses), deployment — then the A/B round
 (localstack/demo_ab.py: a changed prompt shipped as a second version beside the first, traffic and feedback
-through the router, the A/B report's verdict), and copy the reports to out/reports/.
+through the router, the A/B report's verdict), one post-production evaluation of that traffic with the local model
+as judge (localstack/demo_production.py), and copy the reports to out/reports/.
 
     python -m localstack.demo [--datasets test|all]
 """
@@ -22,17 +23,16 @@ from genaiops.datasets import upload as upload_dataset
 from genaiops.describe import line
 from genaiops.follow import EXIT_TIMEOUT, follow
 from genaiops.runs import download_report
-from localstack import demo_ab
+from localstack import demo_ab, demo_production
 from localstack.stack import ROOT, LocalStack, StackError
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
 from shared.blob_layout import DATASETS
-from shared.events import Event
+from shared.events import ApprovalRequested, EvaluationCompleted, Event, ExperimentFailed
 
 TIMEOUT_SECONDS = 1200
 DONE = {"deployment.verified", "deployment.unchanged"}  # unchanged: a re-run whose flow already serves
 FAILED = {"experiment.failed", "gate.failed", "approval.rejected", "approval.expired", "deployment.rolled_back"}
-REPORTED = {"evaluation.completed", "experiment.failed"}
 DEMO_APPROVER = "alice@contoso.com"  # local.settings.example.json's APPROVERS
 OUT = ROOT / "out" / "reports"
 
@@ -60,7 +60,7 @@ def upload(storage: BlobServiceClient, path: Path) -> str:
     return correlation_id
 
 
-def approve(stack: LocalStack, event: Event) -> None:
+def approve(stack: LocalStack, event: ApprovalRequested) -> None:
     """Play the approver: what a person does on the approval page, over the same HTTP API (`genaiops approvals
     approve`)."""
     approval_id = event.payload.approval_id
@@ -78,7 +78,7 @@ def follow_uploads(stack: LocalStack, journal: EventJournal, correlation_ids: li
     serves, until every run is done."""
 
     def on_event(event: Event) -> str | None:
-        if event.type == "approval.requested":
+        if isinstance(event, ApprovalRequested):
             approve(stack, event)
         return second_round.on_event(event) if second_round is not None else None
 
@@ -106,7 +106,7 @@ def ab_round_served(second_round: demo_ab.SecondRound, timelines: dict[str, list
 def download_reports(blobs: AzureBlobStore, timelines: dict[str, list[Event]]) -> list[Path]:
     return [download_report(blobs, event.payload.use_case, event.payload.experiment_id, OUT)
             for events in timelines.values() for event in events
-            if event.type in REPORTED and getattr(event.payload, "experiment_id", None)]
+            if isinstance(event, EvaluationCompleted | ExperimentFailed) and event.payload.experiment_id]
 
 
 def endpoints(storage: BlobServiceClient) -> list[dict]:
@@ -152,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{endpoint['endpoint']} (function key: `python -m localstack keys`)")
     if second_round is not None and ab_round_served(second_round, timelines):
         try:
-            demo_ab.compare(stack, storage, flows, OUT)
+            compared = demo_ab.compare(stack, storage, flows, OUT)
         except requests.RequestException as problem:
             print(f"demo: the A/B round's traffic or report failed: {problem}", file=sys.stderr)
             return 1
+        if compared is not None:
+            demo_production.evaluate(stack, storage, EventJournal(AzureBlobStore(storage)), OUT)
     print(f"\nthe stack keeps running: functions at {stack.base_url}/api, logs in {stack.state_dir}/; "
           "`make down` stops it")
     return 0

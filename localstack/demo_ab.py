@@ -22,7 +22,7 @@ from genaiops.datasets import upload as upload_dataset
 from localstack.host.keys import read_host_keys
 from localstack.stack import LocalStack
 from shared.blob_layout import DEPLOYMENTS, REPORTS, deployment_reports_prefix
-from shared.events import Event
+from shared.events import Event, FlowRegistered
 from shared.experiments.config import load_experiment
 from shared.feedback.ab_report import ABReport, verdict
 from shared.services.deployment_settings import deployment_config
@@ -88,7 +88,7 @@ class SecondRound:
     def on_event(self, event: Event) -> str | None:
         if event.correlation_id not in self.first_runs or getattr(event.payload, "use_case", None) != USE_CASE:
             return None
-        if event.type == "flow.registered":
+        if isinstance(event, FlowRegistered):
             self.serving_variant = dict(event.payload.variant)
         if event.type not in self.served or self.correlation_id is not None or self.serving_variant is None:
             return None
@@ -126,7 +126,7 @@ def endpoint_of(storage: BlobServiceClient, flows: Path) -> Endpoint | None:
                     (config.traffic.new, config.traffic.current))
 
 
-def _post_feedback(url: str, key: str, body: dict[str, object]) -> int:
+def _post_feedback(url: str, key: str, body: dict[str, str | int]) -> int:
     """Post one rating; a 429 (the per-caller rate limit) is waited out as its Retry-After says."""
     for _ in range(10):
         response = requests.post(url, json=body, headers={"x-functions-key": key}, timeout=30)

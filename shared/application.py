@@ -159,11 +159,11 @@ class Application:
     def monitor_production(self) -> int:
         """Timer entry: the production monitor (shared/services/monitoring.py) and the requests for post-production
         evaluations whose schedule fired (shared/services/production_evaluation.py); returns the events published."""
-        from shared.services.monitoring import monitor_production, production_log_for
+        from shared.services.monitoring import monitor_production, traffic_statistics_for
         from shared.services.production_evaluation import request_evaluations
 
-        monitored = monitor_production(self.blobs, self.publisher, self.clock, self.deployments,
-                                       self.settings.environment, production_log_for(self.blobs))
+        monitored = monitor_production(self.blobs, self.publisher, self.clock, self.deployments, self.settings,
+                                       traffic_statistics_for(self.blobs, self.settings))
         requested = request_evaluations(self.blobs, self.publisher, self.clock, self.settings.flows_dir,
                                         self.settings.environment)
         return len(monitored) + len(requested)

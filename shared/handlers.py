@@ -140,7 +140,7 @@ def on_traffic_requested(event: DeploymentTrafficRequested, *, blobs: BlobStore,
 def on_production_evaluation_requested(event: ProductionEvaluationRequested, *, blobs: BlobStore, clock: Clock,
                                        settings: Settings, experiments: ExperimentWorkspace) -> Sequence[Event]:
     return evaluate_production(event, blobs, clock, experiments.runner, experiments.secrets_env, settings.flows_dir,
-                               production_log_for(blobs))
+                               production_log_for(blobs, settings.azureml_data_collector_container_url))
 
 
 # --- commands: their caller gets the handler's error as raised -------------------------------------------------

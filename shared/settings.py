@@ -70,7 +70,12 @@ class Settings(BaseSettings):
         description="module:function building the local target (the local stack sets it; Azure never does)")
     log_analytics_workspace_id: str | None = Field(
         default=None, validation_alias="LOG_ANALYTICS_WORKSPACE_ID",
-        description="Where Azure ML endpoints' AmlOnlineEndpointTrafficLog goes (the A/B report reads it)")
+        description="Where Azure ML endpoints' AmlOnlineEndpointTrafficLog goes (the A/B report and the "
+                    "production monitor's error rate and latency read it)")
+    azureml_data_collector_container_url: str | None = Field(
+        default=None, validation_alias="AZUREML_DATA_COLLECTOR_CONTAINER_URL",
+        description="The Azure ML workspace's default blob container, where its endpoints' data collector writes the "
+                    "requests and answers post-production evaluation judges")
     log_analytics_workspace_resource_id: str | None = Field(
         default=None, validation_alias="LOG_ANALYTICS_WORKSPACE_RESOURCE_ID",
         description="The same workspace's ARM id: each new endpoint's diagnostic setting sends its traffic log there")

@@ -58,6 +58,12 @@ with 8 concurrent requests on a busy 2-core machine: 4 gives 1.46x the tokens pe
 depends on which other requests share its batch (greedy answers changed), so flows' results would not be
 reproducible. One at a time keeps the same request answering the same."""
 
+CACHE_SIZE = 2048
+"""Answers remembered (least recently used out; a few hundred bytes each). Answers are reproducible (one at a time,
+greedy or seeded), so a repeated request gets from memory what generating would give again: an experiment asks each
+prompt once per combination of the other nodes' variants, and smoke tests and the demo's traffic repeat what the
+experiment asked. Measured on `make demo`: <see README>."""
+
 READY_TIMEOUT_SECONDS = 60.0
 """Loading the 98 MB model takes about a second on an idle machine; the margin covers a busy one."""
 
@@ -109,11 +115,12 @@ def is_installed() -> bool:
     return not missing_parts()
 
 
-def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
+def server_command(port: int, host: str = "127.0.0.1", *, cache_size: int = CACHE_SIZE) -> list[str]:
     """The argv that serves the model on http://{host}:{port}/v1 and on the Azure OpenAI route.
 
     Settings for a 135M model on 2 shared cores: one thread, a 4k context, the gguf's own chat template, one request
-    at a time (PARALLEL; the next ones queue), seed 0 when a request names none, so that answers are reproducible.
+    at a time (PARALLEL; the next ones queue), seed 0 when a request names none, so that answers are reproducible and
+    can be remembered (`cache_size` answers; 0 generates every request).
     """
     node = shutil.which("node")
     if node is None:
@@ -128,6 +135,7 @@ def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
         "--threads", str(THREADS),
         "--seed", "0",
         "--parallel", str(PARALLEL),
+        "--cache-size", str(cache_size),
     ]
 
 

@@ -7,6 +7,10 @@
 //                                                             answered by the same model
 // Up to --parallel requests are generated at once, each on its own context sequence, which llama.cpp evaluates
 // together in one batch (more answers per second than one after another); further requests wait for a sequence.
+// Answers are remembered (--cache-size, least recently used out): generation is deterministic (greedy at temperature
+// 0, a fixed seed otherwise), so a request asked before gets the answer it would get again, without the model's time.
+// Experiments ask the same prompt once per combination of the other nodes' variants, smoke tests and the demo's
+// traffic ask what the experiment asked: about half of a run's requests are repeats. `x-cache: hit|miss` says which.
 // Nothing from a request (prompt, headers, api key) is logged: one line per request with route, status, time.
 import http from "node:http";
 import {randomUUID} from "node:crypto";
@@ -17,10 +21,11 @@ const {values: args} = parseArgs({options: {
     model: {type: "string"}, alias: {type: "string"}, host: {type: "string", default: "127.0.0.1"},
     port: {type: "string"}, "context-size": {type: "string", default: "4096"}, threads: {type: "string", default: "2"},
     seed: {type: "string", default: "0"}, parallel: {type: "string", default: "1"},
+    "cache-size": {type: "string", default: "2048"},
 }});
 if (!args.model || !args.alias || !args.port) {
     console.error("usage: model_server.mjs --model FILE.gguf --alias NAME --port N [--host H] [--context-size N] " +
-        "[--threads N] [--seed N] [--parallel N]");
+        "[--threads N] [--seed N] [--parallel N] [--cache-size N]");
     process.exit(2);
 }
 const DEFAULT_SEED = Number(args.seed);
@@ -81,6 +86,41 @@ async function withSequence(task) {
     }
 }
 
+// Remembered answers by everything that decides them (the chat and the generation options); a Map keeps insertion
+// order, so re-inserting on use makes the first key the least recently used.
+const CACHE_SIZE = Number(args["cache-size"]);
+const answers = new Map();
+
+function remembered(key) {
+    const known = answers.get(key);
+    if (known === undefined) return null;
+    answers.delete(key);
+    answers.set(key, known);
+    return {...known, cached: true};
+}
+
+function remember(key, result) {
+    if (CACHE_SIZE <= 0) return;
+    answers.set(key, result);
+    if (answers.size > CACHE_SIZE) answers.delete(answers.keys().next().value);
+}
+
+// The answer to `history`: remembered, or generated when a sequence is free (looking again then, as an identical
+// request ahead in the queue may have just answered it). Null when `signal` was aborted first. A streamed request
+// answered from memory gets its answer as one chunk.
+async function answer(history, options, onTextChunk, signal) {
+    const key = JSON.stringify([history, options]);
+    const result = remembered(key) ?? await withSequence((sequence) =>
+        remembered(key) ?? complete(sequence, history, options, onTextChunk, signal));
+    if (result === null) return null;
+    if (result.cached) {
+        if (onTextChunk) onTextChunk(result.text);
+    } else if (!result.aborted) {
+        remember(key, result); // never a partial answer cut short by a client that left
+    }
+    return result;
+}
+
 // The answer to `history`, or null when `signal` was aborted before its turn came.
 async function complete(sequence, history, options, onTextChunk, signal) {
     if (signal.aborted) return null;
@@ -94,6 +134,7 @@ async function complete(sequence, history, options, onTextChunk, signal) {
         return {
             text: result.response,
             finishReason: result.metadata.stopReason === "maxTokens" ? "length" : "stop",
+            aborted: result.metadata.stopReason === "abort" || signal.aborted,
             usage: {prompt_tokens: promptTokens, completion_tokens: completionTokens,
                 total_tokens: promptTokens + completionTokens},
         };
@@ -119,9 +160,10 @@ async function chatCompletion(response, body) {
     const abort = new AbortController();
     response.on("close", () => abort.abort());
     if (!body.stream) {
-        const result = await withSequence((sequence) => complete(sequence, history, options, undefined,
-            abort.signal));
+        const result = await answer(history, options, undefined, abort.signal);
         if (result === null) return;
+        response.remembered = result.cached;
+        response.setHeader("x-cache", result.cached ? "hit" : "miss");
         sendJson(response, 200, {...base, object: "chat.completion", usage: result.usage, choices: [{index: 0,
             message: {role: "assistant", content: result.text}, finish_reason: result.finishReason}]});
         return;
@@ -130,9 +172,10 @@ async function chatCompletion(response, body) {
     const send = (choices, extra = {}) => response.write(
         `data: ${JSON.stringify({...base, object: "chat.completion.chunk", choices, ...extra})}\n\n`);
     send([{index: 0, delta: {role: "assistant", content: ""}, finish_reason: null}]);
-    const result = await withSequence((sequence) => complete(sequence, history, options,
-        (text) => text && send([{index: 0, delta: {content: text}, finish_reason: null}]), abort.signal));
+    const result = await answer(history, options,
+        (text) => text && send([{index: 0, delta: {content: text}, finish_reason: null}]), abort.signal);
     if (result === null) return;
+    response.remembered = result.cached;
     send([{index: 0, delta: {}, finish_reason: result.finishReason}]);
     if (body.stream_options?.include_usage) send([], {usage: result.usage});
     response.end("data: [DONE]\n\n");
@@ -163,7 +206,8 @@ async function handle(request, response) {
 const server = http.createServer((request, response) => {
     const started = Date.now();
     response.on("finish", () => console.log(
-        `${request.method} ${request.url.split("?")[0]} ${response.statusCode} ${Date.now() - started} ms`));
+        `${request.method} ${request.url.split("?")[0]} ${response.statusCode} ${Date.now() - started} ms` +
+        (response.remembered ? " (remembered)" : "")));
     handle(request, response).catch((error) => {
         const status = error instanceof BadRequest ? 400 : 500;
         if (status === 500) console.error(error);

@@ -251,24 +251,27 @@ def render_csv(report: ABReport) -> str:
     return out.getvalue()
 
 
+def _difference(what: str, difference: float | None, p: float, significant: bool | None, *, scale: float = 1,
+                unit: str = "") -> str:
+    shown = abs(difference or 0) * scale
+    precision = 1 if unit else 2
+    direction = ("the same" if round(shown, precision) == 0 else
+                 f"{'higher' if (difference or 0) > 0 else 'lower'} by {shown:.{precision}f}{unit}")
+    return f"{what} {direction} ({'significant' if significant else 'not significant'}, p = {p:.3g})"
+
+
 def verdict(comparison: Comparison, alpha: float) -> str:
     """One line a person reads: the comparison of a deployment with the baseline, and whether it is significant."""
     parts = []
     if comparison.rating_p is not None:
-        direction = "higher" if (comparison.rating_difference or 0) > 0 else "lower"
-        parts.append(f"rating {direction} by {abs(comparison.rating_difference or 0):.2f} "
-                     f"({'significant' if comparison.rating_significant else 'not significant'}, "
-                     f"p = {comparison.rating_p:.3g})")
+        parts.append(_difference("rating", comparison.rating_difference, comparison.rating_p,
+                                 comparison.rating_significant))
     if comparison.judge_p is not None:
-        direction = "higher" if (comparison.judge_difference or 0) > 0 else "lower"
-        parts.append(f"judge score {direction} by {abs(comparison.judge_difference or 0):.2f} "
-                     f"({'significant' if comparison.judge_significant else 'not significant'}, "
-                     f"p = {comparison.judge_p:.3g})")
+        parts.append(_difference("judge score", comparison.judge_difference, comparison.judge_p,
+                                 comparison.judge_significant))
     if comparison.error_rate_p is not None:
-        direction = "higher" if (comparison.error_rate_difference or 0) > 0 else "lower"
-        parts.append(f"error rate {direction} by {abs(comparison.error_rate_difference or 0) * 100:.1f} points "
-                     f"({'significant' if comparison.error_rate_significant else 'not significant'}, "
-                     f"p = {comparison.error_rate_p:.3g})")
+        parts.append(_difference("error rate", comparison.error_rate_difference, comparison.error_rate_p,
+                                 comparison.error_rate_significant, scale=100, unit=" points"))
     what = "; ".join(parts) or "not enough data to compare"
     return f"{comparison.deployment} vs {comparison.baseline} at α = {alpha:g}: {what}"
 

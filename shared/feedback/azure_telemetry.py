@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.monitor.query import LogsQueryClient, LogsTable
 
-__all__ = ["LOG_ANALYTICS_WORKSPACE_SETTING", "TRAFFIC_TABLE", "LogAnalyticsTelemetry", "traffic_query"]
+__all__ = ["LOG_ANALYTICS_WORKSPACE_SETTING", "SCORE_PATH", "TRAFFIC_TABLE", "LogAnalyticsTelemetry", "kql_string",
+           "query_tables", "traffic_query"]
 
 LOG_ANALYTICS_WORKSPACE_SETTING = "LOG_ANALYTICS_WORKSPACE_ID"
 TRAFFIC_TABLE = "AmlOnlineEndpointTrafficLog"
@@ -33,17 +34,17 @@ COLUMNS = ("TimeGenerated", "DeploymentName", "ResponseCode", "ResponseCodeReaso
 _log = logging.getLogger(__name__)
 
 
-def _kql_string(value: str) -> str:
+def kql_string(value: str) -> str:
     """A KQL string literal: double quotes, backslash and quote escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def traffic_query(endpoint: str, deployment: str | None = None) -> str:
     """The KQL for one endpoint's scoring requests (of one deployment when named), oldest first."""
-    lines = [TRAFFIC_TABLE, f"| where EndpointName == {_kql_string(endpoint)}"]
+    lines = [TRAFFIC_TABLE, f"| where EndpointName == {kql_string(endpoint)}"]
     if deployment is not None:
-        lines.append(f"| where DeploymentName == {_kql_string(deployment)}")
-    lines += [f'| where Method == "POST" and Path startswith {_kql_string(SCORE_PATH)}',
+        lines.append(f"| where DeploymentName == {kql_string(deployment)}")
+    lines += [f'| where Method == "POST" and Path startswith {kql_string(SCORE_PATH)}',
               f"| project {', '.join(COLUMNS)}",
               "| order by TimeGenerated asc"]
     return "\n".join(lines)
@@ -65,28 +66,34 @@ class LogAnalyticsTelemetry:
 
     def served_requests(self, endpoint: str, start: datetime, end: datetime, *,
                         deployment: str | None = None) -> ServedRequests:
-        from azure.core.exceptions import AzureError
-        from azure.monitor.query import LogsQueryStatus
-
-        try:
-            result = self.client.query_workspace(self.workspace_id, traffic_query(endpoint, deployment),
-                                                 timespan=(start, end), server_timeout=self.server_timeout_seconds)
-        except AzureError as failure:  # HttpResponseError (bad query, no access), network errors
-            raise TelemetryError(f"Log Analytics query of endpoint {endpoint}'s traffic failed: "
-                                 f"{_first_line(failure)}") from None
-        warning = None
-        if result.status == LogsQueryStatus.PARTIAL:
-            error = result.partial_error
-            warning = (f"Log Analytics returned a partial result ({getattr(error, 'code', '') or 'PartialError'}: "
-                       f"{getattr(error, 'message', '') or 'no message'})")
+        tables, warning = query_tables(self.client, self.workspace_id, traffic_query(endpoint, deployment),
+                                       (start, end), self.server_timeout_seconds, f"endpoint {endpoint}'s traffic")
+        if warning is not None:
             _log.warning("A/B telemetry for %s: %s", endpoint, warning)
-            tables = result.partial_data or []
-        elif result.status == LogsQueryStatus.SUCCESS:
-            tables = result.tables
-        else:  # FAILURE is only returned inside batch queries; never guess
-            raise TelemetryError(f"Log Analytics query of endpoint {endpoint}'s traffic: status {result.status}")
         requests = [record for table in tables for record in _records(table, endpoint)]
         return ServedRequests(requests=sorted(requests, key=lambda r: r.time), warning=warning)
+
+
+def query_tables(client: LogsQueryClient, workspace_id: str, query: str, timespan: tuple[datetime, datetime],
+                 server_timeout_seconds: int, what: str) -> tuple[list[LogsTable], str | None]:
+    """The answer's tables, and a warning when Log Analytics returned only part of them; TelemetryError when the
+    query failed (bad query, no access, network)."""
+    from azure.core.exceptions import AzureError
+    from azure.monitor.query import LogsQueryStatus
+
+    try:
+        result = client.query_workspace(workspace_id, query, timespan=timespan, server_timeout=server_timeout_seconds)
+    except AzureError as failure:  # HttpResponseError (bad query, no access), network errors
+        raise TelemetryError(f"Log Analytics query of {what} failed: {_first_line(failure)}") from None
+    if result.status == LogsQueryStatus.PARTIAL:
+        error = result.partial_error
+        return result.partial_data or [], (
+            f"Log Analytics returned a partial result ({getattr(error, 'code', '') or 'PartialError'}: "
+            f"{getattr(error, 'message', '') or 'no message'})")
+    if result.status == LogsQueryStatus.SUCCESS:
+        return result.tables, None
+    # FAILURE is only returned inside batch queries; never guess
+    raise TelemetryError(f"Log Analytics query of {what}: status {result.status}")
 
 
 def _records(table: LogsTable, endpoint: str) -> list[ServedRequest]:

@@ -1,19 +1,25 @@
 """The ProductionLog of Azure ML online endpoints: what their data collector writes (the deployer enables
 `model_inputs` and `model_outputs`, shared/deployment/azureml_entities.py DATA_COLLECTIONS) to the workspace's
-default blob datastore, read with azure-storage-blob.
+default blob datastore (its container URL: the app setting AZUREML_DATA_COLLECTOR_CONTAINER_URL), read with
+azure-storage-blob. Post-production evaluation judges these lines.
 
-Layout (hourly rolling): `modelDataCollector/{endpoint}/{deployment}/{collection}/{yyyy}/{MM}/{dd}/{HH}/*.jsonl`;
-each line a CloudEvent whose `data` holds the rows and whose `correlationid` ties a request's inputs to its outputs.
+Layout and format as documented in
+https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data#store-collected-data-in-blob-storage
+— `modelDataCollector/{endpoint}/{deployment}/{collection}/{yyyy}/{MM}/{dd}/{HH}/{instance_id}.jsonl` (the hourly
+rolling rate, the default), each line a CloudEvent whose `data` holds what was collected and whose `correlationid`
+ties a request's inputs to its outputs. Prompt flow's serving app collects one single-row DataFrame per request
+(promptflow.core._serving.monitor.data_collector), so `data` is a list of records; the collector may batch requests
+sent close together into one event (one correlationid, several rows): the rows at the same position of the inputs
+and outputs events are one request.
 The collector records payloads, not HTTP status or latency: a request whose outputs were collected counts as
 served (status 200), one with inputs only has no status; error rate and latency in Azure come from the endpoint's
-traffic log (shared/feedback/azure_telemetry.py).
+traffic log (shared/monitoring/azure_traffic.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +31,6 @@ from shared.monitoring.production_log import ProductionLine, days, loggable
 
 COLLECTOR_ROOT = "modelDataCollector"
 INPUTS, OUTPUTS = "model_inputs", "model_outputs"
-# The workspace's default datastore container, e.g. https://<account>.blob.core.windows.net/azureml-blobstore-<id>
-CONTAINER_URL_SETTING = "AZUREML_DATA_COLLECTOR_CONTAINER_URL"
 
 
 class AzureMLProductionLog:
@@ -34,9 +38,10 @@ class AzureMLProductionLog:
         self.container = container
 
     @classmethod
-    def from_settings(cls, environ: Mapping[str, str] | None = None) -> AzureMLProductionLog | None:
-        """The reader over the container the setting names, with the app's identity; None when it is not set."""
-        url = (os.environ if environ is None else environ).get(CONTAINER_URL_SETTING)
+    def from_container_url(cls, url: str | None) -> AzureMLProductionLog | None:
+        """The reader over the workspace's default datastore container (e.g.
+        https://<account>.blob.core.windows.net/azureml-blobstore-<workspace id>) with the app's identity; None
+        when it is not configured."""
         if not url:
             return None
         from shared.adapters.credentials import azure_credential
@@ -52,9 +57,12 @@ class AzureMLProductionLog:
                                  f"{type(failure).__name__}") from None
         requests: dict[tuple[str, str], dict[str, Any]] = {}
         for deployment, collection, event in events:
-            request_id = str(event.get("correlationid") or event.get("xrequestid") or event.get("id"))
-            seen = requests.setdefault((deployment, request_id), {"time": _time(event.get("time"))})
-            seen[collection] = event.get("data")
+            correlation = str(event.get("correlationid") or event.get("xrequestid") or event.get("id"))
+            rows = _rows(event.get("data"))
+            for index, row in enumerate(rows):
+                request_id = correlation if len(rows) == 1 else f"{correlation}#{index}"
+                seen = requests.setdefault((deployment, request_id), {"time": _time(event.get("time"))})
+                seen[collection] = row
         found = [ProductionLine(time=seen["time"], use_case=use_case, endpoint=endpoint, request_id=request_id,
                                 deployment=deployment, status=200 if OUTPUTS in seen else None,
                                 inputs=loggable(seen.get(INPUTS)), outputs=loggable(seen.get(OUTPUTS)))
@@ -87,6 +95,14 @@ class AzureMLProductionLog:
                     continue
                 if isinstance(event, dict):
                     yield parts[2], parts[3], event
+
+
+def _rows(data: Any) -> list[Any]:
+    """The requests an event holds: each record of a collected DataFrame (a list of objects); anything else
+    (a payload-logging body) is one request."""
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        return list(data)
+    return [data]
 
 
 def _time(value: Any) -> datetime:

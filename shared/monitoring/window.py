@@ -1,23 +1,47 @@
-"""Statistics of one sliding window of production lines, per deployment, and the thresholds they are held to.
+"""Statistics of one sliding window of an endpoint's traffic, per deployment, and the thresholds they are held to.
 
-Only requests the traffic split routed count: pinned ones (smoke tests reaching a 0 % deployment) are not what
-users got. Latency percentiles interpolate between the observed values (shared.feedback.statistics.percentile).
+The TrafficStatistics port answers them for a window. Adapters: `LogTrafficStatistics` here computes them from
+production log lines (the local routers' log, which records status and latency); `LogAnalyticsTrafficStatistics`
+(shared/monitoring/azure_traffic.py) has Log Analytics summarize an Azure ML endpoint's traffic log.
+
+From log lines, only requests the traffic split routed count: pinned ones (smoke tests reaching a 0 % deployment)
+are not what users got. Latency percentiles interpolate between the observed values
+(shared.feedback.statistics.percentile).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Protocol
 
 from shared.events.monitoring import WindowStatistics
 from shared.experiments.monitoring_config import MonitoringConfig
 from shared.feedback.statistics import percentile
-from shared.monitoring.production_log import ProductionLine
+from shared.monitoring.production_log import ProductionLine, ProductionLog
 
 
 class DeploymentWindow(WindowStatistics):
     """One deployment's requests in the window."""
 
     deployment: str
+
+
+class TrafficStatistics(Protocol):
+    def statistics(self, use_case: str, endpoint: str, start: datetime, end: datetime) -> dict[str, DeploymentWindow]:
+        """Per deployment that served requests of `endpoint` from `start` to `end`: requests, errors, latency.
+        TelemetryError when the source cannot be read."""
+        ...
+
+
+class LogTrafficStatistics:
+    """The statistics of the production log's lines of the window."""
+
+    def __init__(self, production_log: ProductionLog) -> None:
+        self.production_log = production_log
+
+    def statistics(self, use_case: str, endpoint: str, start: datetime, end: datetime) -> dict[str, DeploymentWindow]:
+        return window_statistics(self.production_log.lines(use_case, endpoint, start, end))
 
 
 def window_statistics(lines: Iterable[ProductionLine]) -> dict[str, DeploymentWindow]:

@@ -1,6 +1,7 @@
 """`make demo`'s A/B path on a stack of its own (free ports, the scripted LLM): the first version of math_coding
 serves, the demo edits a prompt in its copy of flows/, the changed flow is approved and deployed beside the first at
-the configured split, traffic and feedback go through the router, and the A/B report's verdict is printed."""
+the configured split, traffic and feedback go through the router, and the A/B report's verdict is printed; then one
+post-production evaluation judges that traffic and the production report is downloaded."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from localstack import demo, demo_ab
-from localstack.llm.scripted import ScriptedLLM
+from localstack import demo, demo_ab, demo_production
+from localstack.llm.scripted import ScriptedLLM, grading_responder, scripted_llm
 from localstack.stack import ROOT, LocalStack
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
@@ -27,8 +28,15 @@ def flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo_stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM, flows: Path) -> Iterator[LocalStack]:
-    with running_stack(tmp_path_factory.mktemp("demo-stack"), llm, GENAIOPS_FLOWS_DIR=str(flows),
+def grader() -> Iterator[ScriptedLLM]:
+    """Calculates right, and grades as the judge flow asks: 5 for a right answer."""
+    with scripted_llm(grading_responder) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def demo_stack(tmp_path_factory: pytest.TempPathFactory, grader: ScriptedLLM, flows: Path) -> Iterator[LocalStack]:
+    with running_stack(tmp_path_factory.mktemp("demo-stack"), grader, GENAIOPS_FLOWS_DIR=str(flows),
                        LOCAL_ROUTER_SEED="20261125") as started:  # the new version draws 7 of 20
         yield started
 
@@ -86,3 +94,21 @@ def test_the_demo_ships_a_changed_prompt_beside_the_first_version_and_prints_the
     stored = json.loads(storage.get_blob_client(
         "reports", f"{demo_ab.USE_CASE}/deployments/{endpoint.name}/ab_report.json").download_blob().readall())
     assert stored["baseline"] == first_verified.payload.deployment
+
+    assert_production_evaluation(demo_stack, storage, set(verified.traffic), tmp_path / "reports", capsys)
+
+
+def assert_production_evaluation(stack: LocalStack, storage: BlobServiceClient, deployments: set[str], out: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's last step: the traffic it just sent is judged (the scripted model grades right answers 5)."""
+    judged = demo_production.evaluate(stack, storage, EventJournal(AzureBlobStore(storage)), out)
+    assert judged is not None
+    scores = {d.deployment: d for d in judged.evaluated.payload.deployments}
+    assert set(scores) <= deployments
+    assert sum(d.lines for d in scores.values()) > 0
+    assert all(d.metrics["judge.score"] == 5.0 for d in scores.values()), scores
+    assert judged.page.is_relative_to(out / demo_ab.USE_CASE / "production")
+    assert "judge.score" in judged.page.read_text()
+    printed = capsys.readouterr().out
+    assert "production.evaluated" in printed
+    assert f"production report: file://{judged.page}" in printed

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from shared.deployment.port import DeploymentConfig
+from shared.monitoring.azure_traffic import LogAnalyticsTrafficStatistics
+from shared.monitoring.azureml_production_log import AzureMLProductionLog
+from shared.services.monitoring import production_log_for, traffic_statistics_for
+from shared.settings import Settings
+from tests.fakes.memory import MemoryBlobStore
 from tests.infra.test_terraform import function_app_settings
 from tests.packaged import app_settings as settings_module
 from tests.packaged.app_settings import UnresolvedSetting, app_settings
@@ -39,3 +45,20 @@ def test_an_expression_without_a_value_is_an_error() -> None:
     with pytest.raises(UnresolvedSetting, match=r"azurerm_machine_learning_workspace\.this\.name"):
         app_settings("dev", PIPELINE_INPUTS,
                      {k: v for k, v in OUTPUTS.items() if k != "azurerm_machine_learning_workspace.this.name"})
+
+
+def test_on_terraforms_settings_the_monitor_reads_log_analytics_and_evaluation_the_collectors_container() -> None:
+    """What the Function App does on Azure targets with exactly these settings: error rate and latency from the
+    endpoints' traffic log in Terraform's Log Analytics workspace, judged lines from the Azure ML workspace's
+    default datastore container, where the data collector writes."""
+    settings = Settings(**app_settings("dev", PIPELINE_INPUTS, OUTPUTS))
+    azure = DeploymentConfig(target="aml_managed", endpoint_name="math-coding-dev-7q2")
+
+    statistics = traffic_statistics_for(MemoryBlobStore(), settings)(azure)
+    assert isinstance(statistics, LogAnalyticsTrafficStatistics)
+    assert statistics.workspace_id == OUTPUTS["azurerm_log_analytics_workspace.this.workspace_id"]
+    production_log = production_log_for(MemoryBlobStore(), settings.azureml_data_collector_container_url)(azure)
+    assert isinstance(production_log, AzureMLProductionLog)
+    assert production_log.container.url == (
+        "https://stgenaiopsdevaml7q2.blob.core.windows.net/azureml-blobstore-"
+        f"{OUTPUTS['azurerm_machine_learning_workspace.this.workspace_id']}")

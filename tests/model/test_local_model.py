@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from openai.types import CompletionUsage
 
 from localstack.llm import local_model
 from localstack.stack import free_port, port_is_open
@@ -34,12 +35,14 @@ RAINBOW = [{"role": "user", "content": "Name one colour of the rainbow."}]
 
 
 class Server:
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, *, cache_size: int = 0) -> None:
+        """`cache_size` 0 (the default here): every request is generated, so tests of generation test generation."""
         self.port = free_port()
         self.base_url = local_model.base_url(self.port)
         self.log_path = log_path
+        command = local_model.server_command(self.port, cache_size=cache_size)
         with log_path.open("ab") as log:
-            self.process = subprocess.Popen(local_model.server_command(self.port), stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             local_model.wait_until_ready(self.base_url, process=self.process)
@@ -75,10 +78,27 @@ class Server:
                                                            **{"max_tokens": 16, **options})
         return completion.choices[0].message.content or ""
 
+    def ask(self, messages: list[dict[str, str]], **options: object) -> tuple[str, str, CompletionUsage | None]:
+        """(answer, the x-cache header, usage) of one plain request."""
+        raw = self.client().chat.completions.with_raw_response.create(
+            model=local_model.MODEL_ALIAS, messages=messages, **{"max_tokens": 16, "temperature": 0, **options})
+        completion = raw.parse()
+        return completion.choices[0].message.content or "", raw.headers["x-cache"], completion.usage
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = Server(tmp_path_factory.mktemp("local-model") / "server.log")
+    try:
+        yield running
+    finally:
+        running.kill()
+
+
+@pytest.fixture(scope="module")
+def remembering_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Started as the local stack starts it: answers remembered."""
+    running = Server(tmp_path_factory.mktemp("local-model") / "server.log", cache_size=2)
     try:
         yield running
     finally:
@@ -190,10 +210,10 @@ def test_requests_whose_client_gave_up_are_dropped_not_generated(server: Server)
                                                    max_tokens=512).usage.completion_tokens > 50
     one_long_answer = time.monotonic() - started
     impatient = OpenAI(base_url=server.base_url, api_key="k", max_retries=0, timeout=0.5)
-    for _ in range(3):
+    for seed in range(3):
         with pytest.raises(APITimeoutError):
             impatient.chat.completions.create(model=local_model.MODEL_ALIAS, messages=counting, temperature=0,
-                                              max_tokens=512)
+                                              max_tokens=512, seed=seed)
 
     started = time.monotonic()
     assert server.answer(RAINBOW, temperature=0, max_tokens=4)
@@ -222,3 +242,58 @@ def test_server_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert "shutdown complete" in server.log()
     assert not port_is_open(server.port)
     assert not local_model.is_ready(server.base_url)
+
+
+@pytest.mark.timeout(240)
+def test_a_repeated_request_is_answered_from_memory_with_the_same_answer(remembering_server: Server) -> None:
+    first, first_source, first_usage = remembering_server.ask(ARITHMETIC)
+    again, again_source, again_usage = remembering_server.ask(ARITHMETIC)
+
+    assert (first_source, again_source) == ("miss", "hit")
+    assert again == first
+    assert again_usage == first_usage
+    assert remembering_server.ask(ARITHMETIC, max_tokens=15)[1] == "miss"  # any generation option is part of the key
+    assert "(remembered)" in remembering_server.log()
+
+
+@pytest.mark.timeout(240)
+def test_a_streamed_repeat_is_answered_from_memory_in_one_chunk(remembering_server: Server) -> None:
+    question = [{"role": "user", "content": "Name one fruit."}]
+    generated = remembering_server.ask(question)[0]
+
+    stream = remembering_server.client().chat.completions.create(
+        model=local_model.MODEL_ALIAS, messages=question, temperature=0, max_tokens=16, stream=True)
+    pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+
+    assert pieces == [generated]
+
+
+@pytest.mark.timeout(240)
+def test_memory_keeps_only_the_most_recently_used_answers(remembering_server: Server) -> None:
+    """The fixture remembers 2 answers: asking a third forgets the one used least recently."""
+    questions = [[{"role": "user", "content": f"Spell the number {n}."}] for n in (1, 2, 3)]
+    for question in questions[:2]:
+        remembering_server.ask(question)
+    assert remembering_server.ask(questions[0])[1] == "hit"  # now 2 is the least recently used
+
+    remembering_server.ask(questions[2])
+
+    assert remembering_server.ask(questions[0])[1] == "hit"
+    assert remembering_server.ask(questions[1])[1] == "miss"
+
+
+@pytest.mark.timeout(600)
+def test_an_answer_cut_short_by_a_client_that_left_is_not_remembered(remembering_server: Server) -> None:
+    from openai import APITimeoutError, OpenAI
+
+    counting = [{"role": "user", "content": "Count from 1 to 500, separated by commas."}]
+    impatient = OpenAI(base_url=remembering_server.base_url, api_key="k", max_retries=0, timeout=1.0)
+    with pytest.raises(APITimeoutError):
+        impatient.chat.completions.create(model=local_model.MODEL_ALIAS, messages=counting, temperature=0,
+                                          max_tokens=256)
+
+    _, source, usage = remembering_server.ask(counting, max_tokens=256)
+
+    assert source == "miss"
+    assert usage is not None
+    assert usage.completion_tokens > 50

@@ -93,7 +93,7 @@ def test_sampled_lines_are_judged_once_per_deployment_with_metrics_report_and_ev
 
     def judge(event: object) -> list:
         return evaluate_production(event, blob_store, clock, PromptflowRunner(), env, flows,  # type: ignore[arg-type]
-                                   production_log_for(blob_store))
+                                   production_log_for(blob_store, None))
 
     llm.reset_stats()
     evaluated, degraded = judge(request)

@@ -119,15 +119,25 @@ def test_the_azure_reader_joins_the_data_collectors_inputs_and_outputs(service: 
         if deployment == "blue":  # green's answer was never collected
             container.upload_blob(f"{base}/model_outputs/{hour}/y.jsonl",
                                   collector_event("model_outputs", request_id, moment, [{"answer": "6"}]))
+    # Two requests sent close together, batched by the collector into one event per collection.
+    batched = f"modelDataCollector/math-ep/blue/{{}}/{hour}/z.jsonl"
+    container.upload_blob(batched.format("model_inputs"), collector_event(
+        "model_inputs", "c", moment + timedelta(minutes=1), [{"question": "1+1"}, {"question": "2+2"}]))
+    container.upload_blob(batched.format("model_outputs"), collector_event(
+        "model_outputs", "c", moment + timedelta(minutes=1), [{"answer": "2"}, {"answer": "4"}]))
     container.upload_blob("modelDataCollector/math-ep/blue/model_inputs/2026/03/04/09/old.jsonl",
                           collector_event("model_inputs", "old", moment - timedelta(hours=2), []))
     container.upload_blob("modelDataCollector/math-ep/blue/app_traces/2026/03/04/11/t.jsonl", b"{}\n")
 
-    lines = AzureMLProductionLog(container).lines("math_coding", "math-ep", moment - timedelta(minutes=30), moment)
+    lines = AzureMLProductionLog(container).lines("math_coding", "math-ep", moment - timedelta(minutes=30),
+                                                  moment + timedelta(minutes=1))
 
+    # One line per collected row, the flow's inputs and outputs as objects (what an evaluator's mapping reads).
     assert [(r.deployment, r.request_id, r.status, r.inputs, r.outputs) for r in lines] == [
-        ("blue", "a", 200, [{"question": "2*3"}], [{"answer": "6"}]),
-        ("green", "b", None, [{"question": "2*3"}], None)]
+        ("blue", "a", 200, {"question": "2*3"}, {"answer": "6"}),
+        ("green", "b", None, {"question": "2*3"}, None),
+        ("blue", "c#0", 200, {"question": "1+1"}, {"answer": "2"}),
+        ("blue", "c#1", 200, {"question": "2+2"}, {"answer": "4"})]
     assert AzureMLProductionLog(service.get_container_client("missing-container")).lines(
         "math_coding", "math-ep", moment - timedelta(hours=1), moment) == []
     unreachable = BlobServiceClient("http://127.0.0.1:9/devstoreaccount1", credential=None, retry_total=0)

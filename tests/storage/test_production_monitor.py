@@ -18,7 +18,8 @@ from shared.blob_layout import DEPLOYMENTS
 from shared.monitoring.production_log import ProductionLine
 from shared.ports import BlobStore
 from shared.services.deployments import DeploymentWorkspace
-from shared.services.monitoring import monitor_production, production_log_for
+from shared.services.monitoring import monitor_production, traffic_statistics_for
+from shared.settings import Settings
 from shared.smoke.tester import SmokeTester
 from tests.bus_driver import QueueBus
 from tests.conftest import ManualClock
@@ -68,7 +69,9 @@ def test_a_breach_is_reported_once_per_window_and_never_twice_for_a_firing(
     bus = QueueBus()
 
     def tick() -> list[str]:
-        published = monitor_production(blob_store, bus, clock, workspace, "local", production_log_for(blob_store))
+        settings = Settings(environment="local")
+        published = monitor_production(blob_store, bus, clock, workspace, settings,
+                                       traffic_statistics_for(blob_store, settings))
         return [event.type for event in published]
 
     assert tick() == ["deployment.degraded"]

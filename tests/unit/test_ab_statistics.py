@@ -186,3 +186,17 @@ def test_report_renders_self_contained_html_and_a_csv_row_per_deployment() -> No
     rows = render_csv(report).splitlines()
     assert len(rows) == 3
     assert rows[1].startswith("blue,,8,0.8,0,0,0.0,")
+
+
+def test_verdict_says_which_way_each_measure_moved_and_the_same_when_it_did_not() -> None:
+    from shared.feedback.ab_report import Comparison, verdict
+
+    comparison = Comparison(deployment="v-2", baseline="v-1", rating_difference=-0.5, rating_p=0.164,
+                            rating_significant=False, judge_difference=1.25, judge_p=0.001, judge_significant=True,
+                            error_rate_difference=0.0, error_rate_p=1.0, error_rate_significant=False)
+
+    line = verdict(comparison, 0.05)
+
+    assert line == ("v-2 vs v-1 at α = 0.05: rating lower by 0.50 (not significant, p = 0.164); judge score higher by "
+                    "1.25 (significant, p = 0.001); error rate the same (not significant, p = 1)")
+    assert verdict(Comparison(deployment="v-2", baseline="v-1"), 0.05).endswith("not enough data to compare")
