@@ -48,6 +48,7 @@ HOST_SETTINGS = frozenset(
 # Read by the code, deliberately not written by Terraform: optional, with a default that is right in Azure.
 OPTIONAL_WITH_DEFAULTS = frozenset(
     {
+        "APP_SETTINGS",  # Settings.app_settings: no setting of its own, the snapshot of all of them
         "GENAIOPS_FLOWS_DIR",  # default: flows/ shipped inside the package
         "GENAIOPS_WORK_DIR",  # default: a directory under the instance's temp dir
         "FEEDBACK_RATE_PER_MINUTE",  # default 30
