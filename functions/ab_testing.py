@@ -1,6 +1,6 @@
-"""HTTP: user feedback on a deployment's answers, and the A/B report comparing an endpoint's deployments.
-The use case and endpoint in the URL are looked up (DeployedEndpoints) before anything is read or written:
-unknown ones get 404 with a JSON error."""
+"""HTTP: user feedback on a deployment's answers, the A/B report comparing an endpoint's deployments, and the
+export of the badly rated answers as a candidate dataset. The use case (and endpoint) in the URL are looked up
+before anything is read or written: unknown ones get 404 with a JSON error."""
 
 from __future__ import annotations
 
@@ -46,6 +46,20 @@ def ab_report(req: func.HttpRequest) -> func.HttpResponse:
     from shared.feedback.ab_report import render_html
 
     return func.HttpResponse(render_html(report), mimetype="text/html")
+
+
+@blueprint.route(route="candidates/{use_case}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def export_candidates(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.services.candidate_export import ExportRejected
+
+    try:
+        export = get_application().export_candidates(req.route_params["use_case"], req.get_body(),
+                                                     req.headers.get("idempotency-key"))
+    except ExportRejected as rejected:
+        return _error(str(rejected), rejected.status)
+    # 201: a dataset was written; 200: nothing matched, so nothing was (the body says so: lines 0, blob null).
+    return func.HttpResponse(export.model_dump_json(), status_code=201 if export.blob else 200,
+                             mimetype="application/json")
 
 
 def _error(message: str, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:

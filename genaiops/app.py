@@ -265,33 +265,33 @@ def report_open(use_case: str, experiment_id: Annotated[str | None, typer.Argume
 
 @candidates_app.command("export")
 def candidates_export(use_case: str,
-                      days: Annotated[float, typer.Option(help="how far back to look")] = 7,
+                      days: Annotated[float, typer.Option(help="how far back to look (at most 30)")] = 7,
                       max_rating: Annotated[int, typer.Option(help="ratings up to this are bad (thumbs down is)")] = 2,
                       ) -> None:
     """Export production lines users rated badly to datasets-candidates/ for a person to label (never uploaded
-    as a dataset by itself)."""
-    from datetime import UTC, datetime, timedelta
+    as a dataset by itself). POST /api/candidates/{use_case} does the same over HTTP."""
+    from datetime import UTC, datetime
 
-    from shared.experiments.config import ExperimentConfigError, load_experiment
-    from shared.monitoring.candidates import export_candidates
-    from shared.services.deployment_settings import deployment_config
+    from pydantic import ValidationError
+
+    from shared.deployment.port import DeploymentError
+    from shared.experiments.config import ExperimentConfigError
+    from shared.json_body import validation_problems
+    from shared.monitoring.candidates import CandidateFilters
+    from shared.services.candidate_export import UnknownUseCase, export_candidate_dataset
     from shared.services.monitoring import production_log_for
 
-    settings = _settings_obj()
+    settings, blobs = _settings_obj(), _blobs()
     try:
-        config = load_experiment(settings.flows_dir / use_case, settings.environment)
-        target = deployment_config(config, settings.environment, settings.app_settings)
-    except ExperimentConfigError as unusable:
+        filters = CandidateFilters(days=days, max_rating=max_rating)
+        log_for = production_log_for(blobs, settings.azureml_data_collector_container_url)
+        export = export_candidate_dataset(use_case, filters, blobs=blobs, settings=settings, now=datetime.now(UTC),
+                                          log_for=log_for)
+    except ValidationError as invalid:
+        raise _fail(validation_problems(invalid)) from invalid
+    except (UnknownUseCase, ExperimentConfigError, DeploymentError) as unusable:
         raise _fail(str(unusable)) from unusable
-    blobs = _blobs()
-    production_log = production_log_for(blobs, settings.azureml_data_collector_container_url)(target)
-    if production_log is None:
-        raise _fail(f"no production log for target {target.target}")
-    end = datetime.now(UTC)
-    name, rows = export_candidates(blobs, production_log, use_case, target.endpoint_name, end - timedelta(days=days),
-                                   end, max_rating=max_rating,
-                                   mask_fields=config.monitoring.mask_fields if config.monitoring else ())
-    console.print(f"{rows} line(s)" + (f" -> datasets-candidates/{name}" if name else ""), highlight=False)
+    console.print(f"{export.lines} line(s)" + (f" -> {export.blob}" if export.blob else ""), highlight=False)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -32,6 +32,9 @@ from shared.services.deployments import DeploymentWorkspace
 from shared.services.experiments import ExperimentWorkspace
 from shared.services.intake import UnusableBlobName, dataset_uploaded_event, refuse_blob_name
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.services.candidate_export import CandidateExport
 
 log = logging.getLogger("genaiops.app")
 
@@ -151,6 +154,16 @@ class Application:
         except PayloadMismatch:
             raise FeedbackRejected(422, "this Idempotency-Key was used for another submission") from None
         return command.record_id()
+
+    def export_candidates(self, use_case: str, body: bytes, idempotency_key: str | None = None) -> CandidateExport:
+        """HTTP entry: the use case's badly rated production lines to datasets-candidates/; ExportRejected with the
+        status to answer. A retried request with the same `idempotency_key` gets the first one's answer."""
+        from shared.services.candidate_export import export_requested
+        from shared.services.monitoring import production_log_for
+
+        log_for = production_log_for(self.blobs, self.settings.azureml_data_collector_container_url)
+        return export_requested(use_case, body, idempotency_key, blobs=self.blobs, idempotency=self.idempotency,
+                                settings=self.settings, now=self.clock.now(), log_for=log_for)
 
     def record_heartbeat(self) -> None:
         """Timer entry: proves the schedule runs (the health route reports the last tick)."""

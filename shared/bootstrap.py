@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.application import Application
-    from shared.approvals.notifiers import Notifier
     from shared.deployment.identity import EndpointIdentity
     from shared.deployment.port import Deployer
     from shared.experiments.remote_runner import RemoteFlowRunner
     from shared.feedback.telemetry import RequestTelemetry
+    from shared.notifications import Notifier
     from shared.ports import BlobStore, Clock, EventPublisher
     from shared.registry.port import Registry
     from shared.services.ab_testing import DeployedEndpoints
@@ -70,7 +70,7 @@ class HandlerDependencies:
     experiments: ExperimentWorkspace
     registry: Registry
     approvals: ApprovalSettings
-    notifier: Notifier
+    notifier: Notifier  # approvals waiting, deployments degraded
     deployments: DeploymentWorkspace
     endpoints: DeployedEndpoints  # what feedback may rate
 
@@ -80,12 +80,13 @@ class HandlerDependencies:
 
 def handler_dependencies(settings: Settings, blobs: BlobStore, clock: Clock, experiments: ExperimentWorkspace,
                          registry: Registry, deployments: DeploymentWorkspace) -> HandlerDependencies:
+    from shared.notifications import notifier_for
     from shared.services.ab_testing import DeployedEndpoints
-    from shared.services.approvals import ApprovalSettings, notifier_for
+    from shared.services.approvals import ApprovalSettings
 
-    approvals = ApprovalSettings.of(settings)
-    return HandlerDependencies(settings, blobs, clock, experiments, registry, approvals, notifier_for(approvals),
-                               deployments, DeployedEndpoints(deployments, settings.environment))
+    return HandlerDependencies(settings, blobs, clock, experiments, registry, ApprovalSettings.of(settings),
+                               notifier_for(settings.approval_webhook_url), deployments,
+                               DeployedEndpoints(deployments, settings.environment))
 
 
 def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> DeploymentWorkspace:

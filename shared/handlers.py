@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import Concatenate, TypeVar
 
 from shared.approvals.identity import Principal
-from shared.approvals.notifiers import Notifier
 from shared.deployment.port import deployment_name_for
 from shared.events import (
     ApprovalGranted,
@@ -32,13 +31,15 @@ from shared.events import (
 )
 from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
 from shared.events.commands import DecideApproval, ExpireApprovals, Message, SubmitFeedback
-from shared.events.monitoring import ProductionEvaluationRequested
+from shared.events.monitoring import DeploymentDegraded, ProductionDegraded, ProductionEvaluationRequested
 from shared.feedback.endpoints import EndpointDirectory
 from shared.feedback.submissions import FeedbackRecord, store_feedback
+from shared.notifications import Notifier
 from shared.ports import BlobStore, Clock, EventPublisher
 from shared.registry.port import Registry
 from shared.services import intake
 from shared.services.ab_testing import change_traffic, check_traffic_change
+from shared.services.alerts import alert_degraded, alert_judged_degraded
 from shared.services.approvals import ApprovalSettings, decide, expire_due
 from shared.services.deployment_settings import endpoint_for
 from shared.services.deployments import DeploymentWorkspace, check_deployment, deploy_approved_flow
@@ -143,6 +144,16 @@ def on_production_evaluation_requested(event: ProductionEvaluationRequested, *, 
                                production_log_for(blobs, settings.azureml_data_collector_container_url))
 
 
+def on_deployment_degraded(event: DeploymentDegraded, *, notifier: Notifier, settings: Settings) -> Sequence[Event]:
+    alert_degraded(event, notifier, settings)
+    return []  # the rollback, when there is one, is the monitor's own follow-up (deployment.traffic_requested)
+
+
+def on_production_degraded(event: ProductionDegraded, *, notifier: Notifier, settings: Settings) -> Sequence[Event]:
+    alert_judged_degraded(event, notifier, settings)
+    return []
+
+
 # --- commands: their caller gets the handler's error as raised -------------------------------------------------
 # An approval publishes its own decision event (its record notes whether the event went out, and the expiry sweep
 # re-sends one that did not), so these return no follow-ups for the bus to publish.
@@ -182,6 +193,8 @@ HANDLERS: dict[type[Message], Handler] = dict([
     route(DeploymentCheckRequested, on_deployment_check_requested),
     route(DeploymentTrafficRequested, on_traffic_requested),
     route(ProductionEvaluationRequested, on_production_evaluation_requested),
+    route(DeploymentDegraded, on_deployment_degraded),
+    route(ProductionDegraded, on_production_degraded),
     route(DecideApproval, on_decide_approval),
     route(ExpireApprovals, on_expire_approvals),
     route(SubmitFeedback, on_submit_feedback),

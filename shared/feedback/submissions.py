@@ -25,7 +25,6 @@ an IP address is personal data, and a key is a secret.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 import time
@@ -41,6 +40,7 @@ from shared.blob_layout import FEEDBACK, feedback_name, feedback_prefix
 from shared.deployment.port import DeploymentError, EndpointNotFound
 from shared.feedback.endpoints import EndpointDirectory, KnownEndpoint
 from shared.feedback.telemetry import REPORT_WINDOW
+from shared.json_body import InvalidBody, parse_object
 from shared.ports import BlobStore, Clock, PreconditionFailed
 from shared.redaction import redact_text
 
@@ -212,19 +212,9 @@ def _answering_for_deployments() -> Iterator[None]:
 
 def _parse(body: bytes) -> Feedback:
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as bad:  # bad JSON or UTF-8, a 5,000-digit number, [[[[... too deep
-        raise FeedbackRejected(400, f"feedback must be a JSON object: {str(bad)[:200]}") from None
-    if not isinstance(document, dict):
-        raise FeedbackRejected(400, "feedback must be a JSON object")
-    try:
-        return Feedback.model_validate(document)
-    except ValidationError as invalid:
-        raise FeedbackRejected(400, _problems(invalid)) from None
-
-
-def _problems(invalid: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in invalid.errors())
+        return parse_object(body, Feedback, "feedback")
+    except InvalidBody as bad:
+        raise FeedbackRejected(400, str(bad)) from None
 
 
 def load_feedback(blobs: BlobStore, use_case: str, endpoint: str) -> list[FeedbackRecord]:

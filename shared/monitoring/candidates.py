@@ -1,7 +1,8 @@
 """Back into data: production lines users rated badly, exported as a candidate dataset for a person to label.
 
-Never automatic: the export is asked for (`genaiops candidates export`), and only a person uploading the labelled
-file to `datasets/{use_case}/` starts the next experiment — no loop retrains on its own output.
+Never automatic: the export is asked for (`genaiops candidates export`, or POST /api/candidates/{use_case}: both take
+`CandidateFilters` and call shared/services/candidate_export.py), and only a person uploading the labelled file to
+`datasets/{use_case}/` starts the next experiment — no loop retrains on its own output.
 Each row is the request's inputs (the columns a dataset of the use case has) plus `production`: the request id,
 deployment, time, the answer given and the user's rating and comment.
 """
@@ -10,13 +11,44 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.blob_layout import CANDIDATES, candidate_dataset_name
 from shared.feedback.submissions import FeedbackRecord, load_feedback
 from shared.monitoring.production_log import ProductionLine, ProductionLog, loggable
 from shared.ports import BlobStore
+
+MAX_DAYS = 30  # as long as production logs live (the storage lifecycle rule on production/)
+
+
+class InvalidWindow(ValueError):
+    """The filters' look-back does not end in the past."""
+
+
+class CandidateFilters(BaseModel):
+    """Which lines to export: those served in the look-back (`days` up to now, or from `since`) whose latest rating
+    is at most `max_rating`, or thumbs down."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_rating: int = Field(default=2, ge=1, le=5, description="ratings up to this are bad (thumbs down always is)")
+    days: float = Field(default=7, gt=0, le=MAX_DAYS, description="how far back to look, in days")
+    since: AwareDatetime | None = Field(default=None, description="look back to this moment instead of `days`")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> CandidateFilters:
+        if self.since is not None and "days" in self.model_fields_set:
+            raise ValueError("give days or since, not both")
+        return self
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        start = self.since if self.since is not None else now - timedelta(days=self.days)
+        if start >= now:
+            raise InvalidWindow(f"since {start.isoformat()} is not in the past")
+        return max(start, now - timedelta(days=MAX_DAYS)), now
 
 
 def is_bad(record: FeedbackRecord, max_rating: int) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.approvals.identity import ENABLE_HINT, IdentitySource, Principal
 from shared.approvals.models import (
@@ -38,11 +38,12 @@ from shared.approvals.models import (
     NotAuthenticated,
     RequestExpired,
 )
-from shared.approvals.notifiers import LogNotifier, Notifier, WebhookNotifier
+from shared.approvals.notification import approval_notification
 from shared.approvals.store import ApprovalStore, Stored, is_stale
 from shared.events import ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, Event
 from shared.events.catalogue import ApprovalDecisionPayload, ApprovalRequestedPayload
 from shared.events.envelope import derived_event_id
+from shared.notifications import Notifier, send
 from shared.observability import correlation
 from shared.ports import BlobStore, Clock, EventPublisher, PreconditionFailed
 from shared.settings import Settings
@@ -59,22 +60,20 @@ RESEND_GRACE = timedelta(minutes=1)  # leave a decision's own publish time to fi
 
 
 class ApprovalSettings(BaseModel):
-    """Who approves, how long a request stays open, where notifications go, and whether App Service vouches for
-    who is signed in; from the app settings (Settings: APPROVERS, APPROVAL_TIMEOUT_MINUTES, APPROVAL_WEBHOOK_URL,
-    WEBSITE_AUTH_ENABLED, WEBSITE_AUTH_DEFAULT_PROVIDER)."""
+    """Who approves, how long a request stays open, and whether App Service vouches for who is signed in; from the
+    app settings (Settings: APPROVERS, APPROVAL_TIMEOUT_MINUTES, WEBSITE_AUTH_ENABLED, WEBSITE_AUTH_DEFAULT_PROVIDER).
+    Where notifications go is the notifier's (shared/notifications.py)."""
 
     model_config = ConfigDict(frozen=True)
 
     approvers: list[str] = Field(default_factory=list)
     timeout_minutes: int = Field(default=60, ge=1)
-    webhook_url: SecretStr | None = None
     app_service_auth_enabled: bool = False
     app_service_auth_provider: str = ""
 
     @classmethod
     def of(cls, settings: Settings) -> ApprovalSettings:
         return cls(approvers=settings.approvers, timeout_minutes=settings.approval_timeout_minutes,
-                   webhook_url=settings.approval_webhook_url,
                    app_service_auth_enabled=settings.app_service_auth_enabled,
                    app_service_auth_provider=settings.app_service_auth_provider)
 
@@ -93,12 +92,6 @@ class ApprovalSettings(BaseModel):
 
     def identity_source(self) -> IdentitySource:
         return IdentitySource.from_platform(self.app_service_auth_enabled, self.app_service_auth_provider)
-
-
-def notifier_for(config: ApprovalSettings) -> Notifier:
-    if config.webhook_url is not None:
-        return WebhookNotifier(config.webhook_url.get_secret_value())
-    return LogNotifier()
 
 
 @dataclass(frozen=True)
@@ -167,10 +160,7 @@ def request_approval(causing_event: Event, subject: ApprovalSubject, *, blobs: B
         return _requested_event(causing_event, stored.request, url)
     log.info("approval %s requested for %s %s v%s, expires %s", approval_id, subject.use_case, subject.flow_name,
              subject.flow_version, candidate.expires_at.isoformat())
-    try:
-        notifier.notify(candidate, url)
-    except Exception:  # notifiers are best effort: the request stands without the notification
-        log.exception("approval %s: notifier failed; the request stands", approval_id)
+    send(notifier, approval_notification(candidate, url))  # best effort: the request stands without it
     return _requested_event(causing_event, candidate, url)
 
 

@@ -4,7 +4,6 @@ their yes into deployment.requested."""
 from __future__ import annotations
 
 from shared.approvals import ApprovalSubject
-from shared.approvals.notifiers import Notifier
 from shared.blob_layout import REPORTS
 from shared.events import (
     ApprovalGranted,
@@ -15,6 +14,7 @@ from shared.events import (
     FlowRegistered,
 )
 from shared.experiments.store import ExperimentStore
+from shared.notifications import Notifier
 from shared.ports import BlobStore, Clock
 from shared.reports.writer import report_locations
 from shared.services.approvals import ApprovalSettings, request_approval

@@ -34,9 +34,10 @@ from localstack.host.keys import read_host_keys
 from localstack.stack import LocalStack, Ports
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.adapters.clock import SystemClock
-from shared.approvals import ApprovalSubject, LogNotifier
+from shared.approvals import ApprovalSubject
 from shared.blob_layout import APPROVALS
 from shared.events import ApprovalRequested, FlowRegistered
+from shared.notifications import LogNotifier
 from shared.services.approvals import ApprovalSettings, request_approval
 from shared.settings import Settings
 

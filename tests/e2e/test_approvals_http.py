@@ -24,10 +24,11 @@ from localstack.host.keys import read_host_keys
 from localstack.stack import LocalStack, free_port
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.adapters.servicebus import ServiceBusPublisher
-from shared.approvals import ApprovalSubject, LogNotifier
+from shared.approvals import ApprovalSubject
 from shared.audit import EventJournal, JournalingPublisher
 from shared.blob_layout import APPROVALS, AUDIT, safe_segment
 from shared.events import ApprovalRequested, FlowRegistered
+from shared.notifications import LogNotifier
 from shared.services.approvals import ApprovalSettings, request_approval
 from shared.settings import Settings
 from tests.e2e.conftest import wait_for

@@ -116,7 +116,12 @@ def test_a_failing_version_is_reported_degraded_and_rolled_back(stack: LocalStac
     assert changed.payload.traffic == {good: 100, bad: 0}
     assert requests.get(f"{router}/traffic", timeout=10).json() == {good: 100, bad: 0}
 
-    # The timer keeps ticking every second: nothing more is reported.
+    # People are told on the notification channel: without APPROVAL_WEBHOOK_URL, a log line.
+    title = f"Degraded: {USE_CASE} {bad} on {endpoint} (local)"
+    wait_for(lambda: title in stack.log_file("host").read_text(), timeout=30, what="the notification")
+
+    # The timer keeps ticking every second: nothing more is reported, nobody is told twice.
     wait_for(lambda: blobs.read("system", f"monitoring/{USE_CASE}.json"), what="the monitor's state")
     time.sleep(8)
     assert [event.id for event in degraded_events(blobs)] == [degraded.id]
+    assert stack.log_file("host").read_text().count(title) == 1

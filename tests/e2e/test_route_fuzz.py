@@ -53,6 +53,7 @@ APPROVAL_ID = "apr-0123456789abcdef"  # well-formed, never created
 ROUTES = [
     RouteTemplate("/api/feedback/{use_case}/{endpoint}", frozenset({"POST"}), keyed=True, known=KNOWN_PAIR),
     RouteTemplate("/api/ab-report/{use_case}/{endpoint}", frozenset({"GET"}), keyed=True, known=KNOWN_PAIR),
+    RouteTemplate("/api/candidates/{use_case}", frozenset({"POST"}), keyed=True, known=(KNOWN_USE_CASE,)),
     RouteTemplate("/api/runs/{correlation_id}/events", frozenset({"GET"}), keyed=True, known=("ghost",)),
     RouteTemplate("/api/approvals/{approval_id}", frozenset({"GET"}), keyed=False, known=(APPROVAL_ID,)),
     RouteTemplate("/api/approvals/{approval_id}/approve", frozenset({"POST"}), keyed=False, known=(APPROVAL_ID,)),

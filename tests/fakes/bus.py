@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.blob_experiment_store import BlobExperimentStore
-from shared.approvals.notifiers import Notifier
 from shared.bootstrap import build_deployments, handler_dependencies
 from shared.events.commands import Message
 from shared.experiments.results import RunResult
@@ -20,6 +19,7 @@ from shared.experiments.runner import AggregateOutcome, ConnectionSpec, Executio
 from shared.feedback.endpoints import EndpointDirectory
 from shared.idempotency import IdempotencyStore
 from shared.messagebus import HandleResult, MessageBus
+from shared.notifications import Notifier
 from shared.registry.blob_registry import BlobRegistry
 from shared.registry.port import Registry
 from shared.services.approvals import ApprovalSettings

@@ -1,5 +1,6 @@
 """In-memory stand-ins for the app's own ports (shared/ports.py), shared by the fast tests: a BlobStore with Azure
-Storage's conditional-write semantics, a publisher that records what it was given, a clock the test moves."""
+Storage's conditional-write semantics, a publisher and a notifier that record what they were given, a clock the
+test moves."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from shared.events import Event
+from shared.notifications import Notification
 from shared.ports import BlobInfo, BlobNotFound, PreconditionFailed
 
 
@@ -114,3 +116,22 @@ class ManualClock:
 
     def advance(self, **delta: float) -> None:
         self.current += timedelta(**delta)
+
+
+class RecordingNotifier:
+    """A Notifier keeping what it was asked to send; with `fail` it raises after recording (a notifier broken in a
+    way its own delivery handling did not catch)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[Notification] = []
+        self.fail = fail
+
+    def notify(self, notification: Notification) -> None:
+        self.sent.append(notification)
+        if self.fail:
+            raise RuntimeError("the notifier is broken")
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        """(subject, link) of each: for an approval, its id and URL."""
+        return [(notification.subject, notification.link) for notification in self.sent]

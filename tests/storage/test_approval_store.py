@@ -9,11 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared.approvals import AlreadyDecided, ApprovalSubject, LogNotifier, Principal, RequestExpired
+from shared.approvals import AlreadyDecided, ApprovalSubject, Principal, RequestExpired
 from shared.approvals.models import ApprovalRequest
 from shared.approvals.store import ApprovalStore, open_marker_name, request_name
 from shared.blob_layout import APPROVALS
 from shared.events import FlowRegistered
+from shared.notifications import LogNotifier
 from shared.ports import BlobStore, PreconditionFailed
 from shared.services.approvals import ApprovalSettings, decide, expire_due, get_approval, request_approval
 from shared.settings import Settings

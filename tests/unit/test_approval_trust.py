@@ -28,13 +28,12 @@ from shared.registry.blob_registry import BlobRegistry
 from shared.services.approvals import ApprovalSettings, request_approval
 from shared.settings import Settings
 from tests.fakes.bus import in_memory_ports
-from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
+from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingNotifier, RecordingPublisher
 from tests.unit.test_approvals import (
     APPROVERS,
     ENTRA,
     SETTINGS,
     SUBJECT,
-    RecordingNotifier,
     encode_principal,
     registered,
 )

@@ -15,8 +15,8 @@ from shared.bootstrap import build_deployments
 from shared.events import ApprovalRequested
 from shared.registry.blob_registry import BlobRegistry
 from shared.services.approvals import ApprovalSettings, request_approval
-from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
-from tests.unit.test_approvals import APPROVERS, SETTINGS, SUBJECT, RecordingNotifier, registered
+from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingNotifier, RecordingPublisher
+from tests.unit.test_approvals import APPROVERS, SETTINGS, SUBJECT, registered
 
 BASE = SETTINGS.public_base_url
 ALICE = principal_headers("alice@contoso.com")

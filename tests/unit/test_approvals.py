@@ -1,11 +1,10 @@
 """Approvals without services: identity from Easy Auth headers, the service's decisions and expiry over a tiny
-in-memory BlobStore (with real ETag semantics), notifiers against a real HTTP server on 127.0.0.1, the page,
+in-memory BlobStore (with real ETag semantics), the notification through a webhook on 127.0.0.1, the page,
 and the local host's App Service authentication emulation."""
 
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import logging
 import re
@@ -28,12 +27,10 @@ from shared.approvals import (
     ApprovalNotFound,
     ApprovalSubject,
     InvalidDecision,
-    LogNotifier,
     NotAnApprover,
     NotAuthenticated,
     Principal,
     RequestExpired,
-    WebhookNotifier,
     principal_from_headers,
 )
 from shared.approvals.identity import is_cross_site, request_origins
@@ -42,30 +39,21 @@ from shared.approvals.page import render_approval_page, wants_html
 from shared.approvals.store import ApprovalStore
 from shared.blob_layout import APPROVALS
 from shared.events import ApprovalExpired, ApprovalGranted, ApprovalRequested, Event, FlowRegistered
+from shared.notifications import Notifier, WebhookNotifier
 from shared.services.approvals import (
     ApprovalSettings,
     decide,
     decision_event,
     expire_due,
     get_approval,
-    notifier_for,
     request_approval,
 )
 from shared.settings import Settings
-from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
+from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingNotifier, RecordingPublisher
+from tests.webhook import Webhook
 
 APPROVERS = ["alice@contoso.com", "Bob@Contoso.com"]
 ALICE = Principal("alice@contoso.com", "aad")
-
-
-# --- fakes: only what the ports promise -----------------------------------------------------------------------
-
-class RecordingNotifier:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def notify(self, request: ApprovalRequest, approval_url: str) -> None:
-        self.calls.append((request.approval_id, approval_url))
 
 
 @pytest.fixture
@@ -92,7 +80,7 @@ def registered(correlation_id: str = "run-1") -> FlowRegistered:
 
 
 def ask(blobs: MemoryBlobStore, clock: ManualClock, config: ApprovalSettings, cause: Event | None = None,
-        notifier: RecordingNotifier | None = None) -> ApprovalRequested:
+        notifier: Notifier | None = None) -> ApprovalRequested:
     return request_approval(cause or registered(), SUBJECT, blobs=blobs, clock=clock, settings=SETTINGS,
                             config=config, notifier=notifier or RecordingNotifier())
 
@@ -195,13 +183,9 @@ def test_no_approvers_is_a_configuration_error(blobs: MemoryBlobStore, clock: Ma
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APPROVERS", " alice@contoso.com, ,Bob@Contoso.com,")
     monkeypatch.setenv("APPROVAL_TIMEOUT_MINUTES", "15")
-    monkeypatch.setenv("APPROVAL_WEBHOOK_URL", "")
     config = ApprovalSettings.of(Settings())
     assert config.approvers == APPROVERS
     assert config.timeout == timedelta(minutes=15)
-    assert isinstance(notifier_for(config), LogNotifier)
-    monkeypatch.setenv("APPROVAL_WEBHOOK_URL", "https://hooks.example/services/T0/B0/secret-token")
-    assert isinstance(notifier_for(ApprovalSettings.of(Settings())), WebhookNotifier)
 
 
 # --- deciding ------------------------------------------------------------------------------------------------
@@ -239,7 +223,7 @@ def test_decision_errors_in_order_of_precedence(blobs: MemoryBlobStore, clock: M
 
     def attempt(identity: Principal | None, decision: str = "granted", comment: str = "",
                 which: str = approval_id) -> None:
-        decide(which, decision, identity, comment, clock.now(), blobs=blobs, publisher=publisher)  # type: ignore[arg-type]
+        decide(which, decision, identity, comment, clock.now(), blobs=blobs, publisher=publisher)
 
     with pytest.raises(NotAuthenticated):
         attempt(None)
@@ -367,38 +351,7 @@ def test_a_marker_without_its_request_is_dropped_after_a_grace_period(blobs: Mem
     assert blobs.names(APPROVALS) == []
 
 
-# --- notifiers -----------------------------------------------------------------------------------------------
-
-class Webhook:
-    """A real HTTP server on 127.0.0.1 answering with scripted status codes (200 once the script runs out)."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.received: list[dict] = []
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                owner.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                status = owner.statuses.pop(0) if owner.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T0/B0/secret-token"
-
-    def __enter__(self) -> Webhook:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
+# --- notifying -----------------------------------------------------------------------------------------------
 
 def stored_request(blobs: MemoryBlobStore, clock: ManualClock, config: ApprovalSettings) -> ApprovalRequest:
     return get_approval(ask(blobs, clock, config).payload.approval_id, blobs)
@@ -407,7 +360,7 @@ def stored_request(blobs: MemoryBlobStore, clock: ManualClock, config: ApprovalS
 def test_webhook_receives_title_text_and_link(blobs: MemoryBlobStore, clock: ManualClock,
                                               config: ApprovalSettings) -> None:
     with Webhook([]) as hook:
-        event = ask(blobs, clock, config, notifier=WebhookNotifier(hook.url))  # type: ignore[arg-type]
+        event = ask(blobs, clock, config, notifier=WebhookNotifier(hook.url))
     assert len(hook.received) == 1
     message = hook.received[0]
     assert set(message) == {"title", "text", "link"}
@@ -417,54 +370,16 @@ def test_webhook_receives_title_text_and_link(blobs: MemoryBlobStore, clock: Man
     assert "accuracy >= 0.8 passed" in message["text"]
 
 
-def test_webhook_retries_server_errors_then_succeeds(blobs: MemoryBlobStore, clock: ManualClock,
-                                                     config: ApprovalSettings) -> None:
-    pauses: list[float] = []
-    with Webhook([500, 503, 429]) as hook:
-        WebhookNotifier(hook.url, sleep=pauses.append).notify(stored_request(blobs, clock, config), "https://x/y")
-    assert len(hook.received) == 4
-    assert pauses == [0.5, 1.0, 2.0]
-
-
 def test_a_failing_webhook_does_not_fail_the_request(blobs: MemoryBlobStore, clock: ManualClock,
                                                      config: ApprovalSettings,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     with Webhook([500] * 10) as hook, caplog.at_level(logging.INFO, "genaiops"):
         notifier = WebhookNotifier(hook.url, sleep=lambda _: None)
-        event = ask(blobs, clock, config, notifier=notifier)  # type: ignore[arg-type]
+        event = ask(blobs, clock, config, notifier=notifier)
     assert len(hook.received) == 4  # one try and three bounded retries
     assert get_approval(event.payload.approval_id, blobs).status == "pending"
     assert "failed 4 times" in caplog.text
     assert "secret-token" not in caplog.text  # the URL's token is never logged
-
-
-def test_webhook_does_not_retry_a_refusal(blobs: MemoryBlobStore, clock: ManualClock,
-                                          config: ApprovalSettings) -> None:
-    with Webhook([400]) as hook:
-        WebhookNotifier(hook.url, sleep=lambda _: None).notify(stored_request(blobs, clock, config), "https://x/y")
-    assert len(hook.received) == 1
-
-
-def test_unreachable_webhook_is_retried_and_given_up(blobs: MemoryBlobStore, clock: ManualClock,
-                                                     config: ApprovalSettings) -> None:
-    with Webhook([]) as hook:
-        url = hook.url
-    pauses: list[float] = []
-    WebhookNotifier(url, timeout=1, sleep=pauses.append).notify(stored_request(blobs, clock, config), "https://x/y")
-    assert len(pauses) == 3
-
-
-def test_log_notifier_writes_one_structured_line(blobs: MemoryBlobStore, clock: ManualClock,
-                                                 config: ApprovalSettings,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
-    request = stored_request(blobs, clock, config)
-    with caplog.at_level(logging.INFO, "genaiops.approvals.notify"):
-        LogNotifier().notify(request, "https://func/api/approvals/x")
-    [record] = [r for r in caplog.records if r.name == "genaiops.approvals.notify"]
-    line = json.loads(record.getMessage().removeprefix("approval requested "))
-    assert line["approval_id"] == request.approval_id
-    assert line["link"] == "https://func/api/approvals/x"
-    assert line["approvers"] == APPROVERS
 
 
 # --- the page ------------------------------------------------------------------------------------------------

@@ -42,8 +42,9 @@ from shared.services.approvals import ApprovalSettings, get_approval
 from shared.services.intake import dataset_uploaded_event
 from shared.settings import Settings
 from tests.fakes.bus import ROOT, Ports, UnreachableModel, in_memory_ports
-from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
+from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingNotifier, RecordingPublisher
 from tests.feedback_endpoints import Directory
+from tests.unit import test_alerts as alerts
 
 APPROVERS = ["alice@contoso.com", "bob@contoso.com"]
 DRIVES: dict[str, str] = {}  # handler name -> the test below that drives it through the bus
@@ -208,6 +209,16 @@ def test_a_production_evaluation_with_no_traffic_judges_nothing(ports: Ports) ->
     published = handled(ports, requested)
     assert all(event.type == "production.evaluated" for event in published)
     assert not [judged for event in published for judged in event.payload.deployments if judged.lines]
+
+
+@drives("on_deployment_degraded", "on_production_degraded")
+def test_degradations_notify_once_and_publish_nothing(ports: Ports) -> None:
+    notifier = RecordingNotifier()
+    ports = replace(ports, notifier=notifier)
+    for event in (alerts.degraded(), alerts.judged()):
+        assert handled(ports, event) == []
+        assert ports.handle(event).replayed
+    assert [note.kind for note in notifier.sent] == ["deployment.degraded", "production.degraded"]
 
 
 # --- commands ---------------------------------------------------------------------------------------------------

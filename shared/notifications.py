@@ -1,8 +1,10 @@
-"""Telling approvers that a decision is waiting: a structured log line, or a webhook (Teams, Slack, a mail relay).
+"""Telling people: a structured log line, or a webhook (Teams, Slack, a mail relay) — one channel for every kind of
+notification (an approval waiting, a deployment degraded). Builders elsewhere turn what happened into a
+`Notification` (shared/approvals/notification.py, shared/monitoring/alerts.py); the notifier only delivers it.
 
-A notification is a courtesy, not part of the decision: a webhook that is down is retried a few times, logged,
-and then left — the approval request stands and the page works without it. Webhook URLs usually embed a
-token, so only their host is ever logged.
+A notification is a courtesy, not part of what it reports: a webhook that is down is retried a few times, logged,
+and then left — the approval request or the rollback stands without it (`send` makes that hold for any notifier).
+Webhook URLs usually embed a token, so only their host is ever logged.
 """
 
 from __future__ import annotations
@@ -12,52 +14,58 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from shared.approvals.models import ApprovalRequest
+from pydantic import SecretStr
 
-log = logging.getLogger("genaiops.approvals.notify")
+log = logging.getLogger("genaiops.notify")
 
 
 @dataclass(frozen=True)
 class Notification:
+    """`kind` (e.g. approval.requested) and `subject` (what it is about, e.g. the approval id) name it in logs;
+    title, text and link are what a person reads; `facts` are the log line's structured fields."""
+
+    kind: str
+    subject: str
     title: str
     text: str
     link: str
+    facts: Mapping[str, object] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, str]:
         return {"title": self.title, "text": self.text, "link": self.link}
 
 
-def notification_for(request: ApprovalRequest, approval_url: str) -> Notification:
-    lines = [f"{request.use_case}: flow {request.flow_name} version {request.flow_version} waits for approval."]
-    if request.metrics:
-        lines.append("Metrics: " + ", ".join(f"{name} {value:.4g}" for name, value in sorted(request.metrics.items())))
-    lines.extend(f"Gate: {line}" for line in request.gate_summary)
-    lines.append(f"Approvers: {', '.join(request.approvers)}")
-    lines.append(f"Expires: {request.expires_at.isoformat(timespec='seconds')}")
-    return Notification(title=f"Approval needed: {request.use_case} {request.flow_name} v{request.flow_version}",
-                        text="\n".join(lines), link=approval_url)
-
-
 class Notifier(Protocol):
-    def notify(self, request: ApprovalRequest, approval_url: str) -> None:
+    def notify(self, notification: Notification) -> None:
         """Best effort: must not raise for delivery problems."""
         ...
+
+
+def send(notifier: Notifier, notification: Notification) -> None:
+    """Deliver, never fail the caller: a notifier that raises anyway is logged, and what it reports stands."""
+    try:
+        notifier.notify(notification)
+    except Exception:
+        log.exception("%s %s: notifier failed; carrying on without the notification", notification.kind,
+                      notification.subject)
+
+
+def notifier_for(webhook_url: SecretStr | None) -> Notifier:
+    """The webhook when one is configured (APPROVAL_WEBHOOK_URL, for every kind), else the log."""
+    return WebhookNotifier(webhook_url.get_secret_value()) if webhook_url is not None else LogNotifier()
 
 
 class LogNotifier:
     """The default without a webhook: one structured line an operator (or a log alert) can pick up."""
 
-    def notify(self, request: ApprovalRequest, approval_url: str) -> None:
-        log.info("approval requested %s", json.dumps({
-            "approval_id": request.approval_id, "use_case": request.use_case, "flow": request.flow_name,
-            "version": request.flow_version, "approvers": request.approvers,
-            "expires_at": request.expires_at.isoformat(), "link": approval_url,
-        }))
+    def notify(self, notification: Notification) -> None:
+        log.info("%s %s", notification.kind, json.dumps(
+            {**notification.facts, "title": notification.title, "link": notification.link}, default=str))
 
 
 class _Retryable(Exception):
@@ -71,7 +79,7 @@ class WebhookNotifier:
     def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 3, backoff_seconds: float = 0.5,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError("the approval webhook must be an http(s) URL")
+            raise ValueError("the notification webhook must be an http(s) URL")
         self._url = url
         self._timeout = timeout
         self._retries = retries
@@ -84,24 +92,25 @@ class WebhookNotifier:
         parts = urlsplit(self._url)
         return f"{parts.scheme}://{parts.hostname}"
 
-    def notify(self, request: ApprovalRequest, approval_url: str) -> None:
-        body = json.dumps(notification_for(request, approval_url).as_json()).encode()
+    def notify(self, notification: Notification) -> None:
+        body = json.dumps(notification.as_json()).encode()
+        about = f"{notification.kind} {notification.subject}"
         attempts = self._retries + 1
         for attempt in range(1, attempts + 1):
             try:
                 self._post(body)
             except _Retryable as problem:
                 if attempt == attempts:
-                    log.warning("approval %s: webhook %s failed %d times (%s); carrying on without it",
-                                request.approval_id, self.target, attempts, problem)
+                    log.warning("%s: webhook %s failed %d times (%s); carrying on without it",
+                                about, self.target, attempts, problem)
                     return
                 self._sleep(self._backoff * 2 ** (attempt - 1))
             except urllib.error.HTTPError as refused:
-                log.warning("approval %s: webhook %s refused the notification with HTTP %d; not retrying",
-                            request.approval_id, self.target, refused.code)
+                log.warning("%s: webhook %s refused the notification with HTTP %d; not retrying",
+                            about, self.target, refused.code)
                 return
             else:
-                log.info("approval %s: webhook %s notified", request.approval_id, self.target)
+                log.info("%s: webhook %s notified", about, self.target)
                 return
 
     def _post(self, body: bytes) -> None:
