@@ -50,7 +50,7 @@ test: install model chromium ## every test: unit, storage, flows, end-to-end, br
 test-fast: install ## unit tests only, no services
 	$(PY) -m pytest tests/unit
 
-lint: install ## ruff; basedpyright over shared/ genaiops/ functions/ (pyproject.toml); checkov over infra/ (suppressions inline in the .tf files, each with its reason)
+lint: install ## ruff; basedpyright over shared/ genaiops/ functions/ localstack/ function_app.py (pyproject.toml); checkov over infra/ (suppressions inline in the .tf files, each with its reason)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/basedpyright
 	$(TOOLS)/bin/checkov --directory infra --framework terraform --compact --quiet --skip-download

@@ -44,7 +44,8 @@ class InProcessQueue:
 def run_experiment(settings: Settings, use_case: str, environment: str, *,
                    on_event: Callable[[Event], None] = lambda event: None) -> Event:
     """Run `use_case`'s experiment here and return its outcome event."""
-    install_masking()  # promptflow runs in this process: its log lines and prints are masked as in the app
+    # promptflow runs in this process: its log lines and prints are masked as in the app
+    install_masking(settings.app_settings)
     queue = InProcessQueue()
     app = build_application(settings, queue)
     requested = ExperimentRequested.create({"use_case": use_case, "environment": environment, "reason": "manual"},

@@ -43,7 +43,7 @@ class Ports:
     @classmethod
     def from_env(cls) -> Ports:
         defaults = cls()
-        return cls(**{name: int(os.environ.get(f"LOCALSTACK_{name.upper()}_PORT", getattr(defaults, name)))
+        return cls(**{name: int(os.environ.get(f"LOCALSTACK_{name.upper()}_PORT") or getattr(defaults, name))
                       for name in ("blob", "queue", "table", "broker", "host", "llm")})
 
     @classmethod

@@ -4,7 +4,6 @@ Nothing here imports azure.functions; shared/bootstrap.py builds it with the rea
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -63,8 +62,8 @@ class Application:
         self.journal = EventJournal(blobs)
         self.publisher = JournalingPublisher(bus, self.journal)
         workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, runner=runner,
-                                        secrets_env=os.environ, store=BlobExperimentStore(blobs),
-                                        remote=remote_runner)
+                                        secrets_env=settings.app_settings, store=BlobExperimentStore(blobs),
+                                        local_stack=settings.local_stack, remote=remote_runner)
         self.registry = registry
         self.deployments = deployments
         dependencies = handler_dependencies(settings, blobs, clock, workspace, registry, deployments)

@@ -29,9 +29,9 @@ def get_application() -> Application:
     from shared.observability import configure_telemetry, install_masking
     from shared.settings import get_settings
 
-    install_masking()  # in Azure the worker owns the log handlers; the masking must reach its lines too
     settings = get_settings()
-    configure_telemetry()
+    install_masking(settings.app_settings)  # in Azure the worker owns the log handlers; the masking must reach them
+    configure_telemetry(settings.appinsights_connection_string)
     return build_application(settings, ServiceBusPublisher(servicebus_client(settings), settings.events_queue))
 
 
@@ -111,8 +111,8 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
         credential = azure_credential()
         client = workspace_client(credential, settings.azure_subscription_id, settings.azure_resource_group,
                                   settings.azureml_workspace_name)
-        return azureml_deployer_for(config.target, client,
-                                    work_dir=settings.work_dir / "deployments", identity=endpoint_identity(settings),
+        return azureml_deployer_for(config.target, client, work_dir=settings.work_dir / "deployments",
+                                    app_settings=settings.app_settings, identity=endpoint_identity(settings),
                                     traffic_logs=endpoint_traffic_logs(
                                         credential, settings.azure_subscription_id,
                                         settings.log_analytics_workspace_resource_id))
@@ -126,7 +126,8 @@ def build_deployments(settings: Settings, blobs: BlobStore, clock: Clock) -> Dep
         return _log_analytics(settings.log_analytics_workspace_id)
 
     return DeploymentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir, deployer_for=deployer_for,
-                               tester=SmokeTester(blobs, clock), telemetry_for=telemetry_for)
+                               tester=SmokeTester(blobs, clock), app_settings=settings.app_settings,
+                               local_stack=settings.local_stack, telemetry_for=telemetry_for)
 
 
 @lru_cache(maxsize=4)

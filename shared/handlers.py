@@ -98,15 +98,15 @@ def on_experiment_stage_completed(event: ExperimentStageCompleted, *, blobs: Blo
     return advance_experiment(event, blobs, clock, experiments)
 
 
-def on_evaluation_completed(event: EvaluationCompleted, *, blobs: BlobStore, settings: Settings,
+def on_evaluation_completed(event: EvaluationCompleted, *, blobs: BlobStore,
                             experiments: ExperimentWorkspace) -> Sequence[Event]:
-    return judge_experiment(event, blobs, settings.flows_dir, experiments.store)
+    return judge_experiment(event, blobs, experiments)
 
 
 def on_gate_passed(event: GatePassed, *, settings: Settings, experiments: ExperimentWorkspace,
                    registry: Registry) -> Sequence[Event]:
     return register_chosen_flow(event, experiments.store, registry, flows_root=settings.flows_dir,
-                                work_root=settings.work_dir)
+                                work_root=settings.work_dir, local=settings.local_stack)
 
 
 def on_flow_registered(event: FlowRegistered, *, blobs: BlobStore, clock: Clock, settings: Settings,
@@ -231,7 +231,7 @@ def _deployment_rolled_back(event: DeploymentRequested, reason: str, *, settings
     request = event.payload
     return event.follow_up(DeploymentRolledBack, {
         "use_case": request.use_case, "deployment": deployment_name_for(request.flow_version),
-        "endpoint": endpoint_for(settings.flows_dir, request.use_case, request.environment),
+        "endpoint": endpoint_for(settings, request.use_case, request.environment),
         "reason": f"deployment failed: {reason}", "traffic": {}})
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import pythonjsonlogger.json
+from pydantic import SecretStr
 
 from shared.redaction import redact_text, register_environment
 
@@ -116,7 +116,7 @@ class _MaskingFactory:
         return _mask_record(self._previous(*args, **kwargs))
 
 
-def install_masking() -> None:
+def install_masking(app_settings: Mapping[str, str]) -> None:
     """Mask secrets in every log record of this process, from any logger and for any handler, and in what it
     prints.
 
@@ -124,8 +124,8 @@ def install_masking() -> None:
     `logging.Logger(name)` (outside the logging tree, so root filters never see them) and gives them their own
     stdout handlers and formatters; every logger, however built, creates its records through the factory. The
     previous factory is kept and called first, so OpenTelemetry's (installed before or after) still works.
-    Also registers the secret app settings, so their values are masked wherever they show up."""
-    register_environment()
+    Also registers the secret ones among `app_settings`, so their values are masked wherever they show up."""
+    register_environment(app_settings)
     with _masking_lock:
         previous = logging.getLogRecordFactory()
         if not getattr(previous, "masks_secrets", False):
@@ -137,10 +137,10 @@ def install_masking() -> None:
                 setattr(sys, name, MaskingStream(stream))
 
 
-def configure_logging(level: int = logging.INFO, *, json_lines: bool = True) -> None:
-    """Called by processes we own (local host, CLI). Inside Azure the worker owns the handlers; we only add
-    the correlation filter to them."""
-    install_masking()
+def configure_logging(app_settings: Mapping[str, str], level: int = logging.INFO, *, json_lines: bool = True) -> None:
+    """Called by processes we own (local host, CLI), with the settings whose secrets to mask. Inside Azure the
+    worker owns the handlers; we only add the correlation filter to them."""
+    install_masking(app_settings)
     root = logging.getLogger()
     if json_lines and not root.handlers:
         handler = logging.StreamHandler()
@@ -156,13 +156,14 @@ def configure_logging(level: int = logging.INFO, *, json_lines: bool = True) -> 
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def configure_telemetry() -> bool:
-    """Wire OpenTelemetry to App Insights once, only when a connection string is set. Returns whether it did."""
+def configure_telemetry(connection_string: SecretStr | None) -> bool:
+    """Wire OpenTelemetry to App Insights once, only when a connection string is set (Settings'
+    APPLICATIONINSIGHTS_CONNECTION_STRING). Returns whether it did."""
     global _configured  # noqa: PLW0603 - once per process, like the distro itself
-    if _configured or not os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+    if _configured or connection_string is None or not connection_string.get_secret_value():
         return False
     from azure.monitor.opentelemetry import configure_azure_monitor
 
-    configure_azure_monitor(logger_name="genaiops")
+    configure_azure_monitor(connection_string=connection_string.get_secret_value(), logger_name="genaiops")
     _configured = True
     return True

@@ -11,7 +11,6 @@ Two nets, applied together by `redact_text`:
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -110,9 +109,10 @@ def register_secrets(values: Iterable[str | SecretStr | None]) -> None:
         register_secret(value)
 
 
-def register_environment(environ: Mapping[str, str] | None = None) -> None:
-    """Register every app setting that holds a secret: by its name, or a connection string with a key inside."""
-    for name, value in (os.environ if environ is None else environ).items():
+def register_environment(app_settings: Mapping[str, str]) -> None:
+    """Register every app setting (Settings.app_settings) that holds a secret: by its name, or a connection string
+    with a key inside."""
+    for name, value in app_settings.items():
         if name.upper() in _SHELL_DIRECTORIES:
             continue
         if _SECRET_SETTING.search(name) or _CONNECTION_PART.search(value):

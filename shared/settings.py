@@ -6,7 +6,9 @@ Connection names follow the Functions convention: `<Name>` holds a connection st
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -118,6 +120,23 @@ class Settings(BaseSettings):
     azureml_endpoint_identity_client_id: str | None = Field(
         default=None, validation_alias="AZUREML_ENDPOINT_IDENTITY_CLIENT_ID",
         description="Its client id: AZURE_CLIENT_ID in the deployment, so the container uses that identity")
+
+    # Every app setting as the process had them when these settings were read: what a connection's
+    # `${placeholder}` and `<CONNECTION>_<FIELD>` names resolve against, and which values are masked as secrets.
+    # Read once here, so the services never look at the process environment (and tests pass a mapping).
+    app_settings: Annotated[Mapping[str, str], NoDecode] = Field(default_factory=lambda: dict(os.environ),
+                                                                 exclude=True, repr=False)
+
+    @field_validator("app_settings", mode="before")
+    @classmethod
+    def _snapshot(cls, value: object) -> object:
+        # A variable named like the field (APP_SETTINGS, as Flask apps use) is one app setting, not the snapshot.
+        return dict(os.environ) if isinstance(value, str) else value
+
+    @property
+    def local_stack(self) -> bool:
+        """This app runs on the local stack: experiments stack their experiment.local.yaml on top."""
+        return self.environment == "local"
 
     def require_storage(self) -> None:
         if not (self.storage_connection_string or self.storage_blob_uri):

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from shared.observability import configure_logging
 
-    configure_logging()
+    configure_logging(os.environ)  # the launcher's own lines; the app registers its settings when it starts
     try:
         _ensure_port_free(args.bind, args.port)
         load_local_settings(args.settings)

@@ -77,7 +77,9 @@ def to_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMe
         "UserProperties": Datum(json.dumps(properties, default=str), "json"),
     }
     present = {key: value for key, value in metadata.items() if value is not None}
-    return ServiceBusMessageInConverter.decode(Datum(b"".join(message.body), "bytes"), trigger_metadata=present)
+    # One message per invocation (cardinality one): the local host never batches.
+    return ServiceBusMessageInConverter.decode_single_message(Datum(b"".join(message.body), "bytes"),
+                                                              trigger_metadata=present)
 
 
 @dataclass

@@ -72,16 +72,17 @@ def load_function_app(script: Path) -> func.FunctionApp:
 def describe_functions(app: func.FunctionApp) -> list[FunctionSpec]:
     specs = []
     for function in app.get_functions():
+        name = function.get_function_name() or function.get_user_function().__name__  # the SDK's own default
         trigger = function.get_trigger()
         if trigger is None:
-            raise HostConfigError(f"function {function.get_function_name()} has no trigger")
+            raise HostConfigError(f"function {name} has no trigger")
         binding = {key: resolve_app_settings(value) for key, value in trigger.get_dict_repr().items()}
         extra = [b.get_dict_repr() for b in function.get_bindings()
                  if b is not trigger and b.get_dict_repr().get("name") != "$return"]
         if extra:
-            raise HostConfigError(f"{function.get_function_name()}: extra bindings are not supported locally: {extra}")
+            raise HostConfigError(f"{name}: extra bindings are not supported locally: {extra}")
         specs.append(FunctionSpec(
-            name=function.get_function_name(), trigger_type=binding["type"], trigger=binding,
+            name=name, trigger_type=binding["type"], trigger=binding,
             arg_name=binding["name"], user_function=function.get_user_function(),
         ))
     return specs

@@ -44,6 +44,8 @@ from .amqp_links import (
     error,
     has_filter,
     mirror_terminus,
+    new_delivery,
+    present,
     queue_path,
     settle,
 )
@@ -88,7 +90,7 @@ class BrokerHandler(Handler):
     # -- connections and sessions -------------------------------------------------------
     @_guarded
     def on_connection_remote_open(self, event: Event) -> None:
-        connection = event.connection
+        connection = present(event.connection)
         if connection.state & Endpoint.LOCAL_UNINIT:
             connection.open()
         peer = f"{getattr(connection, 'url', '?')} container={connection.remote_container}"
@@ -97,9 +99,10 @@ class BrokerHandler(Handler):
 
     @_guarded
     def on_connection_remote_close(self, event: Event) -> None:
-        self._drop_connection(event.connection)
-        if event.connection.state & Endpoint.LOCAL_ACTIVE:
-            event.connection.close()
+        connection = present(event.connection)
+        self._drop_connection(connection)
+        if connection.state & Endpoint.LOCAL_ACTIVE:
+            connection.close()
 
     @_guarded
     def on_transport_closed(self, event: Event) -> None:
@@ -132,12 +135,13 @@ class BrokerHandler(Handler):
 
     @_guarded
     def on_session_remote_open(self, event: Event) -> None:
-        if event.session.state & Endpoint.LOCAL_UNINIT:
-            event.session.open()
+        session = present(event.session)
+        if session.state & Endpoint.LOCAL_UNINIT:
+            session.open()
 
     @_guarded
     def on_session_remote_close(self, event: Event) -> None:
-        session = event.session
+        session = present(event.session)
         for link in self._links_of(lambda link: link.session == session):
             self._forget_link(link)
         if session.state & Endpoint.LOCAL_ACTIVE:
@@ -146,12 +150,12 @@ class BrokerHandler(Handler):
     # -- links --------------------------------------------------------------------------
     @_guarded
     def on_link_remote_open(self, event: Event) -> None:
-        link = event.link
+        link = present(event.link)
         if not link.state & Endpoint.LOCAL_UNINIT:
             return
         mirror_terminus(link)
         try:
-            if link.is_sender:
+            if isinstance(link, Sender):
                 self._attach_outgoing(link)
             else:
                 self._attach_incoming(link)
@@ -191,7 +195,7 @@ class BrokerHandler(Handler):
 
     @_guarded
     def on_link_remote_close(self, event: Event) -> None:
-        link = event.link
+        link = present(event.link)
         self._forget_link(link)
         if link.state & Endpoint.LOCAL_ACTIVE:
             link.close()
@@ -202,23 +206,25 @@ class BrokerHandler(Handler):
 
     def _forget_link(self, link: Link) -> None:
         """Drop a link's state; a consumer's unsettled messages go back to its queue (count + 1)."""
-        consumer = self._consumers.pop(link, None)
-        if consumer is not None:
+        if isinstance(link, Receiver):  # the client's sender: a producer or a request link
+            self._producers.pop(link, None)
+            self._request_links.discard(link)
+        elif isinstance(link, Sender) and (consumer := self._consumers.pop(link, None)) is not None:
             self._queue_consumers.get(consumer.queue.name, []).remove(consumer)
             returned = consumer.queue.abandon_owner(consumer.owner)
             if returned:
                 _LOG.debug("%d locked message(s) returned to %s on detach", returned, consumer.queue.name)
             self.dispatch_related(consumer.queue)
-        self._producers.pop(link, None)
-        self._request_links.discard(link)
-        if self._reply_backlog.pop(link, None) is not None:
+        elif isinstance(link, Sender) and self._reply_backlog.pop(link, None) is not None:
             self._reply_links = {key: value for key, value in self._reply_links.items() if value != link}
         for delivery in [d for d in self._partial if d.link == link]:
             del self._partial[delivery]
 
     @_guarded
     def on_link_flow(self, event: Event) -> None:
-        link = event.link
+        link = present(event.link)
+        if not isinstance(link, Sender):  # credit for the broker's own receivers: it grants that itself
+            return
         if link in self._consumers:
             self.dispatch(self._consumers[link].queue)
         elif link in self._reply_backlog:
@@ -227,14 +233,14 @@ class BrokerHandler(Handler):
     # -- deliveries ---------------------------------------------------------------------
     @_guarded
     def on_delivery(self, event: Event) -> None:
-        delivery = event.delivery
-        if delivery.link.is_receiver:
-            self._on_transfer(delivery)
-        else:
-            self._on_disposition(delivery)
-
-    def _on_transfer(self, delivery: Delivery) -> None:
+        delivery = present(event.delivery)
         link = delivery.link
+        if isinstance(link, Receiver):
+            self._on_transfer(delivery, link)
+        else:
+            self._on_disposition(delivery, link)
+
+    def _on_transfer(self, delivery: Delivery, link: Receiver) -> None:
         if not delivery.readable and not delivery.aborted:
             return
         buffer = self._partial.setdefault(delivery, bytearray())
@@ -280,7 +286,7 @@ class BrokerHandler(Handler):
         except (MessageException, DataException, ValueError) as exc:
             settle(delivery, Delivery.REJECTED, error(DECODE_ERROR, f"Undecodable request: {exc}"))
             return
-        node = link.remote_target.address
+        node = link.remote_target.address or ""  # no address: answered as an unknown node
         result = self._nodes.handle(node, request)
         response = Message(
             correlation_id=request.id,
@@ -305,7 +311,7 @@ class BrokerHandler(Handler):
     def _flush_replies(self, link: Sender) -> None:
         backlog = self._reply_backlog[link]
         while backlog and link.credit > 0:
-            delivery = link.delivery(uuid.uuid4().bytes)
+            delivery = new_delivery(link, uuid.uuid4().bytes)
             link.send(backlog.popleft())
             link.advance()
             delivery.settle()  # replies are pre-settled: the SDK never acknowledges them
@@ -319,8 +325,8 @@ class BrokerHandler(Handler):
                 return
 
     # -- settlement of what the broker delivered ---------------------------------------------
-    def _on_disposition(self, delivery: Delivery) -> None:
-        consumer = self._consumers.get(delivery.link)
+    def _on_disposition(self, delivery: Delivery, link: Sender) -> None:
+        consumer = self._consumers.get(link)
         if consumer is None or consumer.receive_and_delete:
             if delivery.settled:
                 delivery.settle()
@@ -371,7 +377,7 @@ class BrokerHandler(Handler):
             message = consumer.queue.take_next()
             if message is None:
                 return
-            delivery = link.delivery(uuid.uuid4().bytes_le)
+            delivery = new_delivery(link, uuid.uuid4().bytes_le)
             link.send(message.stamped())
             link.advance()
             delivery.settle()
@@ -380,7 +386,7 @@ class BrokerHandler(Handler):
         if lock is None:
             return
         # The SDK reads the lock token from the 16-byte delivery tag (uuid bytes_le).
-        delivery = link.delivery(lock.token.bytes_le)
+        delivery = new_delivery(link, lock.token.bytes_le)
         link.send(lock.message.stamped(lock.locked_until))
         link.advance()
         consumer.track(lock.token, delivery)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from proton import Condition, Delivery, Link, Sender, symbol
 
@@ -16,6 +16,22 @@ INCOMING_CREDIT = 200
 DECODE_ERROR = "amqp:decode-error"
 MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
 INVALID_FIELD = "amqp:invalid-field"
+
+_T = TypeVar("_T")
+
+
+def present(value: _T | None) -> _T:
+    """An event's connection, session, link or delivery: proton types each as optional, and the events the
+    handler takes always carry theirs."""
+    if value is None:
+        raise LookupError("the AMQP event carries no such endpoint")
+    return value
+
+
+def new_delivery(link: Sender, tag: bytes) -> Delivery:
+    # proton annotates the tag as str, but pn_delivery takes bytes (cproton's py2bytes); the SDK reads lock tokens
+    # from the raw 16 bytes, so a text tag would not do.
+    return link.delivery(tag)  # pyright: ignore[reportArgumentType]
 
 
 @dataclass
@@ -85,8 +101,9 @@ def dead_letter_details(condition: Condition | None) -> tuple[str | None, str | 
 
 def mirror_terminus(link: Link) -> None:
     """Echo the client's addresses and settle modes: the SDK treats a missing source/target as refusal."""
-    link.source.address = link.remote_source.address
-    link.target.address = link.remote_target.address
+    for local, remote in ((link.source, link.remote_source), (link.target, link.remote_target)):
+        if remote.address is not None:  # none given: a new link's own address is unset already
+            local.address = remote.address
     link.snd_settle_mode = link.remote_snd_settle_mode
     link.rcv_settle_mode = link.remote_rcv_settle_mode
 

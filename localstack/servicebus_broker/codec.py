@@ -92,6 +92,8 @@ def section_value(section: Section) -> Any:
     data.rewind()
     data.next()
     described = data.get_object()
+    if not isinstance(described, Described):  # every AMQP message section is a described type
+        raise MessageDecodeError(f"a message section holds {type(described).__name__}, not a described value")
     value = described.value
     return bytes(value) if isinstance(value, memoryview) else value
 

@@ -100,7 +100,7 @@ class Broker:
         """Bind the port (raises ``OSError`` at once if it is taken) and serve on a background thread."""
         _quiet_proton_logger()
         container = Container(self.handler, _Lifecycle(self))
-        self._acceptor = container.acceptor(self.config.host, self.config.port)
+        self._acceptor = container.acceptor(self.config.host, str(self.config.port))  # typed as text; int()-ed
         self.port = self._acceptor._selectable.getsockname()[1]  # the real port when port=0
         try:
             if self._journal is not None:

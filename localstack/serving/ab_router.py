@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from localstack.serving.production_writer import BlobProductionWriter
 from shared.feedback.telemetry import ServedRequest
@@ -47,6 +47,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DEPLOYMENT_PATH = re.compile(r"^/deployments/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
 _FORWARDED = ("Content-Type", "Accept", "traceparent")
 PRODUCTION_LOG_ENV = "PRODUCTION_LOG_CONNECTION_STRING"  # storage the production log goes to (router_admin.py)
+
+
+class RequestHeaders(Protocol):
+    """What the router reads of a request's headers: a mapping, or http.server's case-insensitive Message."""
+
+    def get(self, name: str, /) -> str | None: ...
 
 
 class RoutingError(ValueError):
@@ -190,7 +196,7 @@ class ABRouter:
         self._server.shutdown()
         self._server.server_close()
 
-    def score(self, body: bytes, headers: Mapping[str, str], request_id: str) -> tuple[int, bytes, dict[str, str]]:
+    def score(self, body: bytes, headers: RequestHeaders, request_id: str) -> tuple[int, bytes, dict[str, str]]:
         """Route one scoring request; returns status, body and headers, and records it."""
         pinned = headers.get(PIN_HEADER) or None
         started = time.perf_counter()
@@ -226,9 +232,9 @@ class ABRouter:
             answer_headers.update({SERVED_BY_HEADER: deployment, PIN_HEADER: deployment})
         return status, payload, answer_headers
 
-    def _forward(self, url: str, body: bytes, headers: Mapping[str, str],
+    def _forward(self, url: str, body: bytes, headers: RequestHeaders,
                  request_id: str) -> tuple[int, bytes, str]:
-        forwarded = {name: headers[name] for name in _FORWARDED if headers.get(name)}
+        forwarded = {name: value for name in _FORWARDED if (value := headers.get(name))}
         forwarded.setdefault("Content-Type", "application/json")
         forwarded[REQUEST_ID_HEADER] = request_id
         request = urllib.request.Request(url, data=body, headers=forwarded, method="POST")

@@ -117,7 +117,7 @@ class ServerProcess:
             self._process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
-            if log is not subprocess.DEVNULL:
+            if not isinstance(log, int):  # DEVNULL is a constant, not a file
                 log.close()  # the child holds its own descriptor
         self.pid = self._process.pid
         return self
@@ -275,9 +275,12 @@ def _serve(flow_dir: Path, port: int, threads: int, connections: Callable[[], li
     os.chdir(flow_dir)  # tools open files relative to the flow, as under `pf flow serve`
 
     import waitress
+    from flask import Flask
     from promptflow.core._serving.app import create_app
 
-    app = create_app(connection_provider=connections)
+    app = create_app(connection_provider=connections)  # the flask engine: a WSGI app waitress serves
+    if not isinstance(app, Flask):
+        raise TypeError(f"promptflow's serving app is a {type(app).__name__}, not the Flask app waitress serves")
     waitress.serve(app, host="127.0.0.1", port=port, threads=threads, ident="genaiops-flow-server",
                    _quiet=True)
 

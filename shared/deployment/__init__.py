@@ -5,6 +5,7 @@ azure-ai-ml nor promptflow."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,19 +43,20 @@ __all__ = [
 
 
 def azureml_deployer_for(target: DeploymentTarget, ml_client: MLClient, *, work_dir: Path,
-                     **options: Any) -> AzureMLOnlineDeployer:
-    """The Azure ML deployer for `target` (aml_managed, container or aml_kubernetes); `options` go to its
-    constructor (identity, auth_mode, base_image, operation_timeout_seconds, log_lines, traffic_logs)."""
+                         app_settings: Mapping[str, str], **options: Any) -> AzureMLOnlineDeployer:
+    """The Azure ML deployer for `target` (aml_managed, container or aml_kubernetes), resolving connections
+    against `app_settings`; `options` go to its constructor (identity, auth_mode, base_image,
+    operation_timeout_seconds, log_lines, traffic_logs)."""
     if target is DeploymentTarget.AML_MANAGED:
         from shared.deployment.azureml_deployer import ManagedOnlineDeployer
 
-        return ManagedOnlineDeployer(ml_client, work_dir=work_dir, **options)
+        return ManagedOnlineDeployer(ml_client, work_dir=work_dir, app_settings=app_settings, **options)
     if target is DeploymentTarget.CONTAINER:
         from shared.deployment.container_deployer import ContainerOnlineDeployer
 
-        return ContainerOnlineDeployer(ml_client, work_dir=work_dir, **options)
+        return ContainerOnlineDeployer(ml_client, work_dir=work_dir, app_settings=app_settings, **options)
     if target is DeploymentTarget.AML_KUBERNETES:
         from shared.deployment.kubernetes_deployer import KubernetesOnlineDeployer
 
-        return KubernetesOnlineDeployer(ml_client, work_dir=work_dir, **options)
+        return KubernetesOnlineDeployer(ml_client, work_dir=work_dir, app_settings=app_settings, **options)
     raise ValueError(f"target {target.value} is not served by Azure ML (local: the local stack's deployer)")

@@ -90,15 +90,15 @@ def _message(error: AzureError) -> str:
 class AzureMLOnlineDeployer(AzureMLEntities):
     """Everything managed and Kubernetes online endpoints share; subclasses name the entity classes."""
 
-    def __init__(self, ml_client: MLClient, *, work_dir: Path, identity: EndpointIdentity | None = None,
-                 auth_mode: str = "key", base_image: str | None = None, settings: Mapping[str, str] | None = None,
+    def __init__(self, ml_client: MLClient, *, work_dir: Path, app_settings: Mapping[str, str],
+                 identity: EndpointIdentity | None = None, auth_mode: str = "key", base_image: str | None = None,
                  operation_timeout_seconds: float = 300, log_lines: int = 100,
                  traffic_logs: EndpointTrafficLogs | None = None) -> None:
         """`operation_timeout_seconds` bounds the one call that still waits (remove, a clean-up no event handler
         runs); deployments and traffic updates never wait. `traffic_logs` routes each ready endpoint's request log
         to Log Analytics for the A/B report."""
-        super().__init__(ml_client, work_dir=work_dir, identity=identity, auth_mode=auth_mode, base_image=base_image,
-                         settings=settings)
+        super().__init__(ml_client, work_dir=work_dir, app_settings=app_settings, identity=identity,
+                         auth_mode=auth_mode, base_image=base_image)
         self._timeout = operation_timeout_seconds
         self._log_lines = log_lines
         self._traffic_logs = traffic_logs

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -116,11 +115,11 @@ class AzureMLEntities(ABC):
 
     target: ClassVar[DeploymentTarget]
 
-    def __init__(self, ml_client: MLClient, *, work_dir: Path, identity: EndpointIdentity | None = None,
-                 auth_mode: str = "key", base_image: str | None = None,
-                 settings: Mapping[str, str] | None = None) -> None:
-        """`base_image` overrides every deployment's `runtime_image`; `settings` are where a connection's
-        `${placeholder}` values are read (the app settings: os.environ by default)."""
+    def __init__(self, ml_client: MLClient, *, work_dir: Path, app_settings: Mapping[str, str],
+                 identity: EndpointIdentity | None = None, auth_mode: str = "key",
+                 base_image: str | None = None) -> None:
+        """`base_image` overrides every deployment's `runtime_image`; `app_settings` (Settings.app_settings) are
+        where a connection's `${placeholder}` values are read."""
         if auth_mode not in ("key", "aml_token", "aad_token"):
             raise ValueError(f"auth_mode {auth_mode!r}: use key, aml_token or aad_token")
         self._ml = ml_client
@@ -128,7 +127,7 @@ class AzureMLEntities(ABC):
         self._identity = identity
         self._auth_mode = auth_mode
         self._base_image = base_image
-        self._settings = os.environ if settings is None else settings
+        self._app_settings = app_settings
 
     # --- what managed and Kubernetes endpoints do differently ------------------------------------------------
 
@@ -295,7 +294,7 @@ class AzureMLEntities(ABC):
         """The connection's fields, `${placeholder}`s read from the app settings they name (may hold a key)."""
         values, missing = dict(connection.values), []
         for field, setting in connection.settings.items():
-            value = self._settings.get(setting)
+            value = self._app_settings.get(setting)
             if value is None:
                 missing.append(f"{field} -> {setting}")
             else:

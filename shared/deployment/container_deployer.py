@@ -92,8 +92,8 @@ class ContainerOnlineDeployer(ManagedOnlineDeployer):
                      if name != WORKSPACE_CONNECTIONS}
         record = json.loads((self._context_dir(request) / BUILD_RECORD).read_text(encoding="utf-8"))
         wanted = [name for name in record["required_settings"] if name not in variables]
-        missing = [name for name in wanted if not self._settings.get(name)]
+        missing = [name for name in wanted if not self._app_settings.get(name)]
         if missing:
             raise DeploymentError(f"the flow's image reads {', '.join(missing)} at start; set the app setting(s) "
                                   "(the same ones the experiments read)")
-        return {**variables, **{name: str(self._settings[name]) for name in wanted}}
+        return {**variables, **{name: str(self._app_settings[name]) for name in wanted}}

@@ -10,7 +10,6 @@ The model lives in experiment_model.py, connections in connections.py; their pub
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,7 +48,7 @@ from shared.experiments.fields import (
 )
 
 __all__ = [
-    "APP_ENVIRONMENT_SETTING", "ENVIRONMENTS", "EXPERIMENT_FILE", "FLOW_FILES", "LOCAL", "YAML_KEYS",
+    "ENVIRONMENTS", "EXPERIMENT_FILE", "FLOW_FILES", "LOCAL", "YAML_KEYS",
     "ConnectionConfig", "ConnectionType", "DatasetConfig", "EnvSecretSource", "EvaluatorConfig",
     "EvaluatorDatasetConfig", "ExecutionConfig", "ExperimentConfig", "ExperimentConfigError", "MissingSecretError",
     "SecretSource", "SourceKind", "VariantMode", "VariantPolicy", "is_flow_dir", "is_secret_field",
@@ -59,7 +58,6 @@ __all__ = [
 EXPERIMENT_FILE = "experiment.yaml"
 ENVIRONMENTS = ("pr", "dev", "prod", "local")
 LOCAL = "local"
-APP_ENVIRONMENT_SETTING = "GENAIOPS_ENV"  # the app's own environment (shared/settings.py); `local` on the local stack
 YAML_KEYS = (
     "name", "flow", "connections", "datasets", "evaluators", "runtime", "resources",
     "variants", "hyperparameters", "execution", "gate", "deployment", "monitoring",
@@ -208,14 +206,12 @@ def overlay_files(use_case_dir: Path, environment: str | None, local: bool) -> l
     return [path for name in dict.fromkeys(names) if (path := use_case_dir / name).is_file()]
 
 
-def load_experiment(
-    use_case_dir: Path, environment: str | None = None, *, local: bool | None = None
-) -> ExperimentConfig:
+def load_experiment(use_case_dir: Path, environment: str | None = None, *, local: bool = False) -> ExperimentConfig:
     """The use case's experiment.yaml with its overlays applied in order (see overlay_files), fully checked.
 
-    `local`: stack experiment.local.yaml on top; by default when this app runs on the local stack
-    (GENAIOPS_ENV=local), so a `pr` experiment there reads experiment.yaml <- experiment.pr.yaml <-
-    experiment.local.yaml."""
+    `local`: stack experiment.local.yaml on top — the app runs on the local stack (Settings.local_stack), so a `pr`
+    experiment there reads experiment.yaml <- experiment.pr.yaml <- experiment.local.yaml. The `local`
+    environment reads its overlay either way."""
     base_dir = Path(use_case_dir).resolve()
     base_file = base_dir / EXPERIMENT_FILE
     if not base_file.is_file():
@@ -224,8 +220,6 @@ def load_experiment(
         raise ExperimentConfigError(
             f"{_display(base_file)}: unknown environment {environment!r}; use one of: {', '.join(ENVIRONMENTS)}"
         )
-    if local is None:
-        local = os.environ.get(APP_ENVIRONMENT_SETTING) == LOCAL
     document = _read(base_file)
     origins = dict.fromkeys(document, base_file)
     files = [base_file]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 
 from shared.deployment.port import (
     Deployer,
@@ -24,22 +23,20 @@ from shared.deployment.port import (
 from shared.events import DeploymentTrafficChanged, DeploymentTrafficRequested, Event
 from shared.events.catalogue import DeploymentCheckRequested, DeploymentTrafficFailed
 from shared.experiments.catalog import find_use_cases
-from shared.experiments.config import ExperimentConfigError, load_experiment
+from shared.experiments.config import ExperimentConfigError
 from shared.feedback.ab_report import ABReport, report_endpoint
 from shared.feedback.endpoints import KnownEndpoint
 from shared.feedback.telemetry import REPORT_WINDOW
 from shared.ports import BlobStore, Clock
 from shared.services.deployment_record import RecordStore, TrafficRecord
-from shared.services.deployment_settings import deployment_config
 from shared.services.deployments import DeploymentWorkspace
 
 # A use case's name is its folder's: checked before it is joined to a path (a URL segment can be anything).
 _USE_CASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def deployer_of(workspace: DeploymentWorkspace, flows_root: Path, use_case: str, environment: str) -> Deployer:
-    config = load_experiment(flows_root / use_case, environment)
-    return workspace.deployer_for(deployment_config(config, environment))
+def deployer_of(workspace: DeploymentWorkspace, use_case: str, environment: str) -> Deployer:
+    return workspace.deployer_for(workspace.deployment(workspace.experiment(use_case, environment), environment))
 
 
 class DeployedEndpoints:
@@ -54,10 +51,10 @@ class DeployedEndpoints:
         if not _USE_CASE.fullmatch(use_case) or use_case not in find_use_cases(self.workspace.flows_root):
             raise EndpointNotFound(f"no use case {use_case[:100]!r}")
         try:
-            config = load_experiment(self.workspace.flows_root / use_case, self.environment)
+            config = self.workspace.experiment(use_case, self.environment)
         except ExperimentConfigError as broken:  # the app's own files: not the caller's fault
             raise DeploymentError(f"use case {use_case}'s experiment.yaml does not load: {broken}") from None
-        settings = deployment_config(config, self.environment)
+        settings = self.workspace.deployment(config, self.environment)
         if endpoint != settings.endpoint_name:
             raise EndpointNotFound(f"use case {use_case} has no endpoint {endpoint[:100]!r} in environment "
                                    f"{self.environment} (its endpoint is {settings.endpoint_name})")
@@ -97,7 +94,7 @@ def change_traffic(event: DeploymentTrafficRequested, blobs: BlobStore, workspac
                            deadline=now + timedelta(seconds=workspace.operation_timeout_seconds))
     current: dict[str, int] = {}
     try:
-        deployer = deployer_of(workspace, workspace.flows_root, request.use_case, environment)
+        deployer = deployer_of(workspace, request.use_case, environment)
         current = deployer.get_traffic(request.endpoint)
         if request.deployment not in current:
             raise DeploymentError(f"{request.endpoint} has no deployment {request.deployment}")
@@ -117,7 +114,7 @@ def check_traffic_change(event: DeploymentCheckRequested, blobs: BlobStore, work
     store = RecordStore(blobs)
 
     def advance(record: TrafficRecord, etag: str) -> list[Event]:
-        deployer = deployer_of(workspace, workspace.flows_root, record.use_case, environment)
+        deployer = deployer_of(workspace, record.use_case, environment)
         return _advance(record, event, deployer, store, etag, workspace, clock)
 
     return store.resume(event, TrafficRecord, advance)

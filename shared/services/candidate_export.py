@@ -21,12 +21,12 @@ from pydantic import BaseModel, Field
 from shared.blob_layout import CANDIDATES
 from shared.deployment.port import DeploymentError
 from shared.experiments.catalog import find_use_cases
-from shared.experiments.config import LOCAL, ExperimentConfigError, load_experiment
+from shared.experiments.config import ExperimentConfigError, load_experiment
 from shared.idempotency import AlreadyInProgress, IdempotencyStore, PayloadMismatch
 from shared.json_body import InvalidBody, parse_object
 from shared.monitoring.candidates import CandidateFilters, InvalidWindow, export_candidates
 from shared.ports import BlobStore
-from shared.services.deployment_settings import deployment_config, workspace_settings
+from shared.services.deployment_settings import deployment_config
 from shared.services.monitoring import LogFor
 from shared.settings import Settings
 
@@ -64,8 +64,8 @@ def export_candidate_dataset(use_case: str, filters: CandidateFilters, *, blobs:
     if use_case not in find_use_cases(settings.flows_dir):  # a listed folder name: no path is built from the URL's text
         raise UnknownUseCase(f"no use case {use_case[:100]!r}")
     environment = settings.environment
-    config = load_experiment(settings.flows_dir / use_case, environment, local=environment == LOCAL)
-    target = deployment_config(config, environment, workspace_settings(settings))
+    config = load_experiment(settings.flows_dir / use_case, environment, local=settings.local_stack)
+    target = deployment_config(config, environment, settings.app_settings)
     production_log = log_for(target)
     if production_log is None:
         raise DeploymentError(f"no production log for target {target.target}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -79,6 +79,10 @@ class DeploymentWorkspace:
     work_root: Path
     deployer_for: Callable[[DeploymentConfig], Deployer]
     tester: SmokeTester
+    # The app's settings (Settings.app_settings: workspace, connection settings) and whether it runs on the local
+    # stack (Settings.local_stack): what a use case's deployment block resolves against.
+    app_settings: Mapping[str, str]
+    local_stack: bool
     # The requests a target's endpoints served (the A/B report); None: no report.
     telemetry_for: Callable[[DeploymentConfig], RequestTelemetry] | None = None
     # Azure ML documents 10-15 minutes for a deployment; past this, a pending operation rolls back.
@@ -86,6 +90,12 @@ class DeploymentWorkspace:
     # The first re-check after 15 s, doubling up to one a minute.
     check_interval_seconds: float = 15
     max_check_interval_seconds: float = 60
+
+    def experiment(self, use_case: str, environment: str) -> ExperimentConfig:
+        return load_experiment(self.flows_root / use_case, environment, local=self.local_stack)
+
+    def deployment(self, config: ExperimentConfig, environment: str) -> DeploymentConfig:
+        return deployment_config(config, environment, self.app_settings)
 
 
 def _rebuild(config: ExperimentConfig, registry: Registry, name: str, version: str, target: Path) -> tuple[Path, dict]:
@@ -142,8 +152,8 @@ class _Run:
 def _open(record: DeploymentRecord, cause: Event, blobs: BlobStore, registry: Registry,
           workspace: DeploymentWorkspace, clock: Clock) -> _Run:
     request = record.request
-    config = load_experiment(workspace.flows_root / request.use_case, request.environment)
-    settings = deployment_config(config, request.environment)
+    config = workspace.experiment(request.use_case, request.environment)
+    settings = workspace.deployment(config, request.environment)
     return _Run(record, cause, blobs, registry, workspace, clock, config, settings, workspace.deployer_for(settings),
                 [])
 
@@ -155,8 +165,8 @@ def deploy_approved_flow(event: DeploymentRequested, blobs: BlobStore, registry:
     existing = store.load(request.use_case, event.id, DeploymentRecord)
     if existing is not None:  # a redelivery: the deployment is under way
         return existing[0].replay(event) or []
-    config = load_experiment(workspace.flows_root / request.use_case, request.environment)
-    settings = deployment_config(config, request.environment)
+    config = workspace.experiment(request.use_case, request.environment)
+    settings = workspace.deployment(config, request.environment)
     try:
         deployer = workspace.deployer_for(settings)
     except DeploymentError as unavailable:  # a target the app does not deploy to, settings it lacks: not transient

@@ -64,12 +64,13 @@ class ExperimentWorkspace:
     flows_root: Path
     work_root: Path
     runner: FlowRunner
-    secrets_env: Mapping[str, str]
+    secrets_env: Mapping[str, str]  # the app settings (Settings.app_settings)
     store: ExperimentStore
+    local_stack: bool  # Settings.local_stack: experiments stack experiment.local.yaml on top
     remote: RemoteFlowRunner | None = None
 
     def config(self, use_case: str, environment: str) -> ExperimentConfig:
-        return load_experiment(self.flows_root / use_case, environment)
+        return load_experiment(self.flows_root / use_case, environment, local=self.local_stack)
 
 
 def experiment_id_for(event: ExperimentRequested) -> str:

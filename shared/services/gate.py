@@ -4,18 +4,17 @@ gate.passed or gate.failed. Only a passing experiment goes on to registration an
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pydantic import ValidationError
 
 from shared.blob_layout import DEPLOYMENTS, REPORTS, decision_name, deployed_state_name
 from shared.events import EvaluationCompleted, Event, GateFailed, GatePassed
-from shared.experiments.config import ExperimentConfigError, load_experiment
+from shared.experiments.config import ExperimentConfigError
 from shared.experiments.gate import Baseline, GateConfig, GateConfigError, GateVerdict, evaluate_gate
 from shared.experiments.results import ExperimentResult
-from shared.experiments.store import ExperimentStore
 from shared.ports import BlobNotFound, BlobStore
 from shared.reports.writer import report_locations, write_experiment_reports
+from shared.services.experiments import ExperimentWorkspace
 
 
 def deployed_baseline(blobs: BlobStore, use_case: str) -> Baseline | None:
@@ -26,8 +25,8 @@ def deployed_baseline(blobs: BlobStore, use_case: str) -> Baseline | None:
     return Baseline.model_validate_json(data)
 
 
-def _gate_config(flows_root: Path, result: ExperimentResult) -> GateConfig:
-    config = load_experiment(flows_root / result.use_case, result.environment)
+def _gate_config(workspace: ExperimentWorkspace, result: ExperimentResult) -> GateConfig:
+    config = workspace.config(result.use_case, result.environment)
     if config.gate is not None:
         return config.gate
     # No gate declared: rank by the first metric measured, with no thresholds (the verdict says so).
@@ -40,13 +39,13 @@ def _failed_verdict(primary: str, reason: str) -> GateVerdict:
                        best_metrics={}, best_value=None, checks=[], reasons=[reason], baseline_version=None)
 
 
-def judge_experiment(event: EvaluationCompleted, blobs: BlobStore, flows_root: Path,
-                     store: ExperimentStore) -> list[Event]:
+def judge_experiment(event: EvaluationCompleted, blobs: BlobStore, workspace: ExperimentWorkspace) -> list[Event]:
     use_case, experiment_id = event.payload.use_case, event.payload.experiment_id
     where = report_locations(use_case, experiment_id)
+    store = workspace.store
     result = store.result(use_case, experiment_id)
     try:
-        gate = _gate_config(flows_root, result)
+        gate = _gate_config(workspace, result)
         verdict = evaluate_gate(result, gate, deployed_baseline(blobs, use_case))
     except (ExperimentConfigError, GateConfigError, ValidationError) as problem:
         verdict = _failed_verdict("<invalid gate>", f"gate could not be evaluated: {problem}")

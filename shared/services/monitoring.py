@@ -28,13 +28,13 @@ from shared.events import DeploymentTrafficRequested, Event
 from shared.events.envelope import derived_event_id
 from shared.events.monitoring import DeploymentDegraded
 from shared.experiments.catalog import find_use_cases
-from shared.experiments.config import LOCAL, ExperimentConfigError, load_experiment
+from shared.experiments.config import ExperimentConfigError, load_experiment
 from shared.experiments.experiment_model import ExperimentConfig
 from shared.experiments.monitoring_config import MonitoringConfig
 from shared.monitoring.production_log import BlobProductionLog, ProductionLog
 from shared.monitoring.window import DeploymentWindow, LogTrafficStatistics, TrafficStatistics, breaches
 from shared.ports import BlobNotFound, BlobStore, Clock, EventPublisher, PreconditionFailed
-from shared.services.deployment_settings import deployment_config, workspace_settings
+from shared.services.deployment_settings import deployment_config
 from shared.services.deployments import DeploymentWorkspace
 from shared.settings import Settings
 
@@ -98,7 +98,7 @@ def monitor_production(blobs: BlobStore, publisher: EventPublisher, clock: Clock
     for use_case in find_use_cases(workspace.flows_root):
         try:
             config = load_experiment(workspace.flows_root / use_case, settings.environment,
-                                     local=settings.environment == LOCAL)
+                                     local=settings.local_stack)
         except ExperimentConfigError as broken:
             log.warning("monitoring skips %s: its experiment.yaml does not load: %s", use_case, broken)
             continue
@@ -120,7 +120,7 @@ def monitor_use_case(use_case: str, config: ExperimentConfig, monitoring: Monito
     if state.last_run is not None and fired <= state.last_run:
         return []  # this firing was evaluated already
     environment = settings.environment
-    target = deployment_config(config, environment, workspace_settings(settings))
+    target = deployment_config(config, environment, workspace.app_settings)
     traffic_statistics = traffic_for(target)
     events: list[Event] = []
     if traffic_statistics is not None:

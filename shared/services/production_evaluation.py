@@ -91,7 +91,9 @@ def request_evaluations(blobs: BlobStore, publisher: EventPublisher, clock: Cloc
 
 
 def evaluate_production(event: ProductionEvaluationRequested, blobs: BlobStore, clock: Clock, runner: FlowRunner,
-                        secrets_env: Mapping[str, str], flows_root: Path, log_for: LogFor) -> list[Event]:
+                        app_settings: Mapping[str, str], flows_root: Path, log_for: LogFor) -> list[Event]:
+    """`app_settings` (Settings.app_settings): the judge's connection secrets and the deployment's workspace. The
+    request names the app's own environment (request_evaluations), so no local-stack flag is needed."""
     request = event.payload
     config = load_experiment(flows_root / request.use_case, request.environment)
     monitoring = config.monitoring
@@ -100,7 +102,7 @@ def evaluate_production(event: ProductionEvaluationRequested, blobs: BlobStore, 
     done = state.last_run is not None and request.window_end <= state.last_run
     if monitoring is None or evaluation is None or done:
         return []  # no longer configured, or this firing (or a later one) was judged already
-    settings = deployment_config(config, request.environment)
+    settings = deployment_config(config, request.environment, app_settings)
     production_log = log_for(settings)
     if production_log is None or state.busy(request.window_end, clock.now()):
         return []
@@ -114,7 +116,7 @@ def evaluate_production(event: ProductionEvaluationRequested, blobs: BlobStore, 
     start = request.window_end - evaluation.lookback
     lines = production_log.lines(request.use_case, settings.endpoint_name, start, request.window_end)
     chosen, left_over = select_lines(lines, state, evaluation)
-    judged = _judge(config, evaluation, chosen, runner, secrets_env, monitoring.mask_fields) if chosen else []
+    judged = _judge(config, evaluation, chosen, runner, app_settings, monitoring.mask_fields) if chosen else []
     left_over += len(chosen) - len(judged)
     events: list[Event] = []
     if judged:

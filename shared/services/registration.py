@@ -70,15 +70,16 @@ def register_datasets(registry: Registry, use_case: str, datasets: Sequence[Load
 
 
 def register_chosen_flow(event: GatePassed, store: ExperimentStore, registry: Registry, *, flows_root: Path,
-                         work_root: Path) -> list[Event]:
-    """Materialize the winning combination (variant baked in, hyperparameters applied) and register it."""
+                         work_root: Path, local: bool) -> list[Event]:
+    """Materialize the winning combination (variant baked in, hyperparameters applied) and register it; `local`:
+    the app runs on the local stack (Settings.local_stack)."""
     verdict = event.payload
     if verdict.environment in STOPS_AT_GATE:
         log.info("%s experiment %s passed its gate in %s: nothing is registered or deployed from %s",
                  verdict.use_case, verdict.experiment_id, verdict.environment, verdict.environment)
         return []
     result = store.result(verdict.use_case, verdict.experiment_id)
-    config = load_experiment(flows_root / verdict.use_case, verdict.environment)
+    config = load_experiment(flows_root / verdict.use_case, verdict.environment, local=local)
     combination = Combination(variant=verdict.best_variant, hyperparameters=verdict.best_hyperparameters)
     target = work_root / "register" / event.id
     flow_dir = materialize(config.flow_dir, combination, target)

@@ -70,7 +70,8 @@ def in_memory_ports(tmp_path: Path, clock: ManualClock | None = None, **override
     # The model's connection resolves (to nowhere): every run fails to start, as with an unreachable endpoint.
     workspace = ExperimentWorkspace(flows_root=settings.flows_dir, work_root=settings.work_dir,
                                     runner=UnreachableModel(), store=BlobExperimentStore(blobs),
-                                    secrets_env={"AOAI_BASE_URL": "https://aoai.invalid", "AOAI_API_KEY": "not-a-key"})
+                                    secrets_env={"AOAI_BASE_URL": "https://aoai.invalid", "AOAI_API_KEY": "not-a-key"},
+                                    local_stack=settings.local_stack)
     dependencies = handler_dependencies(settings, blobs, clock, workspace, BlobRegistry(blobs, clock),
                                         build_deployments(settings, blobs, clock))
     ports = Ports(publisher=RecordingPublisher(), **dependencies.by_name())

@@ -57,7 +57,7 @@ def client(workspace: AzureMLWorkspace) -> MLClient:
 
 def deployer_for(client: MLClient, work_dir: Path, settings: dict[str, str] | None = None) -> ContainerOnlineDeployer:
     return ContainerOnlineDeployer(client, work_dir=work_dir, identity=IDENTITY,
-                                   settings=SETTINGS if settings is None else settings)
+                                   app_settings=SETTINGS if settings is None else settings)
 
 
 def request_for(flow_dir: Path, *connections: WorkspaceConnection) -> DeploymentRequest:

@@ -74,7 +74,7 @@ def execute(request: ExperimentRequested, blob_store: BlobStore, clock: ManualCl
 def workspace(llm: ScriptedLLM, tmp_path: Path, blob_store: BlobStore) -> ExperimentWorkspace:
     env = {"AOAI_BASE_URL": llm.base_url, "AOAI_API_KEY": "not-a-real-key"}
     return ExperimentWorkspace(flows_root=FLOWS, work_root=tmp_path, runner=PromptflowRunner(), secrets_env=env,
-                               store=BlobExperimentStore(blob_store))
+                               store=BlobExperimentStore(blob_store), local_stack=False)
 
 
 def expected_first_number_accuracy(dataset: Path) -> float:
@@ -200,10 +200,10 @@ def judged(server: ScriptedLLM, blob_store: BlobStore, clock: ManualClock, tmp_p
                                           "datasets": ["math_test"]}, correlation_id=f"gate-{tmp_path.name}")
     env = {"AOAI_API_BASE": server.base_url.removesuffix("/v1")}  # no key: Entra ID
     space = ExperimentWorkspace(FLOWS, tmp_path, PromptflowRunner(), secrets_env=env,
-                                store=BlobExperimentStore(blob_store))
+                                store=BlobExperimentStore(blob_store), local_stack=False)
     evaluated = next(e for e in execute(request, blob_store, clock, space)
                      if isinstance(e, EvaluationCompleted))
-    [verdict] = judge_experiment(evaluated, blob_store, FLOWS, space.store)
+    [verdict] = judge_experiment(evaluated, blob_store, space)
     prefix = f"math_coding/{evaluated.payload.experiment_id}/"
     return verdict, json.loads(blob_store.read(REPORTS, prefix + "decision.json")[0])
 
@@ -236,8 +236,8 @@ def test_passing_gate_registers_the_chosen_flow_once(llm: ScriptedLLM, blob_stor
     assert isinstance(verdict, GatePassed)
     registry = BlobRegistry(blob_store, clock)
     store = BlobExperimentStore(blob_store)
-    first = register_chosen_flow(verdict, store, registry, flows_root=FLOWS, work_root=tmp_path)[0]
-    again = register_chosen_flow(verdict, store, registry, flows_root=FLOWS, work_root=tmp_path)[0]
+    first = register_chosen_flow(verdict, store, registry, flows_root=FLOWS, work_root=tmp_path, local=False)[0]
+    again = register_chosen_flow(verdict, store, registry, flows_root=FLOWS, work_root=tmp_path, local=False)[0]
     assert first.payload.created
     assert not again.payload.created
     assert first.payload.version == again.payload.version

@@ -48,6 +48,7 @@ HOST_SETTINGS = frozenset(
 # Read by the code, deliberately not written by Terraform: optional, with a default that is right in Azure.
 OPTIONAL_WITH_DEFAULTS = frozenset(
     {
+        "APP_SETTINGS",  # Settings.app_settings: no setting of its own, the snapshot of all of them
         "GENAIOPS_FLOWS_DIR",  # default: flows/ shipped inside the package
         "GENAIOPS_WORK_DIR",  # default: a directory under the instance's temp dir
         "FEEDBACK_RATE_PER_MINUTE",  # default 30
@@ -271,7 +272,7 @@ def test_the_collection_really_reads_the_code() -> None:
     assert {"GENAIOPS_ENV", "APPROVERS"} <= reads  # pydantic settings (two classes)
     assert {"HEARTBEAT_SCHEDULE", "APPROVAL_EXPIRY_SCHEDULE", "EVENTS_QUEUE"} <= reads  # %NAME% bindings
     assert "AOAI_API_BASE" in reads  # flows' connection placeholders
-    assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in reads  # os.environ
+    assert "AZURESUBSCRIPTION_TENANT_ID" in reads  # os.environ (the pipeline's federated credential)
     assert {"GenAIOpsStorage", "ServiceBusConnection"} <= binding_connections()
     assert len(pydantic_settings()) >= 20
 

@@ -140,9 +140,10 @@ def world(request: pytest.FixtureRequest, blob_store: BlobStore, clock: ManualCl
                   progress=options.get("progress", 3))
     client.online_endpoints.get_keys.return_value = EndpointAuthKeys(primary_key="endpoint-key")
     deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "aml",
-                                     settings={"AOAI_API_BASE": "https://aoai-genaiops.openai.azure.com/"})
+                                     app_settings={"AOAI_API_BASE": "https://aoai-genaiops.openai.azure.com/"})
     workspace = DeploymentWorkspace(flows_root=tmp_path / "flows", work_root=tmp_path / "work",
                                     deployer_for=lambda _: deployer, tester=SmokeTester(blob_store, clock),
+                                    app_settings={}, local_stack=False,
                                     operation_timeout_seconds=options.get("timeout", 1800))
     bus = Bus(app=None, clock=clock)  # type: ignore[arg-type]
     # A traffic request names no environment: the app's own (GENAIOPS_ENV) picks the deployment block.

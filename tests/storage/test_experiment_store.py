@@ -29,7 +29,8 @@ def test_a_redelivered_request_reuses_its_plan_and_data_snapshot(blob_store: Blo
     rows = [json.loads(line) for line in (FLOWS / "math_coding" / "data" / "math_test.jsonl").read_text().splitlines()]
     blob_store.write("datasets", blob, "\n".join(json.dumps(row) for row in rows[:5]).encode())
     store = BlobExperimentStore(blob_store)
-    space = ExperimentWorkspace(FLOWS, tmp_path, PromptflowRunner(), secrets_env=SECRETS, store=store)
+    space = ExperimentWorkspace(FLOWS, tmp_path, PromptflowRunner(), secrets_env=SECRETS, store=store,
+                                local_stack=False)
     request = ExperimentRequested.create({"use_case": "math_coding", "environment": "local", "datasets": ["math_test"],
                                           "data_sources": {"data/math_test.jsonl": f"blob://datasets/{blob}"}},
                                          correlation_id=unique)

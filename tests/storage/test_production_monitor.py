@@ -58,7 +58,7 @@ def test_a_breach_is_reported_once_per_window_and_never_twice_for_a_firing(
     blob_store.write(DEPLOYMENTS, endpoint_state_name("watched", endpoint), state.model_dump_json().encode())
     deployer = LocalDeployer(blob_store, clock, work_dir=tmp_path / "work", connections_for=lambda use_case: [])
     workspace = DeploymentWorkspace(flows_root=flows, work_root=tmp_path / "work", deployer_for=lambda _: deployer,
-                                    tester=SmokeTester(blob_store, clock))
+                                    tester=SmokeTester(blob_store, clock), app_settings={}, local_stack=False)
     writer = BlobProductionWriter(BlobServiceClient.from_connection_string(storage_stack.storage_connection_string))
     for second in range(20):  # blue: 10 fast and fine; green: 3 of 10 fail, and slow
         for deployment, status, latency in (("blue", 200, 50.0), ("green", 500 if second % 3 == 0 else 200, 1500.0)):

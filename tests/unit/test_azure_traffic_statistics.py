@@ -24,7 +24,7 @@ from shared.experiments.config import load_experiment
 from shared.feedback.telemetry import TelemetryError
 from shared.monitoring.azure_traffic import LogAnalyticsTrafficStatistics, window_query
 from shared.monitoring.window import LogTrafficStatistics
-from shared.services.deployment_settings import deployment_config, workspace_settings
+from shared.services.deployment_settings import deployment_config
 from shared.services.deployments import DeploymentWorkspace
 from shared.services.monitoring import monitor_production, traffic_statistics_for
 from shared.settings import Settings
@@ -129,10 +129,10 @@ def monitor_once(flows: Path, tmp_path: Path, settings: Settings, client: Any,
                                     WORKSPACE["AZURE_RESOURCE_GROUP"], WORKSPACE["AZUREML_WORKSPACE_NAME"]))
     endpoint = deployment_config(load_experiment(flows / "watched", "dev", local=False), "dev", WORKSPACE).endpoint_name
     aml.endpoints[endpoint] = ManagedOnlineEndpoint(name=endpoint, traffic=traffic)
-    deployer = ManagedOnlineDeployer(ml_client, work_dir=tmp_path / "work")
+    deployer = ManagedOnlineDeployer(ml_client, work_dir=tmp_path / "work", app_settings=WORKSPACE)
     blobs, clock = MemoryBlobStore(), ManualClock(datetime(2026, 5, 6, 7, 5, 30, tzinfo=UTC))
     workspace = DeploymentWorkspace(flows_root=flows, work_root=tmp_path / "work", deployer_for=lambda _: deployer,
-                                    tester=SmokeTester(blobs, clock))
+                                    tester=SmokeTester(blobs, clock), app_settings=WORKSPACE, local_stack=False)
     statistics = LogAnalyticsTrafficStatistics(client, LOG_ANALYTICS)
     return monitor_production(blobs, RecordingPublisher(), clock, workspace, settings,
                               lambda config: statistics if config.target is DeploymentTarget.AML_MANAGED else None), \
@@ -184,7 +184,3 @@ def test_the_monitor_reads_azure_ml_traffic_from_log_analytics_and_warns_once_wi
     assert [record.getMessage() for record in caplog.records] == [
         "monitoring skips error rate and latency of Azure ML endpoints: LOG_ANALYTICS_WORKSPACE_ID is not set "
         "(their traffic log in that Log Analytics workspace is where both come from)"]
-
-
-def test_workspace_settings_come_from_settings_not_the_process() -> None:
-    assert workspace_settings(Settings(**WORKSPACE)) == WORKSPACE

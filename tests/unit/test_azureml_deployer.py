@@ -209,7 +209,7 @@ def client() -> MLClient:
 
 @pytest.fixture
 def deployer(client: MLClient, tmp_path: Path) -> ManagedOnlineDeployer:
-    return ManagedOnlineDeployer(client, work_dir=tmp_path / "work")
+    return ManagedOnlineDeployer(client, app_settings={}, work_dir=tmp_path / "work")
 
 
 @pytest.fixture
@@ -379,7 +379,7 @@ def test_a_flow_without_requirements_runs_on_the_serving_image_as_is(
 
 def test_a_user_assigned_identity_goes_on_the_endpoint_and_into_the_container(
         client: MLClient, tmp_path: Path, flow: Path) -> None:
-    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work", auth_mode="aml_token",
+    deployer = ManagedOnlineDeployer(client, app_settings={}, work_dir=tmp_path / "work", auth_mode="aml_token",
                                      identity=EndpointIdentity(resource_id=UAI, client_id="1111-client"))
     Azure(client, endpoint=None)
 
@@ -514,7 +514,7 @@ def test_the_endpoint_is_created_without_waiting(deployer: ManagedOnlineDeployer
 
 def test_an_endpoint_once_ready_has_its_traffic_log_routed_to_log_analytics(client: MLClient, tmp_path: Path) -> None:
     traffic_logs = create_autospec(EndpointTrafficLogs, instance=True)
-    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path, traffic_logs=traffic_logs)
+    deployer = ManagedOnlineDeployer(client, app_settings={}, work_dir=tmp_path, traffic_logs=traffic_logs)
     Azure(client, endpoint=None, progress=1)
 
     state = deployer.begin_endpoint(request(Path("unused")).config)
@@ -732,13 +732,14 @@ def test_the_factory_picks_the_deployer_by_target(client: MLClient, tmp_path: Pa
     from shared.deployment.container_deployer import ContainerOnlineDeployer
     from shared.deployment.kubernetes_deployer import KubernetesOnlineDeployer
 
-    assert type(azureml_deployer_for(DeploymentTarget.AML_MANAGED, client, work_dir=tmp_path)) is ManagedOnlineDeployer
-    assert type(azureml_deployer_for(DeploymentTarget.AML_KUBERNETES, client, work_dir=tmp_path)) is \
+    assert type(azureml_deployer_for(DeploymentTarget.AML_MANAGED, client, app_settings={}, work_dir=tmp_path)) is \
+        ManagedOnlineDeployer
+    assert type(azureml_deployer_for(DeploymentTarget.AML_KUBERNETES, client, app_settings={}, work_dir=tmp_path)) is \
         KubernetesOnlineDeployer
-    assert type(azureml_deployer_for(DeploymentTarget.CONTAINER, client, work_dir=tmp_path)) is \
+    assert type(azureml_deployer_for(DeploymentTarget.CONTAINER, client, app_settings={}, work_dir=tmp_path)) is \
         ContainerOnlineDeployer
     with pytest.raises(ValueError, match="not served by Azure ML"):
-        azureml_deployer_for(DeploymentTarget.LOCAL, client, work_dir=tmp_path)
+        azureml_deployer_for(DeploymentTarget.LOCAL, client, app_settings={}, work_dir=tmp_path)
 
 
 def test_the_client_comes_from_the_workspace_settings() -> None:
@@ -830,13 +831,13 @@ def workspace_routes(traffic: dict[str, int], deployments: list[str]) -> Routes:
 
 def test_real_sdk_lists_idle_deployments_at_zero() -> None:
     routes = workspace_routes({"v-2": 100}, ["v-2", "v-3"])
-    deployer = ManagedOnlineDeployer(transport_client(routes), work_dir=Path("unused"))
+    deployer = ManagedOnlineDeployer(transport_client(routes), app_settings={}, work_dir=Path("unused"))
     assert deployer.get_traffic("math-coding-dev") == {"v-2": 100, "v-3": 0}
 
 
 def test_real_sdk_sends_both_shares_and_strips_zeroes() -> None:
     routes = workspace_routes({"v-1": 10, "v-2": 90}, ["v-1", "v-2", "v-3"])
-    deployer = ManagedOnlineDeployer(transport_client(routes), work_dir=Path("unused"))
+    deployer = ManagedOnlineDeployer(transport_client(routes), app_settings={}, work_dir=Path("unused"))
 
     state = deployer.begin_set_traffic("math-coding-dev", {"v-2": 70, "v-3": 30})
 
@@ -861,7 +862,7 @@ def test_real_sdk_not_found_is_recognised(operation: str, call: Callable[[MLClie
 
 def test_real_sdk_missing_endpoint_means_no_traffic_and_nothing_to_remove() -> None:
     routes = Routes({})
-    deployer = ManagedOnlineDeployer(transport_client(routes), work_dir=Path("unused"))
+    deployer = ManagedOnlineDeployer(transport_client(routes), app_settings={}, work_dir=Path("unused"))
     assert deployer.get_traffic("math-coding-dev") == {}
     deployer.remove("math-coding-dev", "v-3")
     assert [method for method, _, _ in routes.seen] == ["GET", "GET"]
@@ -870,7 +871,7 @@ def test_real_sdk_missing_endpoint_means_no_traffic_and_nothing_to_remove() -> N
 def test_a_forbidden_answer_is_not_mistaken_for_not_found() -> None:
     routes = Routes({("GET", "/onlineEndpoints/math-coding-dev"): lambda _: (
         403, {"error": {"code": "AuthorizationFailed", "message": "no"}})})
-    deployer = ManagedOnlineDeployer(transport_client(routes), work_dir=Path("unused"))
+    deployer = ManagedOnlineDeployer(transport_client(routes), app_settings={}, work_dir=Path("unused"))
     with pytest.raises(HttpResponseError):
         deployer.get_traffic("math-coding-dev")
 

@@ -28,7 +28,8 @@ from shared.deployment.port import (
     default_endpoint_name,
 )
 from shared.experiments.config import load_experiment
-from shared.services.deployment_settings import deployment_config
+from shared.services.deployment_settings import deployment_config, endpoint_for
+from shared.settings import Settings
 from tests.unit.test_azureml_deployer import Azure, autospec_client, deploy, managed_endpoint, request, sent, write_flow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +121,16 @@ def test_the_workspace_settings_make_the_name_unique_per_workspace(use_case: Pat
     assert valid(deployment_config(experiment, "dev", {}).endpoint_name)  # no settings: use case + environment
 
 
+def test_a_failure_events_endpoint_is_the_one_this_apps_settings_name(use_case: Path) -> None:
+    """The workspace comes from Settings.app_settings, never the process: two apps in one process name their own."""
+    settings = Settings(environment="dev", flows_dir=use_case.parent, app_settings=WORKSPACE)
+    other = settings.model_copy(update={"app_settings": {**WORKSPACE, "AZUREML_WORKSPACE_NAME": "mlw-other"}})
+
+    expected = deployment_config(load_experiment(use_case, "dev"), "dev", WORKSPACE).endpoint_name
+    assert endpoint_for(settings, "billing_questions", "dev") == expected
+    assert endpoint_for(other, "billing_questions", "dev") != expected
+
+
 def test_a_deployment_block_still_decides(use_case: Path) -> None:
     (use_case / "experiment.dev.yaml").write_text("deployment:\n  target: aml_kubernetes\n  compute: k8s\n"
                                                   "  endpoint_name: billing-dev\n")
@@ -160,7 +171,7 @@ def test_the_runtime_image_is_pinned_and_configurable() -> None:
 def test_the_deployment_runs_on_the_configured_image(tmp_path: Path) -> None:
     client = autospec_client()
     Azure(client, endpoint=managed_endpoint())
-    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work")
+    deployer = ManagedOnlineDeployer(client, app_settings={}, work_dir=tmp_path / "work")
     image = "mcr.microsoft.com/azureml/promptflow/promptflow-runtime:20240619.v2"
 
     deploy(deployer, request(write_flow(tmp_path / "bare", requirements=None), runtime_image=image))
@@ -200,7 +211,7 @@ def test_an_identity_based_connection_is_created_before_the_deployment(tmp_path:
     client = autospec_client()
     calls = azure_with_order(client)
     deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work",
-                                     settings={"AOAI_API_BASE": AOAI, "AOAI_API_KEY": "sk-not-used-9d1"})
+                                     app_settings={"AOAI_API_BASE": AOAI, "AOAI_API_KEY": "sk-not-used-9d1"})
 
     state = deploy(deployer, request(write_flow(tmp_path / "f"), connections=(IDENTITY,)))
 
@@ -220,7 +231,7 @@ def test_a_key_connection_takes_its_key_from_the_settings_and_never_logs_it(tmp_
     client = autospec_client()
     azure_with_order(client)
     deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work",
-                                     settings={"AOAI_API_BASE": AOAI, "AOAI_API_KEY": "sk-live-4b7e"})
+                                     app_settings={"AOAI_API_BASE": AOAI, "AOAI_API_KEY": "sk-live-4b7e"})
 
     with caplog.at_level(logging.DEBUG):
         deploy(deployer, request(write_flow(tmp_path / "f"), connections=(KEYED,)))
@@ -235,7 +246,7 @@ def test_a_key_connection_takes_its_key_from_the_settings_and_never_logs_it(tmp_
 def test_connections_are_sent_again_with_each_new_deployment_and_not_on_a_redelivery(tmp_path: Path) -> None:
     client = autospec_client()
     azure_with_order(client)
-    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work", settings={"AOAI_API_BASE": AOAI})
+    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work", app_settings={"AOAI_API_BASE": AOAI})
     flow = write_flow(tmp_path / "f")
 
     deploy(deployer, request(flow, connections=(IDENTITY,)))
@@ -249,7 +260,7 @@ def test_connections_are_sent_again_with_each_new_deployment_and_not_on_a_redeli
 def test_a_missing_setting_refuses_the_deployment_and_names_the_setting(tmp_path: Path) -> None:
     client = autospec_client()
     Azure(client, endpoint=managed_endpoint())
-    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work", settings={"AOAI_API_BASE": AOAI})
+    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work", app_settings={"AOAI_API_BASE": AOAI})
 
     with pytest.raises(DeploymentError, match="AOAI_API_KEY"):
         deployer.begin_deploy(request(write_flow(tmp_path / "f"), connections=(KEYED,)))
@@ -260,7 +271,7 @@ def test_a_missing_setting_refuses_the_deployment_and_names_the_setting(tmp_path
 def test_a_connection_type_the_app_does_not_create_is_refused(tmp_path: Path) -> None:
     client = autospec_client()
     Azure(client, endpoint=managed_endpoint())
-    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work", settings={})
+    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work", app_settings={})
     custom = WorkspaceConnection(name="search", connection_type="CustomConnection")
 
     with pytest.raises(DeploymentError, match="CustomConnection"):
@@ -272,7 +283,7 @@ def test_a_connection_the_workspace_refuses_fails_the_deployment_before_it_is_se
     client = autospec_client()
     Azure(client, endpoint=managed_endpoint())
     client.connections.create_or_update.side_effect = HttpResponseError("Forbidden: no connections/write")
-    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work", settings={"AOAI_API_BASE": AOAI})
+    deployer = ManagedOnlineDeployer(client, work_dir=tmp_path / "work", app_settings={"AOAI_API_BASE": AOAI})
 
     state = deployer.begin_deploy(request(write_flow(tmp_path / "f"), connections=(IDENTITY,)))
 

@@ -30,7 +30,7 @@ def directory(flows_root: Path = FLOWS, environment: str = "local") -> DeployedE
 
     workspace = DeploymentWorkspace(flows_root=flows_root, work_root=flows_root, deployer_for=deployer_for,
                                     tester=SmokeTester(None, ManualClock()),  # type: ignore[arg-type]
-                                    telemetry_for=deployer_for)
+                                    app_settings={}, local_stack=False, telemetry_for=deployer_for)
     return DeployedEndpoints(workspace, environment)
 
 

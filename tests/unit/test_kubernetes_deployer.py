@@ -44,7 +44,7 @@ def client() -> MLClient:
 
 @pytest.fixture
 def deployer(client: MLClient, tmp_path: Path) -> KubernetesOnlineDeployer:
-    return KubernetesOnlineDeployer(client, work_dir=tmp_path / "work")
+    return KubernetesOnlineDeployer(client, app_settings={}, work_dir=tmp_path / "work")
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 
-import pytest
+from pydantic import SecretStr
 
 from shared.observability import CorrelationFilter, JsonFormatter, configure_telemetry, correlation
 
@@ -25,6 +25,6 @@ def test_secrets_in_log_messages_are_masked() -> None:
     assert "s3cr3t" not in line["msg"]
 
 
-def test_no_exporter_without_an_app_insights_connection_string(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
-    assert configure_telemetry() is False
+def test_no_exporter_without_an_app_insights_connection_string() -> None:
+    assert configure_telemetry(None) is False
+    assert configure_telemetry(SecretStr("")) is False

@@ -166,12 +166,14 @@ def test_an_endpoint_azure_ml_refuses_to_reuse_rolls_back_without_a_retry(deps: 
     version, _ = register_flow_if_changed(
         deps.registry, name="math-coding", flow_dir=materialize(config.flow_dir, Combination(), tmp_path / "flow"),
         properties={"variant": "{}", "hyperparameters": "{}"})
-    endpoint = endpoint_for(deps.settings.flows_dir, "math_coding", "dev")
+    endpoint = endpoint_for(deps.settings, "math_coding", "dev")
     client = autospec_client()
     Azure(client, endpoint=KubernetesOnlineEndpoint(name=endpoint, compute="k8s", provisioning_state="Succeeded"))
     workspace = DeploymentWorkspace(flows_root=deps.settings.flows_dir, work_root=deps.settings.work_dir,
-                                    deployer_for=lambda _: ManagedOnlineDeployer(client, work_dir=tmp_path / "aml"),
-                                    tester=None)  # type: ignore[arg-type]
+                                    deployer_for=lambda _: ManagedOnlineDeployer(client, work_dir=tmp_path / "aml",
+                                                                                 app_settings={}),
+                                    tester=None,  # type: ignore[arg-type]
+                                    app_settings=deps.settings.app_settings, local_stack=deps.settings.local_stack)
     request = DeploymentRequested.create({"use_case": "math_coding", "flow_name": "math-coding",
                                           "flow_version": version.version, "environment": "dev"},
                                          correlation_id="run-4")

@@ -27,10 +27,10 @@ def gate_passed(environment: str) -> GatePassed:
 
 def test_a_pr_experiment_that_passes_its_gate_registers_nothing(tmp_path: Path) -> None:
     assert register_chosen_flow(gate_passed("pr"), Untouchable(), Untouchable(), flows_root=tmp_path,
-                                work_root=tmp_path) == []
+                                work_root=tmp_path, local=False) == []
 
 
 def test_dev_goes_on_to_registration(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="result was called"):
         register_chosen_flow(gate_passed("dev"), Untouchable(), Untouchable(), flows_root=tmp_path,
-                             work_root=tmp_path)
+                             work_root=tmp_path, local=False)

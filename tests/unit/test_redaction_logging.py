@@ -12,7 +12,7 @@ from shared.redaction import REDACTED, register_secret
 
 @pytest.fixture
 def secret() -> str:
-    install_masking()
+    install_masking({})
     value = f"canary{uuid.uuid4().hex}"
     register_secret(value)
     return value
@@ -73,14 +73,14 @@ def test_the_json_lines_carry_masked_messages(secret: str) -> None:
 
 def test_installing_twice_wraps_the_factory_once(secret: str) -> None:
     factory = logging.getLogRecordFactory()
-    install_masking()
+    install_masking({})
     assert logging.getLogRecordFactory() is factory
 
 
 def test_what_a_library_prints_is_masked(secret: str, capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
-    install_masking()  # wraps the streams pytest put in place for this test
+    install_masking({})  # wraps the streams pytest put in place for this test
     print(f"Exception occurs: AuthenticationError: Incorrect API key provided: {secret}.", file=sys.stderr)
     print(f"token {secret}")
     captured = capsys.readouterr()

@@ -19,6 +19,7 @@ from shared.experiments.config import (
 )
 from shared.experiments.connections import connection_specs
 from shared.services.deployment_settings import workspace_connections
+from shared.settings import Settings
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "flows" / "reference_math"
 LOCAL_ENDPOINT = "http://127.0.0.1:8089"
@@ -31,7 +32,6 @@ def use_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     target = tmp_path / "reference_math"
     shutil.copytree(REFERENCE, target)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GENAIOPS_ENV", raising=False)
     return target
 
 
@@ -153,13 +153,14 @@ def test_the_local_overlay_applies_once_in_the_local_environment(use_case: Path)
     assert files(use_case, "dev", local=True) == ["experiment.yaml", "experiment.local.yaml"]  # no dev overlay
 
 
-def test_the_app_environment_decides_by_default(use_case: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_app_settings_decide_not_the_process_environment(use_case: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     write(use_case, "experiment.local.yaml", LOCAL_OVERLAY)
-    monkeypatch.setenv("GENAIOPS_ENV", "local")  # the local stack
-    assert files(use_case, "pr")[-1] == "experiment.local.yaml"
-    monkeypatch.setenv("GENAIOPS_ENV", "pr")  # the pull-request app in Azure
-    assert files(use_case, "pr") == ["experiment.yaml", "experiment.pr.yaml"]
-    monkeypatch.delenv("GENAIOPS_ENV")
+    local_stack = Settings.model_validate({"GENAIOPS_ENV": "local"}).local_stack
+    assert files(use_case, "pr", local=local_stack)[-1] == "experiment.local.yaml"
+    pr_app = Settings.model_validate({"GENAIOPS_ENV": "pr"}).local_stack  # the pull-request app in Azure
+    assert files(use_case, "pr", local=pr_app) == ["experiment.yaml", "experiment.pr.yaml"]
+    monkeypatch.setenv("GENAIOPS_ENV", "local")  # the loader never looks: the caller says whether it is local
     assert files(use_case, "pr") == ["experiment.yaml", "experiment.pr.yaml"]
 
 
