@@ -117,7 +117,7 @@ class Endpoint:
 
 def endpoint_of(storage: BlobServiceClient, flows: Path) -> Endpoint | None:
     """The use case's local endpoint as the deployer left it, with the split its configuration asks for."""
-    config = deployment_config(load_experiment(flows / USE_CASE, "local"), "local")
+    config = deployment_config(load_experiment(flows / USE_CASE, "local"), "local", {})  # local: no app settings
     blob = storage.get_blob_client(DEPLOYMENTS, f"{USE_CASE}/{config.endpoint_name}.json")
     if not blob.exists():
         return None
