@@ -19,15 +19,25 @@ FOLDER_MARKERS = {"unit": "unit", "infra": "infra", "storage": "azurite", "flows
                   "e2e": "e2e", "browser": "browser", "model": "model", "packaged": "packaged"}
 SERVICE_FIXTURES = {"storage_stack": "azurite", "broker": "broker"}
 TESTS_DIR = Path(__file__).resolve().parent
+# Folders in the order they run, slowest files first: `make test` hands whole files to its workers (xdist
+# --dist loadfile) in this order, so the minutes-long packaged and e2e files start at once and the many short unit
+# files fill in at the end, instead of one worker finishing a long e2e file while the other waits.
+SLOWEST_FIRST = ("packaged", "e2e", "flows", "browser", "model", "localstack", "storage", "infra", "unit")
+
+
+def _folder(item: pytest.Item) -> str:
+    return item.path.resolve().relative_to(TESTS_DIR).parts[0]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        folder = _folder(item)
         if folder in FOLDER_MARKERS:
             item.add_marker(FOLDER_MARKERS[folder])
         for fixture in SERVICE_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
             item.add_marker(SERVICE_FIXTURES[fixture])
+    order = {folder: rank for rank, folder in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: order.get(_folder(item), len(order)))  # stable: files keep their order within
 
 
 @pytest.fixture(scope="session")

@@ -31,3 +31,9 @@ def test_services_are_marked_wherever_their_fixtures_are_used() -> None:
         "tests/localstack/test_servicebus_broker.py", "tests/localstack/test_servicebus_scheduled.py",
         "tests/localstack/test_publisher_not_before.py", "tests/localstack/test_bus_trigger_slots.py",
         "tests/flows/test_experiment_service.py", "tests/flows/test_local_deployment.py"}
+
+
+def test_every_folder_has_its_place_in_the_run_order() -> None:
+    from tests.conftest import FOLDER_MARKERS, SLOWEST_FIRST
+
+    assert sorted(SLOWEST_FIRST) == sorted(FOLDER_MARKERS)
