@@ -63,7 +63,8 @@ def run_query(query: str, rows: Iterable[Row], timespan: Any = None) -> Any:
     for operator in operators:
         name, _, argument = operator.partition(" ")
         if name == "where":
-            table = [row for row in table if _predicate(argument)(row)]
+            keep = _predicate(argument)
+            table = [row for row in table if keep(row)]
         elif name == "project":
             selected = [column.strip() for column in _split(argument, ",")]
             columns = {column: columns[_known(column, columns)] for column in selected}
