@@ -244,7 +244,10 @@ class AzureMLEntities(ABC):
     def _data_collector() -> DataCollector:
         from azure.ai.ml.entities import DataCollector, DeploymentCollection
 
-        return DataCollector(collections={name: DeploymentCollection(enabled="true") for name in DATA_COLLECTIONS})
+        # Hourly, said explicitly (RollingRate.HOUR, not exported by azure.ai.ml.constants): the production-log
+        # reader (shared/monitoring/azureml_production_log.py) lists .../{yyyy}/{MM}/{dd}/{HH}/ folders.
+        return DataCollector(collections={name: DeploymentCollection(enabled="true") for name in DATA_COLLECTIONS},
+                             rolling_rate="hour")
 
     def _model(self, request: DeploymentRequest) -> tuple[Model | str | None, str]:
         """The registered flow version when the registry made one, else the flow folder registered inline."""

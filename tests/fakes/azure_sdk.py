@@ -6,8 +6,8 @@ against Azure; the entities it keeps are the SDK objects the app sent. A PUT tak
 state Succeeded). Each deployment is "served" by a stand-in for the prompt flow serving container: an HTTP server
 on 127.0.0.1 that checks the endpoint key and answers with the deployed flow's declared outputs (typed
 placeholders — the flow itself does not run there) and logged as Azure ML's AmlOnlineEndpointTrafficLog would
-be (`traffic_log`, for a fake Log Analytics query). Every call is journaled to `calls.jsonl` in the state folder,
-so a test in another process can assert what the app asked Azure ML for.
+be (`traffic`, which tests/fakes/log_analytics.py queries). Every call is journaled to `calls.jsonl` in the state
+folder, so a test in another process can assert what the app asked Azure ML for.
 """
 
 from __future__ import annotations
@@ -296,6 +296,7 @@ class AzureMLWorkspace:
                 with workspace._lock:
                     workspace.traffic.append({
                         "EndpointName": endpoint, "TimeGenerated": datetime.now(UTC).isoformat(),
+                        "Method": "POST", "Path": self.path.removeprefix(f"/{endpoint}"),  # the scoring URI's
                         "DeploymentName": served, "ResponseCode": status,
                         "ResponseCodeReason": self.responses.get(status, ("",))[0],
                         "TotalDurationMs": round((time.monotonic() - started) * 1000),
@@ -306,10 +307,3 @@ class AzureMLWorkspace:
 
         return Handler
 
-
-def traffic_table(rows: list[dict[str, Any]], columns: list[str]) -> Any:
-    """`rows` as the LogsTable azure-monitor-query builds from a Log Analytics answer with these columns."""
-    from azure.monitor.query import LogsTable
-
-    return LogsTable(name="PrimaryResult", columns=columns, columns_types=["string"] * len(columns),
-                     rows=[[row.get(column) for column in columns] for row in rows])

@@ -6,7 +6,8 @@
   library and the package's own .python_packages — a dependency missing from requirements.txt is an ImportError
   here as in Azure. Its settings are dev's, from infra/ (tests/packaged/app_settings.py) with the fake Terraform
   outputs below; Azure itself is answered at the SDK boundary (tests/packaged/boundary/sitecustomize.py): Azurite,
-  the local broker, an in-memory Azure ML workspace, the scripted LLM, and a sink for App Insights telemetry.
+  the local broker, an in-memory Azure ML workspace, Log Analytics over its traffic (and rows a test adds:
+  `log_traffic`), the scripted LLM, and a sink for App Insights telemetry.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localstack.llm.scripted import ScriptedLLM, scripted_llm
 from localstack.stack import AZURITE_ACCOUNT, AZURITE_KEY, LocalStack, Ports, free_port
+from tests.fakes.log_analytics import seed_rows
 from tests.packaged.app_settings import app_settings, write_local_settings
 from tests.packaged.dev_environment import AOAI_ENDPOINT, PIPELINE_INPUTS, terraform_outputs
 
@@ -99,6 +102,10 @@ class PackagedHost:
     def azure_ml_calls(self) -> list[dict]:
         journal = self.fake_azure_dir / "calls.jsonl"
         return [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+
+    def log_traffic(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of AmlOnlineEndpointTrafficLog that Log Analytics holds from now on, beside the fake endpoints' own."""
+        seed_rows(self.fake_azure_dir, rows)
 
 
 def _clean_interpreter(target: Path) -> Path:

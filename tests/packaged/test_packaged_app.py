@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -16,8 +18,10 @@ from azure.storage.blob import BlobServiceClient
 
 from localstack.host.app_service_auth import local_session_token
 from localstack.host.keys import read_host_keys
+from shared.adapters.azure_blob import AzureBlobStore
 from shared.services.intake import dataset_uploaded_event
 from tests.e2e.conftest import wait_for
+from tests.e2e.production import journaled
 from tests.fakes.azure_sdk import FakeCredential
 from tests.infra.test_settings_contract import LOCAL_ONLY
 from tests.packaged.conftest import PackagedHost, _clean_interpreter
@@ -143,6 +147,61 @@ def test_the_ab_report_reads_the_endpoints_traffic_from_log_analytics(packaged_h
     [stats] = report.json()["deployments"]
     assert stats["deployment"] == served_by
     assert stats["requests"] >= 6  # the smoke test's sample request and 5 dataset rows, at least
+
+
+def traffic_row(endpoint: str, deployment: str, status: int, at: datetime, *, method: str = "POST",
+                path: str = "/score") -> dict[str, Any]:
+    """One request as Azure ML logs it to AmlOnlineEndpointTrafficLog."""
+    return {"TimeGenerated": at.isoformat(), "EndpointName": endpoint, "DeploymentName": deployment,
+            "Method": method, "Path": path, "ResponseCode": status, "ResponseCodeReason": "",
+            "TotalDurationMs": 250 + status, "XRequestId": f"user-{at:%H%M%S%f}-{status}", "XMSClientRequestId": ""}
+
+
+def test_the_monitor_reports_a_deployment_whose_traffic_log_breaks_the_error_rate(packaged_host: PackagedHost,
+                                                                                  lifecycle: Lifecycle) -> None:
+    """Terraform's MONITORING_SCHEDULE ticks the timer every minute; math_coding's dev overlay has the monitor look at
+    the endpoint's traffic log in Log Analytics every 5 minutes. Users' requests that failed on the deployment break
+    its error rate: deployment.degraded with the evidence, and a notification. Only that deployment serves after
+    the lifecycle, so nothing can take its share: the rollback is impossible and no traffic moves."""
+    host, stack = packaged_host, packaged_host.stack
+    endpoint, deployment = lifecycle.outcome["payload"]["endpoint"], lifecycle.outcome["payload"]["deployment"]
+    # One moment for all rows (a millisecond apart): a firing never splits them between two windows.
+    moment = datetime.now(UTC) - timedelta(seconds=1)
+    statuses = [200] * 18 + [500, 502, 503, 424, 429, 408] + [404, 401]  # 6 errors; 404/401 are the callers'
+    users = [traffic_row(endpoint, deployment, status, moment + timedelta(milliseconds=i))
+             for i, status in enumerate(statuses)]
+    elsewhere = [traffic_row("other-endpoint", deployment, 500, moment), traffic_row("", deployment, 500, moment),
+                 traffic_row(endpoint, deployment, 500, moment, method="GET", path="/health"),
+                 traffic_row(endpoint, "", 429, moment)]  # refused by the endpoint before any deployment
+    puts = [call for call in host.azure_ml_calls() if call["operation"] == "online_endpoints.begin_create_or_update"]
+    host.log_traffic(users + elsewhere)
+
+    blobs = AzureBlobStore(BlobServiceClient.from_connection_string(stack.storage_connection_string))
+    [degraded] = wait_for(lambda: journaled(blobs, "monitor-math_coding-", "deployment.degraded"), timeout=420,
+                          interval=5, what="deployment.degraded (the monitor looks every 5 minutes)")
+    payload = degraded.payload
+    assert (payload.endpoint, payload.deployment, payload.environment) == (endpoint, deployment, "dev")
+    [breach] = payload.breaches
+    assert breach.startswith("error rate ")
+    window = payload.window
+    assert window.errors == 6  # only the 5xx, 424, 429 and 408 of this endpoint's deployment
+    assert window.requests >= len(users)  # and the smoke test's requests, all answered
+    assert window.error_rate == window.errors / window.requests > 0.05
+    assert window.end - window.start == timedelta(minutes=15)
+    assert payload.thresholds.model_dump() == {"min_requests": 20, "max_error_rate": 0.05, "latency_p95_ms": 10000}
+    assert (payload.traffic, payload.rollback) == ({deployment: 100}, "impossible")
+
+    journal = lifecycle.session.get(f"{host.base_url}/api/runs/{degraded.correlation_id}/events", timeout=10).json()
+    assert [event["type"] for event in journal] == ["deployment.degraded"]  # no retire was requested
+    # Without APPROVAL_WEBHOOK_URL (Terraform sets none) people are told on the log: one JSON line, its facts inside.
+    title = f"Degraded: math_coding {deployment} on {endpoint} (dev)"
+    line = wait_for(lambda: next((line for line in host.log.read_text(errors="replace").splitlines()
+                                  if title in line), None), timeout=60, what="the notification's log line")
+    kind, facts = json.loads(line)["msg"].split(" ", 1)
+    assert (kind, json.loads(facts)["event_id"], json.loads(facts)["rollback"]) == (
+        "deployment.degraded", degraded.id, "impossible")
+    assert [call for call in host.azure_ml_calls()
+            if call["operation"] == "online_endpoints.begin_create_or_update"] == puts  # the split stays
 
 
 def test_the_package_builds_a_flows_image_context_on_the_workers_path(package: Path, tmp_path: Path) -> None:

@@ -303,6 +303,7 @@ def test_the_deployment_serializes_with_the_settings_on_the_wire(
     assert properties["instanceType"] == "Standard_DS3_v2"
     assert properties["dataCollector"]["collections"] == {
         name: {"dataCollectionMode": "enabled"} for name in ("model_inputs", "model_outputs", "app_traces")}
+    assert properties["dataCollector"]["rollingRate"] == "hour"  # the reader's {yyyy}/{MM}/{dd}/{HH} folders
 
 
 def test_data_collection_turns_on_the_collector_and_promptflows_flag(
@@ -315,6 +316,7 @@ def test_data_collection_turns_on_the_collector_and_promptflows_flag(
     assert isinstance(deployment.data_collector, DataCollector)
     assert {name: c.enabled for name, c in deployment.data_collector.collections.items()} == {
         "model_inputs": "true", "model_outputs": "true", "app_traces": "true"}
+    assert deployment.data_collector.rolling_rate == "hour"
     assert deployment.environment_variables["PROMPTFLOW_MDC_ENABLE"] == "true"
     assert deployment.app_insights_enabled is False
 

@@ -131,7 +131,9 @@ def test_the_shipped_judge_is_configured_locally_and_a_missing_flow_is_reported(
     [judge] = config.production_evaluators
     assert (judge.flow_dir / "flow.dag.yaml").is_file()
     assert config.monitoring.evaluation.ranking_metric == "judge.score"
-    assert load_experiment(ROOT / "flows" / "math_coding", "dev").monitoring is None  # the local overlay only
+    dev = load_experiment(ROOT / "flows" / "math_coding", "dev").monitoring  # the dev overlay: no judge there
+    assert dev is not None
+    assert dev.evaluation is None
 
     (tmp_path / "uc" / "flows" / "standard").mkdir(parents=True)
     (tmp_path / "uc" / "flows" / "standard" / "flow.dag.yaml").write_text("inputs: {}\n")

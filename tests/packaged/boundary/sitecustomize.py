@@ -11,8 +11,8 @@ host process it starts (never in the Function package). With GENAIOPS_FAKE_AZURE
   workspace (tests/fakes/azure_sdk.py);
 - answers Azure Resource Manager for azure-mgmt-monitor (the endpoints' diagnostic settings), journaling each
   request beside the workspace's calls;
-- answers Log Analytics queries of AmlOnlineEndpointTrafficLog with the requests that workspace's endpoints
-  served (the `| project` columns of the query, rows of the endpoint it names);
+- answers Log Analytics queries of AmlOnlineEndpointTrafficLog (tests/fakes/log_analytics.py runs the KQL) over the
+  requests that workspace's endpoints served and the rows a test seeded in its state folder (`seed_rows`);
 - sends the Azure OpenAI client's calls for the fake endpoint to the scripted LLM.
 
 The app's own code runs unchanged: only SDK classes are wrapped.
@@ -24,7 +24,6 @@ import functools
 import inspect
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,7 +58,8 @@ def install(config: dict[str, Any]) -> None:
     from azure.monitor.query import LogsQueryClient, LogsQueryResult
     from azure.servicebus import ServiceBusClient
     from azure.storage.blob import BlobServiceClient
-    from azure_sdk import ArmAdapter, AzureMLWorkspace, FakeCredential, arm_transport, traffic_table
+    from azure_sdk import ArmAdapter, AzureMLWorkspace, FakeCredential, arm_transport
+    from log_analytics import run_query, seeded_rows
 
     for name in ("DefaultAzureCredential", "ManagedIdentityCredential", "AzurePipelinesCredential"):
         setattr(azure.identity, name, FakeCredential)
@@ -110,12 +110,10 @@ def install(config: dict[str, Any]) -> None:
     signature = inspect.signature(LogsQueryClient.query_workspace)
 
     def query_workspace(self: LogsQueryClient, *args: Any, **kwargs: Any) -> LogsQueryResult:
-        query = signature.bind(self, *args, **kwargs).arguments["query"]  # a wrong call fails as it would in Azure
-        endpoint = re.search(r'EndpointName == "([^"]+)"', query)
-        columns = [name.strip() for name in re.search(r"\| project ([^\n|]+)", query).group(1).split(",")]
+        arguments = signature.bind(self, *args, **kwargs).arguments  # a wrong call fails as it would in Azure
         with workspace._lock:
-            rows = [row for row in workspace.traffic if endpoint and row["EndpointName"] == endpoint.group(1)]
-        return LogsQueryResult(tables=[traffic_table(rows, columns)])
+            rows = [*workspace.traffic, *seeded_rows(workspace.state_dir)]
+        return run_query(arguments["query"], rows, arguments.get("timespan"))
 
     LogsQueryClient.query_workspace = query_workspace
 
