@@ -159,8 +159,8 @@ def traffic_row(endpoint: str, deployment: str, status: int, at: datetime, *, me
 
 def test_the_monitor_reports_a_deployment_whose_traffic_log_breaks_the_error_rate(packaged_host: PackagedHost,
                                                                                   lifecycle: Lifecycle) -> None:
-    """Terraform's MONITORING_SCHEDULE ticks the timer every minute; math_coding's dev overlay has the monitor look at
-    the endpoint's traffic log in Log Analytics every 5 minutes. Users' requests that failed on the deployment break
+    """Terraform's MONITORING_SCHEDULE ticks the timer every minute, and math_coding's dev overlay has the monitor look
+    at the endpoint's traffic log in Log Analytics at each tick. Users' requests that failed on the deployment break
     its error rate: deployment.degraded with the evidence, and a notification. Only that deployment serves after
     the lifecycle, so nothing can take its share: the rollback is impossible and no traffic moves."""
     host, stack = packaged_host, packaged_host.stack
@@ -177,8 +177,8 @@ def test_the_monitor_reports_a_deployment_whose_traffic_log_breaks_the_error_rat
     host.log_traffic(users + elsewhere)
 
     blobs = AzureBlobStore(BlobServiceClient.from_connection_string(stack.storage_connection_string))
-    [degraded] = wait_for(lambda: journaled(blobs, "monitor-math_coding-", "deployment.degraded"), timeout=420,
-                          interval=5, what="deployment.degraded (the monitor looks every 5 minutes)")
+    [degraded] = wait_for(lambda: journaled(blobs, "monitor-math_coding-", "deployment.degraded"), timeout=180,
+                          interval=2, what="deployment.degraded (the monitor looks every minute)")
     payload = degraded.payload
     assert (payload.endpoint, payload.deployment, payload.environment) == (endpoint, deployment, "dev")
     [breach] = payload.breaches
