@@ -118,7 +118,7 @@ class Application:
             return MessageOutcome("dead_lettered")
         with correlation(event.correlation_id):
             self.journal.record(event)  # events posted straight to the bus by others are journaled too
-            result = self.bus.handle(event, delivery_count=delivery_count,
+            result = self.bus.handle(event, delivery_count=delivery_count, sequence_number=sequence_number,
                                      dead_letter=lambda reason, text: dead_letter(reason, text, event.correlation_id))
         if result.failure is not None and not result.published:
             return MessageOutcome("dead_lettered", event.type)

@@ -40,10 +40,16 @@ class PayloadMismatch(ValueError):
     """A key already claimed for another payload: a different message reusing an id, which must not be skipped."""
 
 
+class DuplicateInProgress(AlreadyInProgress):
+    """Another broker message with the same id holds a live claim: this copy adds nothing and can be settled. If the
+    holder fails, its own message is redelivered; if it dies, that message's redelivery takes the claim over."""
+
+
 class IdempotencyRecord(BaseModel):
     status: Literal["in_progress", "completed"]
     lease_expires_at: datetime
     delivery_count: int | None = None  # of the delivery that claimed it
+    sequence_number: int | None = None  # the broker's number of the message that claimed it: kept on redelivery
     payload_hash: str | None = None  # of what was claimed; None: not checked
     expires_at: datetime | None = None  # a completed record counts as absent from then on
     result: Any = None
@@ -63,12 +69,14 @@ class IdempotencyStore:
         self._lease = lease
         self._ttl = ttl
 
-    def run_once(self, scope: str, key: str, action: Callable[[], Any], *,
-                 delivery_count: int | None = None, payload_hash: str | None = None) -> Outcome:
+    def run_once(self, scope: str, key: str, action: Callable[[], Any], *, delivery_count: int | None = None,
+                 payload_hash: str | None = None, sequence_number: int | None = None) -> Outcome:
         """`action` must return something JSON-serialisable; that is what a replay returns. `payload_hash` (of what
-        the key stands for) turns a key reused for another payload into PayloadMismatch."""
+        the key stands for) turns a key reused for another payload into PayloadMismatch. `delivery_count` and
+        `sequence_number` (of a broker message) tell a redelivery of the message holding the claim, which takes it
+        over, from another message with the same id (DuplicateInProgress)."""
         name = idempotency_name(scope, key)
-        claim_etag = self._claim(name, scope, key, delivery_count, payload_hash)
+        claim_etag = self._claim(name, scope, key, delivery_count, payload_hash, sequence_number)
         if isinstance(claim_etag, Outcome):
             return claim_etag
         try:
@@ -83,10 +91,11 @@ class IdempotencyStore:
         return Outcome(result=result, replayed=False)
 
     def _claim(self, name: str, scope: str, key: str, delivery_count: int | None,
-               payload_hash: str | None = None) -> str | Outcome:
+               payload_hash: str | None = None, sequence_number: int | None = None) -> str | Outcome:
         now = self._clock.now()
         in_progress = IdempotencyRecord(status="in_progress", lease_expires_at=now + self._lease,
-                                        delivery_count=delivery_count, payload_hash=payload_hash)
+                                        delivery_count=delivery_count, payload_hash=payload_hash,
+                                        sequence_number=sequence_number)
         body = in_progress.model_dump_json().encode()
         try:
             return self._blobs.write(SYSTEM, name, body, if_absent=True)
@@ -103,9 +112,17 @@ class IdempotencyStore:
                                   f"{existing.payload_hash}; this delivery carries {payload_hash}")
         if existing.status == "completed" and not expired:
             return Outcome(result=existing.result, replayed=True)
-        redelivered = (delivery_count is not None and existing.delivery_count is not None
+        # Only a later delivery of the very message that claimed (its lock lost: the holder died) takes over. Another
+        # message with the same id — published twice, e.g. by two work items finishing at once — has delivery counts
+        # of its own: taking over on those would run the handler twice at once, each undoing the other's claim.
+        same_message = sequence_number is None or existing.sequence_number is None or (
+            sequence_number == existing.sequence_number)
+        redelivered = (same_message and delivery_count is not None and existing.delivery_count is not None
                        and delivery_count > existing.delivery_count)
         if existing.status == "in_progress" and existing.lease_expires_at > now and not redelivered:
+            if not same_message:
+                raise DuplicateInProgress(f"{scope}/{key} is being handled by message {existing.sequence_number}; "
+                                          f"message {sequence_number} carries the same id")
             raise AlreadyInProgress(f"{scope}/{key} is being handled by another delivery")
         try:
             return self._blobs.write(SYSTEM, name, body, if_match=etag)

@@ -31,7 +31,7 @@ from shared.events.codec import decode
 from shared.events.commands import Command, Message
 from shared.failures import permanent_reason
 from shared.handlers import FAILURE_EVENTS, HANDLERS, FailureEvent, Handler
-from shared.idempotency import IdempotencyStore, PayloadMismatch
+from shared.idempotency import DuplicateInProgress, IdempotencyStore, PayloadMismatch
 from shared.ports import EventPublisher
 
 log = logging.getLogger("genaiops.messagebus")
@@ -89,17 +89,19 @@ class MessageBus:
             event_type: inject(failure, provided) for event_type, failure in FAILURE_EVENTS.items()}
 
     def handle(self, message: Message, *, dead_letter: DeadLetterSink | None = None,
-               delivery_count: int | None = None) -> HandleResult:
-        """`delivery_count` (1 for a first delivery) lets a redelivery take over a claim its predecessor left.
-        `dead_letter` is needed for events only: a command has a caller to answer instead."""
+               delivery_count: int | None = None, sequence_number: int | None = None) -> HandleResult:
+        """`delivery_count` (1 for a first delivery) lets a redelivery take over a claim its predecessor left;
+        `sequence_number` (the broker's, of this message) tells such a redelivery from a second message with the
+        same id, which is dropped while the first is being handled. `dead_letter` is needed for events only: a
+        command has a caller to answer instead."""
         if isinstance(message, Command):
-            return self._run(message, message.idempotency_key(), None, None)
+            return self._run(message, message.idempotency_key(), None, None, None)
         if dead_letter is None:
             raise TypeError("an event needs a dead_letter sink")
-        return self._run(message, message.id, dead_letter, delivery_count)
+        return self._run(message, message.id, dead_letter, delivery_count, sequence_number)
 
     def _run(self, message: Message, key: str, dead_letter: DeadLetterSink | None,
-             delivery_count: int | None) -> HandleResult:
+             delivery_count: int | None, sequence_number: int | None) -> HandleResult:
         kind = message.type if isinstance(message, Event) else type(message).__name__
         entry = self._handlers.get(type(message))
         if entry is None:
@@ -122,7 +124,10 @@ class MessageBus:
 
         try:
             outcome = self.idempotency.run_once(name, key, run, delivery_count=delivery_count,
-                                                payload_hash=payload_hash(message))
+                                                payload_hash=payload_hash(message), sequence_number=sequence_number)
+        except DuplicateInProgress as duplicate:
+            log.info("%s %s: a copy, dropped: %s", kind, key, duplicate)
+            return HandleResult(message, name, replayed=True, published=[])
         except PayloadMismatch as mismatch:
             if dead_letter is None:
                 raise

@@ -12,10 +12,12 @@ import pytest
 
 from shared.adapters.promptflow_runner import PromptflowRunner
 from shared.application import Application
-from shared.blob_layout import REPORTS, intake_report_name
+from shared.blob_layout import REPORTS, idempotency_name, intake_report_name
 from shared.bootstrap import build_deployments
 from shared.events import Event
 from shared.events.codec import encode
+from shared.handlers import HANDLERS
+from shared.idempotency import IdempotencyStore
 from shared.ports import BlobNotFound, BlobStore
 from shared.registry.blob_registry import BlobRegistry
 from shared.registry.hashing import MAX_LINE_BYTES
@@ -87,6 +89,28 @@ def test_redelivered_event_runs_its_handler_once(app, blob_store: BlobStore, uni
     second = application.on_bus_message(body, message_id=event.id, delivery_count=2, properties={})
     assert (first.status, second.status) == ("handled", "replayed")
     assert blob_store.read(REPORTS, intake_report_name(f"math_coding/once{unique}.jsonl")) == report_before  # same
+
+
+def test_a_copy_of_an_event_being_handled_is_settled_not_retried(app, blob_store: BlobStore, clock: ManualClock,
+                                                                  unique: str) -> None:
+    """Two messages with one event id (published twice at once): while message 41 holds the claim, message 42 is
+    settled as a copy on any delivery, never taking the claim over (which ran the handler twice at once before)."""
+    application, _ = app
+    name = f"math_coding/copy{unique}.jsonl"
+    event = upload(blob_store, name, b'{"a": 1}\n')
+    handler = HANDLERS[type(event)].__name__
+    IdempotencyStore(blob_store, clock)._claim(idempotency_name(handler, event.id), handler, event.id,
+                                               delivery_count=1, sequence_number=41)
+    for delivery in (1, 2):
+        copy = application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=delivery,
+                                          properties={}, sequence_number=42)
+        assert copy.status == "replayed"
+    with pytest.raises(BlobNotFound):  # the copy ran nothing
+        blob_store.read(REPORTS, intake_report_name(name))
+    resumed = application.on_bus_message(encode(event).body, message_id=event.id, delivery_count=2, properties={},
+                                         sequence_number=41)  # the holder's own redelivery: it had died
+    assert resumed.status == "handled"
+    assert blob_store.read(REPORTS, intake_report_name(name))
 
 
 def test_malformed_message_is_dead_lettered_with_reason_and_redacted(app, unique: str) -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from shared.blob_layout import idempotency_name
-from shared.idempotency import AlreadyInProgress, IdempotencyStore, PayloadMismatch
+from shared.idempotency import AlreadyInProgress, DuplicateInProgress, IdempotencyStore, PayloadMismatch
 from shared.ports import BlobStore
 from tests.fakes.memory import ManualClock
 
@@ -110,3 +110,21 @@ def test_an_expired_record_no_longer_guards_its_payload(blob_store: BlobStore, c
     store.run_once("scope", unique, lambda: "old", payload_hash="sha256:aaa")
     clock.advance(hours=2)
     assert store.run_once("scope", unique, lambda: "new", payload_hash="sha256:bbb").result == "new"
+
+
+def test_another_message_with_the_same_id_never_takes_a_live_claim_over(blob_store: BlobStore, clock: ManualClock,
+                                                                        unique: str) -> None:
+    """Two messages carrying one event id (published twice at once): the second is a copy while the first is handled,
+    on its first delivery or any later one; only the first message's own redelivery takes the claim over."""
+    store = IdempotencyStore(blob_store, clock)
+    store._claim(idempotency_name("scope", unique), "scope", unique, delivery_count=1, sequence_number=41)
+    for count in (1, 2, 7):
+        with pytest.raises(DuplicateInProgress, match="message 41"):
+            store.run_once("scope", unique, lambda: "copy", delivery_count=count, sequence_number=42)
+
+    with pytest.raises(AlreadyInProgress) as same:  # the holder's own message, not redelivered: not a copy
+        store.run_once("scope", unique, lambda: "again", delivery_count=1, sequence_number=41)
+    assert not isinstance(same.value, DuplicateInProgress)
+    taken = store.run_once("scope", unique, lambda: "resumed", delivery_count=2, sequence_number=41)
+    assert (taken.result, taken.replayed) == ("resumed", False)
+    assert store.run_once("scope", unique, lambda: "late copy", delivery_count=1, sequence_number=42).replayed
