@@ -12,7 +12,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from localstack.llm.scripted import ScriptedLLM, scripted_llm
+from localstack.llm.scripted import ScriptedLLM, grading_responder, scripted_llm
 from localstack.stack import LocalStack, Ports
 
 E2E_MAX_DELIVERY_COUNT = 3
@@ -23,6 +23,13 @@ def llm() -> Iterator[ScriptedLLM]:
     """The LLM behind the flows' `aoai` connection: scripted so metric values are known (stands in for Azure
     OpenAI)."""
     with scripted_llm() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def grader() -> Iterator[ScriptedLLM]:
+    """As `llm`, and also the post-production judge (flows/math_coding/flows/judge): 5 for a right answer, else 1."""
+    with scripted_llm(grading_responder) as server:
         yield server
 
 

@@ -13,7 +13,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from localstack import demo, demo_ab, demo_production
-from localstack.llm.scripted import ScriptedLLM, grading_responder, scripted_llm
+from localstack.llm.scripted import ScriptedLLM
 from localstack.stack import ROOT, LocalStack
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
@@ -25,13 +25,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo_ab.copy_flows(ROOT / "flows", tmp_path_factory.mktemp("demo-flows") / "flows")
-
-
-@pytest.fixture(scope="module")
-def grader() -> Iterator[ScriptedLLM]:
-    """Calculates right, and grades as the judge flow asks: 5 for a right answer."""
-    with scripted_llm(grading_responder) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

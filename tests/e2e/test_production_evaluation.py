@@ -15,7 +15,7 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from localstack.host.keys import read_host_keys
-from localstack.llm.scripted import ScriptedLLM, grading_responder, scripted_llm
+from localstack.llm.scripted import ScriptedLLM
 from localstack.stack import LocalStack
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
@@ -59,12 +59,6 @@ WRONG_STEP = """
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return monitored_copy(tmp_path_factory.mktemp("flows"), USE_CASE, MONITORING)
-
-
-@pytest.fixture(scope="module")
-def grader() -> Iterator[ScriptedLLM]:
-    with scripted_llm(grading_responder) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -225,3 +225,17 @@ def _nearest_rank(values: list[Any], percentile: float) -> Any:
         return None
     ordered = sorted(values)
     return ordered[max(1, math.ceil(percentile / 100 * len(ordered))) - 1]
+
+
+def client_answering(answer: Any) -> Any:
+    """A LogsQueryClient (autospec'd: the real signatures) whose query_workspace returns `answer`, or raises it."""
+    from unittest.mock import create_autospec
+
+    from azure.monitor.query import LogsQueryClient
+
+    client = create_autospec(LogsQueryClient, instance=True)
+    if isinstance(answer, Exception):
+        client.query_workspace.side_effect = answer
+    else:
+        client.query_workspace.return_value = answer
+    return client

@@ -9,13 +9,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest.mock import create_autospec
 
 import pytest
 from azure.ai.ml import MLClient
 from azure.ai.ml.entities import ManagedOnlineEndpoint
 from azure.core.exceptions import HttpResponseError
-from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsQueryResult, LogsTable
+from azure.monitor.query import LogsQueryPartialResult, LogsQueryResult, LogsTable
 from azure.monitor.query._exceptions import LogsQueryError
 
 from shared.deployment.azureml_deployer import ManagedOnlineDeployer
@@ -31,6 +30,7 @@ from shared.settings import Settings
 from shared.smoke.tester import SmokeTester
 from tests.e2e.production import monitored_copy
 from tests.fakes.azure_sdk import AzureMLWorkspace, FakeCredential
+from tests.fakes.log_analytics import client_answering
 from tests.fakes.memory import ManualClock, MemoryBlobStore, RecordingPublisher
 
 LOG_ANALYTICS = "3d4e5f60-7182-4a3b-9c4d-5e6f708192a3"
@@ -43,15 +43,6 @@ TYPES = ["string", "long", "long", "long", "long", "long"]
 def summary(*rows: list[Any]) -> LogsTable:
     """The summarize's answer as the SDK builds it from the wire: one row per deployment."""
     return LogsTable(name="PrimaryResult", columns=COLUMNS, columns_types=TYPES, rows=[list(row) for row in rows])
-
-
-def client_answering(answer: Any) -> Any:
-    client = create_autospec(LogsQueryClient, instance=True)
-    if isinstance(answer, Exception):
-        client.query_workspace.side_effect = answer
-    else:
-        client.query_workspace.return_value = answer
-    return client
 
 
 def test_the_query_summarizes_the_endpoints_scoring_requests_of_the_window_per_deployment() -> None:

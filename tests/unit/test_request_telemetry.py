@@ -8,11 +8,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest.mock import create_autospec
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsQueryResult, LogsTable
+from azure.monitor.query import LogsQueryPartialResult, LogsQueryResult, LogsTable
 from azure.monitor.query._exceptions import LogsQueryError
 
 from shared.deployment.port import DeploymentConfig, DeploymentTarget, OperationStatus
@@ -22,6 +21,7 @@ from shared.feedback.endpoints import KnownEndpoint
 from shared.feedback.telemetry import ServedRequest, TelemetryError
 from shared.services.ab_testing import write_ab_report
 from shared.settings import Settings
+from tests.fakes.log_analytics import client_answering
 from tests.fakes.memory import ManualClock, MemoryBlobStore
 
 WORKSPACE = "00000000-1111-2222-3333-444444444444"
@@ -35,15 +35,6 @@ TYPES = ["datetime", "string", "int", "string", "int", "string", "string"]
 def table(*rows: list[Any]) -> LogsTable:
     """The table the service sends back, as the SDK builds it from the wire (ISO times, typed columns)."""
     return LogsTable(name="PrimaryResult", columns=COLUMNS, columns_types=TYPES, rows=[list(row) for row in rows])
-
-
-def client_answering(answer: Any) -> Any:
-    client = create_autospec(LogsQueryClient, instance=True)
-    if isinstance(answer, Exception):
-        client.query_workspace.side_effect = answer
-    else:
-        client.query_workspace.return_value = answer
-    return client
 
 
 ROWS = [
