@@ -126,14 +126,20 @@ def endpoint_of(storage: BlobServiceClient, flows: Path) -> Endpoint | None:
                     (config.traffic.new, config.traffic.current))
 
 
+FEEDBACK_PATIENCE_SECONDS = 120.0
+
+
 def _post_feedback(url: str, key: str, body: dict[str, str | int]) -> int:
-    """Post one rating; a 429 (the per-caller rate limit) is waited out as its Retry-After says."""
-    for _ in range(10):
+    """Post one rating; a 429 (the per-caller rate limit) is waited out as its Retry-After says, for up to
+    FEEDBACK_PATIENCE_SECONDS: the senders share one caller's budget (30 a minute after a burst of 10), so a sender
+    can lose the race for the next token several times in a row — a count of attempts gave up on a loaded machine."""
+    deadline = time.monotonic() + FEEDBACK_PATIENCE_SECONDS
+    while True:
         response = requests.post(url, json=body, headers={"x-functions-key": key}, timeout=30)
-        if response.status_code != 429:
+        wait = float(response.headers.get("Retry-After", "2"))
+        if response.status_code != 429 or time.monotonic() + wait > deadline:
             return response.status_code
-        time.sleep(float(response.headers.get("Retry-After", "2")))
-    return 429
+        time.sleep(wait)
 
 
 def ask_and_rate(endpoint: Endpoint, base_url: str, key: str, questions: list[dict[str, str]]) -> list[Answer]:
