@@ -1,6 +1,6 @@
 """What the production e2e tests share: a copy of math_coding under another name with a `monitoring:` overlay,
-a second version made by changing its answer step, users' questions through the endpoint's router, and the
-events the timer's runs journaled."""
+its first version and a second one made by changing its answer step, both deployed; users' questions through the
+endpoint's router, and the events the timer's runs journaled."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import shutil
 from pathlib import Path
 
 import requests
+from azure.storage.blob import BlobServiceClient
 
+from localstack.stack import LocalStack
 from shared.adapters.azure_blob import AzureBlobStore
 from shared.audit import EventJournal
 from shared.blob_layout import AUDIT, DEPLOYMENTS
 from shared.events import Event
+from tests.e2e.test_copied_use_case import deploy, outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER_STEP_END = '\n    return value[:-2] if value.endswith(".0") else value\n'
@@ -33,6 +36,18 @@ def change_answer_step(flows: Path, use_case: str, new_end: str) -> None:
     source = step.read_text()
     step.write_text(source.replace(ANSWER_STEP_END, new_end))
     assert step.read_text() != source
+
+
+def deploy_two_versions(stack: LocalStack, storage: BlobServiceClient, journal: EventJournal, flows: Path,
+                        use_case: str, new_end: str, run: str) -> tuple[Event, Event]:
+    """The use case's first version verified, then the next (answer step ending in `new_end`, uploaded as `run`)
+    verified beside it: their deployment.verified events."""
+    first = outcome(journal, deploy(stack, storage, flows, use_case))
+    assert first.type == "deployment.verified", first
+    change_answer_step(flows, use_case, new_end)
+    second = outcome(journal, deploy(stack, storage, flows, use_case, run=run))
+    assert second.type == "deployment.verified", second
+    return first, second
 
 
 def router_url(blobs: AzureBlobStore, use_case: str, endpoint: str) -> str:

@@ -22,8 +22,7 @@ from shared.audit import EventJournal
 from shared.blob_layout import REPORTS
 from shared.events import Event
 from tests.e2e.conftest import running_stack, wait_for
-from tests.e2e.production import ask_the_router, change_answer_step, journaled, monitored_copy, router_url
-from tests.e2e.test_copied_use_case import deploy, outcome
+from tests.e2e.production import ask_the_router, deploy_two_versions, journaled, monitored_copy, router_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(500)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,11 +74,7 @@ def production_events(blobs: AzureBlobStore, event_type: str) -> list[Event]:
 def test_traffic_is_judged_per_deployment_once_by_the_scheduled_evaluation(stack: LocalStack, flows: Path) -> None:
     storage = BlobServiceClient.from_connection_string(stack.storage_connection_string)
     blobs, journal = AzureBlobStore(storage), EventJournal(AzureBlobStore(storage))
-    first = outcome(journal, deploy(stack, storage, flows, USE_CASE))
-    assert first.type == "deployment.verified", first
-    change_answer_step(flows, USE_CASE, WRONG_STEP)
-    second = outcome(journal, deploy(stack, storage, flows, USE_CASE, run="-wrong"))
-    assert second.type == "deployment.verified", second
+    first, second = deploy_two_versions(stack, storage, journal, flows, USE_CASE, WRONG_STEP, run="-wrong")
     good, wrong, endpoint = first.payload.deployment, second.payload.deployment, second.payload.endpoint
 
     router = router_url(blobs, USE_CASE, endpoint)

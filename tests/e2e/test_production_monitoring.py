@@ -22,8 +22,7 @@ from shared.blob_layout import PRODUCTION
 from shared.events import Event
 from shared.monitoring.production_log import parse_lines
 from tests.e2e.conftest import running_stack, wait_for
-from tests.e2e.production import ask_the_router, change_answer_step, journaled, monitored_copy, router_url
-from tests.e2e.test_copied_use_case import deploy, outcome
+from tests.e2e.production import ask_the_router, deploy_two_versions, journaled, monitored_copy, router_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(500)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,11 +66,7 @@ def degraded_events(blobs: AzureBlobStore) -> list[Event]:
 def test_a_failing_version_is_reported_degraded_and_rolled_back(stack: LocalStack, flows: Path) -> None:
     storage = BlobServiceClient.from_connection_string(stack.storage_connection_string)
     blobs, journal = AzureBlobStore(storage), EventJournal(AzureBlobStore(storage))
-    first = outcome(journal, deploy(stack, storage, flows, USE_CASE))
-    assert first.type == "deployment.verified", first
-    change_answer_step(flows, USE_CASE, BROKEN_STEP)
-    second = outcome(journal, deploy(stack, storage, flows, USE_CASE, run="-broken"))
-    assert second.type == "deployment.verified", second
+    first, second = deploy_two_versions(stack, storage, journal, flows, USE_CASE, BROKEN_STEP, run="-broken")
     good, bad, endpoint = first.payload.deployment, second.payload.deployment, second.payload.endpoint
     assert second.payload.traffic == {good: 50, bad: 50}
 
